@@ -1,0 +1,31 @@
+"""The key-provider error hierarchy.
+
+Third-party errors (hvac, requests, sqlite3, PyNaCl) are translated into these
+where they enter, so callers never depend on a backend's exception types.
+Messages never carry key material or plaintext.
+"""
+
+from __future__ import annotations
+
+
+class KeyProviderError(Exception):
+    """Base class: the key provider could not do what was asked."""
+
+
+class KeyProviderConfigError(KeyProviderError):
+    """The provider is misconfigured (bad address, missing token, policy denies a call)."""
+
+
+class KeyUnavailable(KeyProviderError):
+    """The provider is unreachable, sealed or failing: retry later, fail closed now."""
+
+
+class KeyDestroyed(KeyProviderError):
+    """The subject key no longer exists (crypto-shredded): its data is gone for good."""
+
+
+class UnwrapFailed(KeyProviderError):
+    """A wrapped data key did not unwrap. Deliberately says nothing about why."""
+
+    def __init__(self) -> None:
+        super().__init__("wrapped data key could not be unwrapped")

@@ -1,0 +1,48 @@
+# Least-privilege policy for the pii-vault service token.
+#
+# `pii-vault init` (run once with a privileged token) enables the transit mount,
+# creates the shared keys and writes this policy; the service itself runs with
+# a token holding only this policy. The mount path "transit/" is rewritten when
+# another mount is configured.
+
+# Per-subject key-encryption keys: create (never exportable, never with a
+# plaintext backup), read metadata, allow deletion, rotate, hard-delete.
+path "transit/keys/pii-subject-*" {
+  capabilities = ["create", "read", "update", "delete"]
+  allowed_parameters = {
+    "type"                   = ["aes256-gcm96"]
+    "exportable"             = [false]
+    "allow_plaintext_backup" = [false]
+    "deletion_allowed"       = [true]
+  }
+}
+
+# Data keys are generated, unwrapped and re-wrapped under subject keys only.
+path "transit/datakey/plaintext/pii-subject-*" {
+  capabilities = ["update"]
+}
+path "transit/decrypt/pii-subject-*" {
+  capabilities = ["update"]
+}
+path "transit/rewrap/pii-subject-*" {
+  capabilities = ["update"]
+}
+
+# Blind-index HMAC (the key itself never leaves Vault).
+path "transit/hmac/pii-index" {
+  capabilities = ["update"]
+}
+path "transit/hmac/pii-index/*" {
+  capabilities = ["update"]
+}
+
+# Audit checkpoints and deletion receipts are signed in Vault; the public key is readable.
+path "transit/sign/pii-audit" {
+  capabilities = ["update"]
+}
+path "transit/sign/pii-audit/*" {
+  capabilities = ["update"]
+}
+path "transit/keys/pii-audit" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,360 @@
+"""Key provider backed by HashiCorp Vault / OpenBao transit, through hvac.
+
+Subject keys never leave Vault: they are created non-exportable without a
+plaintext backup, data keys come from ``transit/datakey/plaintext`` and only
+their wrapped form is kept. Every hvac/requests error is translated here.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions as hv
+import requests
+
+from keys.errors import (
+    KeyDestroyed,
+    KeyProviderConfigError,
+    KeyProviderError,
+    KeyUnavailable,
+    UnwrapFailed,
+)
+from keys.provider import DataKey
+
+T = TypeVar("T")
+
+SUBJECT_KEY_PREFIX = "pii-subject-"
+INDEX_KEY = "pii-index"
+SIGNING_KEY = "pii-audit"
+POLICY_NAME = "pii-vault"
+
+
+class _NotFound(Exception):
+    """Internal: Vault said the key or path does not exist."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _strip_vault_prefix(value: str) -> bytes:
+    # "vault:v1:<base64>" -> raw bytes
+    parts = value.split(":", 2)
+    if len(parts) != 3 or parts[0] != "vault":
+        raise KeyProviderError("unexpected response format from key provider")
+    return _unb64(parts[2])
+
+
+def _is_not_found(exc: hv.VaultError) -> bool:
+    text = " ".join(str(e) for e in (exc.errors or [])) if exc.errors else str(exc)
+    text = text.lower()
+    return "not found" in text or "no existing key" in text or "could not be found" in text
+
+
+def policy_text(mount: str = "transit") -> str:
+    """The shipped least-privilege HCL policy, rewritten for ``mount``."""
+    text = resources.files("keys").joinpath("policy.hcl").read_text(encoding="utf-8")
+    return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
+
+
+class TransitKeyProvider:
+    """KeyProvider over Vault/OpenBao transit."""
+
+    name = "transit"
+
+    def __init__(
+        self,
+        addr: str,
+        token: str,
+        *,
+        mount: str = "transit",
+        timeout: float = 5.0,
+        client: hvac.Client | None = None,
+    ) -> None:
+        if not addr:
+            raise KeyProviderConfigError("VAULT_ADDR is not set")
+        if not token:
+            raise KeyProviderConfigError("VAULT_TOKEN is not set")
+        self._mount = mount
+        self._client = client or hvac.Client(url=addr, token=token, timeout=timeout)
+        self._calls = 0
+        self._lock = threading.Lock()
+        self._public_key: bytes | None = None
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    def _key_name(self, subject_id: str) -> str:
+        return f"{SUBJECT_KEY_PREFIX}{subject_id}"
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One Vault round trip, counted, with errors translated."""
+        with self._lock:
+            self._calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
+        except hv.VaultDown as exc:
+            raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
+        except (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:
+            raise KeyUnavailable("key provider unavailable: Vault returned an error") from exc
+        except hv.Unauthorized as exc:
+            raise KeyProviderConfigError("key provider rejected the Vault token") from exc
+        except hv.Forbidden as exc:
+            if _is_not_found(exc):
+                raise _NotFound from exc
+            raise KeyProviderConfigError(
+                "key provider denied the call: check the Vault policy"
+            ) from exc
+        except hv.InvalidPath as exc:
+            raise _NotFound from exc
+        except hv.InvalidRequest as exc:
+            if _is_not_found(exc):
+                raise _NotFound from exc
+            raise
+        except hv.VaultError as exc:
+            raise KeyProviderError("key provider error") from exc
+
+    @property
+    def _transit(self) -> Any:
+        return self._client.secrets.transit
+
+    # -- KeyProvider ------------------------------------------------------
+
+    def check(self) -> None:
+        try:
+            status = self._call(self._client.sys.read_health_status, method="GET")
+        except KeyProviderError:
+            raise
+        except hv.VaultError as exc:  # pragma: no cover - translated above
+            raise KeyUnavailable("key provider unavailable") from exc
+        code = 200
+        if isinstance(status, requests.Response):
+            code = status.status_code
+            try:
+                status = status.json()
+            except ValueError:
+                status = {}
+        if isinstance(status, dict) and (status.get("sealed") or not status.get("initialized")):
+            raise KeyUnavailable("key provider unavailable: Vault is sealed")
+        if code not in (200, 429, 473):
+            raise KeyUnavailable("key provider unavailable: Vault is not ready")
+
+    def create_subject_key(self, subject_id: str) -> None:
+        try:
+            self._call(
+                self._transit.create_key,
+                self._key_name(subject_id),
+                key_type="aes256-gcm96",
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=self._mount,
+            )
+        except hv.InvalidRequest as exc:
+            raise KeyProviderError("key provider refused to create the subject key") from exc
+
+    def subject_key_exists(self, subject_id: str) -> bool:
+        try:
+            self._call(self._transit.read_key, self._key_name(subject_id), mount_point=self._mount)
+        except _NotFound:
+            return False
+        return True
+
+    def generate_data_key(self, subject_id: str) -> DataKey:
+        try:
+            resp = self._call(
+                self._transit.generate_data_key,
+                self._key_name(subject_id),
+                key_type="plaintext",
+                bits=256,
+                mount_point=self._mount,
+            )
+        except _NotFound as exc:
+            raise KeyDestroyed("subject key does not exist") from exc
+        except hv.InvalidRequest as exc:
+            raise KeyProviderError("key provider refused to generate a data key") from exc
+        data = resp["data"]
+        return DataKey(plaintext=_unb64(data["plaintext"]), wrapped=data["ciphertext"])
+
+    def unwrap_data_key(self, subject_id: str, wrapped: str) -> bytes:
+        try:
+            resp = self._call(
+                self._transit.decrypt_data,
+                self._key_name(subject_id),
+                ciphertext=wrapped,
+                mount_point=self._mount,
+            )
+        except _NotFound as exc:
+            raise KeyDestroyed("subject key does not exist") from exc
+        except hv.InvalidRequest as exc:
+            raise UnwrapFailed() from exc
+        try:
+            key = _unb64(resp["data"]["plaintext"])
+        except (KeyError, ValueError) as exc:
+            raise UnwrapFailed() from exc
+        if len(key) != 32:
+            raise UnwrapFailed()
+        return key
+
+    def rotate_subject_key(self, subject_id: str) -> None:
+        try:
+            self._call(self._transit.rotate_key, self._key_name(subject_id), mount_point=self._mount)
+        except _NotFound as exc:
+            raise KeyDestroyed("subject key does not exist") from exc
+
+    def rewrap_data_keys(self, subject_id: str, wrapped: Sequence[str]) -> list[str]:
+        if not wrapped:
+            return []
+        try:
+            resp = self._call(
+                self._transit.rewrap_data,
+                self._key_name(subject_id),
+                ciphertext=None,
+                batch_input=[{"ciphertext": w} for w in wrapped],
+                mount_point=self._mount,
+            )
+        except _NotFound as exc:
+            raise KeyDestroyed("subject key does not exist") from exc
+        except hv.InvalidRequest as exc:
+            raise UnwrapFailed() from exc
+        results = resp["data"]["batch_results"]
+        if any("error" in r and r["error"] for r in results):
+            raise UnwrapFailed()
+        return [r["ciphertext"] for r in results]
+
+    def destroy_subject_key(self, subject_id: str) -> None:
+        name = self._key_name(subject_id)
+        try:
+            self._call(
+                self._transit.update_key_configuration,
+                name,
+                deletion_allowed=True,
+                mount_point=self._mount,
+            )
+        except _NotFound:
+            return  # already gone: shredding is idempotent
+        except hv.InvalidRequest as exc:
+            raise KeyProviderError("key provider refused to allow deletion") from exc
+        try:
+            self._call(self._transit.delete_key, name, mount_point=self._mount)
+        except _NotFound:
+            return
+        except hv.InvalidRequest as exc:
+            raise KeyProviderError("key provider refused to delete the subject key") from exc
+        if self.subject_key_exists(subject_id):
+            raise KeyProviderError("subject key still exists after deletion")
+
+    def blind_index(self, messages: Sequence[bytes]) -> list[str]:
+        if not messages:
+            return []
+        try:
+            resp = self._call(
+                self._client.adapter.post,
+                f"/v1/{self._mount}/hmac/{INDEX_KEY}/sha2-256",
+                json={"key_version": 1, "batch_input": [{"input": _b64(m)} for m in messages]},
+            )
+        except (_NotFound, hv.InvalidRequest) as exc:
+            raise KeyProviderConfigError("blind-index key missing: run `pii-vault init`") from exc
+        results = resp["data"]["batch_results"]
+        if len(results) != len(messages) or any(r.get("error") for r in results):
+            raise KeyProviderError("key provider could not compute the blind index")
+        return [_b64(_strip_vault_prefix(r["hmac"])) for r in results]
+
+    def sign(self, message: bytes) -> bytes:
+        try:
+            resp = self._call(
+                self._transit.sign_data,
+                SIGNING_KEY,
+                hash_input=_b64(message),
+                mount_point=self._mount,
+            )
+        except (_NotFound, hv.InvalidRequest) as exc:
+            raise KeyProviderConfigError("signing key missing: run `pii-vault init`") from exc
+        return _strip_vault_prefix(resp["data"]["signature"])
+
+    def signing_public_key(self) -> bytes:
+        if self._public_key is None:
+            try:
+                resp = self._call(self._transit.read_key, SIGNING_KEY, mount_point=self._mount)
+            except _NotFound as exc:
+                raise KeyProviderConfigError("signing key missing: run `pii-vault init`") from exc
+            keys = resp["data"]["keys"]
+            latest = str(resp["data"]["latest_version"])
+            self._public_key = _unb64(keys[latest]["public_key"])
+        return self._public_key
+
+    def close(self) -> None:
+        adapter = getattr(self._client, "adapter", None)
+        if adapter is not None and hasattr(adapter, "close"):
+            adapter.close()
+
+
+def bootstrap_transit(
+    client: hvac.Client, *, mount: str = "transit", policy_name: str = POLICY_NAME
+) -> None:
+    """Create the mount, shared keys and service policy. Idempotent; needs a privileged token.
+
+    Used by ``pii-vault init`` and by the managed OpenBao of tests and the demo.
+    """
+    try:
+        mounts = client.sys.list_mounted_secrets_engines()
+        mounts = mounts.get("data", mounts)
+        if f"{mount}/" not in mounts:
+            client.sys.enable_secrets_engine("transit", path=mount)
+        transit = client.secrets.transit
+        existing: set[str] = set()
+        try:
+            existing = set(transit.list_keys(mount_point=mount)["data"]["keys"])
+        except hv.InvalidPath:
+            pass
+        if INDEX_KEY not in existing:
+            transit.create_key(
+                INDEX_KEY,
+                key_type="aes256-gcm96",
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=mount,
+            )
+        if SIGNING_KEY not in existing:
+            transit.create_key(
+                SIGNING_KEY,
+                key_type="ed25519",
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=mount,
+            )
+        client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
+    except hv.VaultDown as exc:
+        raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
+    except (hv.Forbidden, hv.Unauthorized) as exc:
+        raise KeyProviderConfigError(
+            "init needs a privileged Vault token (mounts, policies, transit keys)"
+        ) from exc
+    except hv.VaultError as exc:
+        raise KeyProviderError("Vault bootstrap failed") from exc
+
+
+def create_service_token(
+    client: hvac.Client, *, policy_name: str = POLICY_NAME, ttl: str = "768h"
+) -> str:
+    """A token limited to the service policy (for the managed server and operators)."""
+    try:
+        resp = client.auth.token.create(policies=[policy_name], ttl=ttl, renewable=True)
+    except hv.VaultError as exc:
+        raise KeyProviderError("could not create a service token") from exc
+    return str(resp["auth"]["client_token"])
