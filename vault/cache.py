@@ -1,0 +1,121 @@
+"""A bounded cache of unwrapped data keys: LRU + TTL, one load per key at a time.
+
+Why: every decrypt needs its data key, and unwrapping is a Vault round trip.
+The cache keeps that to one call per data key per TTL, however many threads
+ask at once. ``evict_subject`` (called at the start of a shred) drops the
+subject's keys and poisons loads already in flight, so a shredded subject can
+never be decrypted from here; the service also checks the subject's status in
+the database before every use, which covers other processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keys.errors import KeyDestroyed
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    evictions: int = 0
+
+
+class _Flight:
+    __slots__ = ("cancelled", "done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: bytes | None = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+
+class DataKeyCache:
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        ttl_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or ttl_seconds <= 0:
+            raise ValueError("cache needs max_entries >= 1 and ttl_seconds > 0")
+        self.max_entries = max_entries
+        self.ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, subject_id: str, dek_id: str, loader: Callable[[], bytes]) -> bytes:
+        """The data key, from the cache or from ``loader`` (called once per concurrent miss)."""
+        key = (subject_id, dek_id)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                if entry[1] > self._clock():
+                    self._entries.move_to_end(key)
+                    self.stats.hits += 1
+                    return entry[0]
+                del self._entries[key]
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                self.stats.misses += 1
+                self.stats.loads += 1
+            else:
+                self.stats.hits += 1
+        if not leader:
+            flight.done.wait()
+        else:
+            try:
+                flight.value = loader()
+            except BaseException as exc:
+                flight.error = exc
+            finally:
+                with self._lock:
+                    self._flights.pop(key, None)
+                    if flight.error is None and not flight.cancelled and flight.value is not None:
+                        self._entries[key] = (flight.value, self._clock() + self.ttl)
+                        while len(self._entries) > self.max_entries:
+                            self._entries.popitem(last=False)
+                            self.stats.evictions += 1
+                flight.done.set()
+        if flight.error is not None:
+            raise flight.error
+        if flight.cancelled or flight.value is None:
+            raise KeyDestroyed("subject is being shredded")
+        return flight.value
+
+    def put(self, subject_id: str, dek_id: str, value: bytes) -> None:
+        """Seed a key just generated (so its first use needs no unwrap call)."""
+        with self._lock:
+            self._entries[(subject_id, dek_id)] = (value, self._clock() + self.ttl)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+                self.stats.evictions += 1
+
+    def evict_subject(self, subject_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == subject_id]:
+                del self._entries[key]
+            for key, flight in self._flights.items():
+                if key[0] == subject_id:
+                    flight.cancelled = True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            for flight in self._flights.values():
+                flight.cancelled = True

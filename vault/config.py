@@ -1,0 +1,73 @@
+"""Settings from the environment (DESIGN.md, CLI section). Bad values fail at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keys.factory import PROVIDERS, KeyProviderSettings
+from vault.errors import ConfigError
+
+DEFAULT_MAX_DEK_ENCRYPTIONS = 1 << 20  # far below the 2**32 random-nonce bound for AES-GCM
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".pii-vault")
+    database_url: str = ""
+    keys: KeyProviderSettings = field(default_factory=KeyProviderSettings)
+    dek_cache_size: int = 1024
+    dek_cache_ttl: float = 300.0
+    max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS
+    default_region: str = "CN"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'vault.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("PII_VAULT_HOME") or ".pii-vault")
+        kind = (env.get("PII_VAULT_KEY_PROVIDER") or "local").strip().lower()
+        if kind not in PROVIDERS:
+            raise ConfigError(
+                f"PII_VAULT_KEY_PROVIDER must be one of {', '.join(PROVIDERS)}, not {kind!r}"
+            )
+        region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
+        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
+            raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
+        return cls(
+            home=home,
+            database_url=env.get("PII_VAULT_DATABASE_URL", ""),
+            keys=KeyProviderSettings(
+                kind=kind,
+                home=home,
+                vault_addr=env.get("VAULT_ADDR"),
+                vault_token=env.get("VAULT_TOKEN"),
+                transit_mount=env.get("PII_VAULT_TRANSIT_MOUNT") or "transit",
+                local_master_key=env.get("PII_VAULT_LOCAL_MASTER_KEY"),
+            ),
+            dek_cache_size=_int(env, "PII_VAULT_DEK_CACHE_SIZE", 1024, 1),
+            dek_cache_ttl=float(_int(env, "PII_VAULT_DEK_CACHE_TTL", 300, 1)),
+            max_dek_encryptions=_int(
+                env, "PII_VAULT_MAX_DEK_ENCRYPTIONS", DEFAULT_MAX_DEK_ENCRYPTIONS, 1
+            ),
+            default_region=region.upper(),
+        )

@@ -1,0 +1,74 @@
+"""Signed deletion receipts: proof that a subject's key was destroyed, verifiable offline."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keys.signing import verify_signature
+
+RECEIPT_TYPE = "pii-vault.deletion-receipt"
+
+
+@dataclass(frozen=True)
+class DeletionReceipt:
+    subject_id: str
+    requested_at: str
+    shredded_at: str
+    key_provider: str
+    signature: str  # base64 Ed25519 over payload()
+    public_key: str  # base64 raw Ed25519 public key
+
+    def payload(self) -> bytes:
+        return receipt_payload(
+            self.subject_id, self.requested_at, self.shredded_at, self.key_provider
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": RECEIPT_TYPE,
+            "version": 1,
+            "subject_id": self.subject_id,
+            "requested_at": self.requested_at,
+            "shredded_at": self.shredded_at,
+            "key_provider": self.key_provider,
+            "subject_key_destroyed": True,
+            "data_deleted": True,
+            "signature": self.signature,
+            "public_key": self.public_key,
+        }
+
+
+def receipt_payload(subject_id: str, requested_at: str, shredded_at: str, provider: str) -> bytes:
+    """Canonical JSON (sorted keys, no spaces): the exact bytes that are signed."""
+    body = {
+        "type": RECEIPT_TYPE,
+        "version": 1,
+        "subject_id": subject_id,
+        "requested_at": requested_at,
+        "shredded_at": shredded_at,
+        "key_provider": provider,
+        "subject_key_destroyed": True,
+        "data_deleted": True,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def verify_receipt(receipt: Mapping[str, Any], public_key: bytes | None = None) -> bool:
+    """True when the receipt's signature verifies (against ``public_key`` if given: pin it)."""
+    try:
+        payload = receipt_payload(
+            str(receipt["subject_id"]),
+            str(receipt["requested_at"]),
+            str(receipt["shredded_at"]),
+            str(receipt["key_provider"]),
+        )
+        signature = base64.b64decode(str(receipt["signature"]), validate=True)
+        key = public_key or base64.b64decode(str(receipt["public_key"]), validate=True)
+    except (KeyError, binascii.Error, ValueError):
+        return False
+    return verify_signature(key, payload, signature)
