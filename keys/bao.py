@@ -88,6 +88,7 @@ class ManagedOpenBao:
 storage "raft" {{
   path    = "{data}"
   node_id = "pii-vault-test"
+  performance_multiplier = 1
 }}
 listener "tcp" {{
   address         = "127.0.0.1:{self.port}"
@@ -96,7 +97,6 @@ listener "tcp" {{
 }}
 api_addr      = "{self.addr}"
 cluster_addr  = "http://127.0.0.1:{self.cluster_port}"
-disable_mlock = true
 ui            = false
 """,
             encoding="utf-8",
@@ -224,7 +224,7 @@ ui            = false
         raise KeyUnavailable("OpenBao did not become active in time")
 
     def _init_and_unseal(self) -> None:
-        client = hvac.Client(url=self.addr, timeout=5)
+        client = hvac.Client(url=self.addr, timeout=90)  # Raft elects a leader first
         if not client.sys.is_initialized():
             result = client.sys.initialize(secret_shares=1, secret_threshold=1)
             self.root_token = result["root_token"]

@@ -280,7 +280,10 @@ class FieldSpec:
         text = TEXT_VALIDATORS[self.validation](value)
         if len(text) > self.max_length:
             raise FieldValueError("too_long")
-        return text.encode("utf-8")
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates cannot be stored or returned
+            raise FieldValueError("invalid_unicode") from None
 
     def decode(self, plaintext: bytes) -> Value:
         return plaintext if self.type == "binary" else plaintext.decode("utf-8")

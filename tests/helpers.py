@@ -1,0 +1,75 @@
+"""Test helpers that look at what is really stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import Engine, inspect, text
+
+from tests.conftest import Database
+from vault.db import make_engine, migrate
+
+TABLES = ["subjects", "data_keys", "field_values", "tokens", "blind_index"]
+
+# Distinctive values, so a match in raw storage can only be a leak.
+ALICE = {
+    "full_name": "Zelda Quartermaine",
+    "email": "zelda.quartermaine@example.org",
+    "phone": "+442079460958",
+    "passport_number": "ZQ9876543",
+    "card_number": "4111111111111111",
+    "transaction_record": "order 77-ALPHA: one umbrella, crimson",
+    "face_template": b"FACE-TEMPLATE-\x00\x01\x02-ZELDA-MARKER",
+}
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+
+
+def raw_storage(database: Database) -> bytes:
+    """Every byte the database holds: SQLite file + WAL, or every PostgreSQL row as text."""
+    if database.kind == "sqlite":
+        assert database.path is not None
+        out = b""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = Path(str(database.path) + suffix)
+            if path.exists():
+                out += path.read_bytes()
+        return out
+    chunks = []
+    with database.engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            for (row,) in conn.execute(text(f'SELECT t::text FROM "{table}" t')):  # noqa: S608
+                chunks.append(row)
+    return "\n".join(chunks).encode("utf-8")
+
+
+def leaked(storage: bytes, value: str | bytes) -> bool:
+    """Whether ``value`` appears raw, or hex-encoded as PostgreSQL prints bytea."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return raw in storage or raw.hex().encode() in storage
+
+
+def copy_database(database: Database, tmp: Path) -> Database:
+    """A consistent copy, as a backup would be: SQLite backup API, or a new schema."""
+    if database.kind == "sqlite":
+        assert database.path is not None
+        target = tmp / "backup.db"
+        src, dst = sqlite3.connect(database.path), sqlite3.connect(target)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        url = f"sqlite:///{target}"
+        return Database("sqlite", url, make_engine(url), path=target)
+    schema = f"{database.schema}_copy"
+    with database.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(database.url, schema=schema)
+    migrate(engine)
+    with database.engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f'INSERT INTO "{schema}".{table} SELECT * FROM {table}'))  # noqa: S608
+    return Database("postgresql", database.url, engine, schema=schema)

@@ -1,0 +1,257 @@
+"""Contract suite every key provider passes, plus backend-specific behaviour."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from keys import (
+    KeyDestroyed,
+    KeyProvider,
+    KeyProviderConfigError,
+    KeyProviderSettings,
+    KeyUnavailable,
+    UnwrapFailed,
+    build_key_provider,
+    verify_signature,
+)
+from keys.bao import free_port
+from keys.local import LocalKeyProvider, load_master_key
+from keys.transit import TransitKeyProvider, policy_text
+from tests.conftest import OpenBaoServer
+
+
+def new_subject(provider: KeyProvider) -> str:
+    subject = str(uuid.uuid4())
+    provider.create_subject_key(subject)
+    return subject
+
+
+# -- the contract ------------------------------------------------------------------
+
+
+def test_data_key_round_trip(provider: KeyProvider) -> None:
+    subject = new_subject(provider)
+    dk = provider.generate_data_key(subject)
+    assert len(dk.plaintext) == 32
+    assert base64.b64encode(dk.plaintext).decode() not in dk.wrapped
+    assert provider.unwrap_data_key(subject, dk.wrapped) == dk.plaintext
+    assert provider.generate_data_key(subject).plaintext != dk.plaintext
+    assert "plaintext" not in repr(dk) and repr(dk.plaintext) not in repr(dk)
+
+
+def test_wrapped_key_moved_to_another_subject_fails(provider: KeyProvider) -> None:
+    alice, bob = new_subject(provider), new_subject(provider)
+    dk = provider.generate_data_key(alice)
+    with pytest.raises(UnwrapFailed) as info:
+        provider.unwrap_data_key(bob, dk.wrapped)
+    assert str(info.value) == "wrapped data key could not be unwrapped"
+
+
+@pytest.mark.parametrize("position", [-1, -5, -20])
+def test_tampered_wrapped_key_fails_generically(provider: KeyProvider, position: int) -> None:
+    subject = new_subject(provider)
+    dk = provider.generate_data_key(subject)
+    prefix, body = dk.wrapped.rsplit(":", 1)
+    raw = bytearray(base64.b64decode(body))
+    raw[position] ^= 0x01
+    tampered = f"{prefix}:{base64.b64encode(bytes(raw)).decode()}"
+    with pytest.raises(UnwrapFailed) as info:
+        provider.unwrap_data_key(subject, tampered)
+    assert str(info.value) == "wrapped data key could not be unwrapped"
+    with pytest.raises(UnwrapFailed):
+        provider.unwrap_data_key(subject, "not a wrapped key")
+
+
+def test_rotation_keeps_old_keys_and_rewraps(provider: KeyProvider) -> None:
+    subject = new_subject(provider)
+    old = provider.generate_data_key(subject)
+    provider.rotate_subject_key(subject)
+    assert provider.unwrap_data_key(subject, old.wrapped) == old.plaintext
+    (rewrapped,) = provider.rewrap_data_keys(subject, [old.wrapped])
+    assert rewrapped != old.wrapped
+    assert provider.unwrap_data_key(subject, rewrapped) == old.plaintext
+    newer = provider.generate_data_key(subject)
+    assert provider.unwrap_data_key(subject, newer.wrapped) == newer.plaintext
+    assert provider.rewrap_data_keys(subject, []) == []
+
+
+def test_destroy_is_hard_and_idempotent(provider: KeyProvider) -> None:
+    subject = new_subject(provider)
+    dk = provider.generate_data_key(subject)
+    assert provider.subject_key_exists(subject)
+    provider.destroy_subject_key(subject)
+    assert not provider.subject_key_exists(subject)
+    with pytest.raises(KeyDestroyed):
+        provider.unwrap_data_key(subject, dk.wrapped)
+    with pytest.raises(KeyDestroyed):
+        provider.generate_data_key(subject)
+    with pytest.raises(KeyDestroyed):
+        provider.rotate_subject_key(subject)
+    provider.destroy_subject_key(subject)  # "not found" means done
+    provider.destroy_subject_key(str(uuid.uuid4()))
+
+
+def test_destroying_one_subject_leaves_others(provider: KeyProvider) -> None:
+    alice, bob = new_subject(provider), new_subject(provider)
+    dk = provider.generate_data_key(bob)
+    provider.destroy_subject_key(alice)
+    assert provider.unwrap_data_key(bob, dk.wrapped) == dk.plaintext
+
+
+def test_blind_index_is_deterministic_and_keyed(provider: KeyProvider) -> None:
+    a1, b, a2 = provider.blind_index([b"email\x00a@example.com", b"email\x00b@example.com",
+                                      b"email\x00a@example.com"])
+    assert a1 == a2 and a1 != b
+    assert "a@example.com" not in a1
+    assert base64.b64decode(a1) != b"email\x00a@example.com"
+    assert provider.blind_index([]) == []
+
+
+def test_signatures_verify_with_the_public_key_only(provider: KeyProvider) -> None:
+    message = b'{"subject_id":"x"}'
+    signature = provider.sign(message)
+    public = provider.signing_public_key()
+    assert len(signature) == 64 and len(public) == 32
+    assert verify_signature(public, message, signature)
+    assert not verify_signature(public, message + b" ", signature)
+    assert not verify_signature(public, message, bytes(64))
+
+
+def test_calls_are_counted(provider: KeyProvider) -> None:
+    before = provider.calls
+    subject = new_subject(provider)
+    provider.generate_data_key(subject)
+    assert provider.calls >= before + 2
+
+
+def test_check_passes_when_healthy(provider: KeyProvider) -> None:
+    provider.check()
+
+
+# -- transit specifics ---------------------------------------------------------------
+
+
+def test_transit_subject_keys_are_non_exportable(openbao: OpenBaoServer) -> None:
+    provider = openbao.provider()
+    subject = new_subject(provider)
+    info = openbao.server.client().secrets.transit.read_key(f"pii-subject-{subject}")["data"]
+    assert info["exportable"] is False
+    assert info["allow_plaintext_backup"] is False
+    assert info["type"] == "aes256-gcm96"
+    assert info["deletion_allowed"] is False
+
+
+def test_transit_service_token_is_least_privilege(openbao: OpenBaoServer) -> None:
+    client = openbao.server.client(openbao.service_token)
+    transit = client.secrets.transit
+    denied = [
+        lambda: transit.create_key("pii-subject-evil", exportable=True),
+        lambda: transit.create_key("pii-subject-evil2", allow_plaintext_backup=True),
+        lambda: transit.export_key("pii-audit", key_type="signing-key"),
+        lambda: transit.delete_key("pii-audit"),
+        lambda: transit.update_key_configuration("pii-index", deletion_allowed=True),
+        lambda: transit.create_key("other-key"),
+        lambda: client.sys.list_mounted_secrets_engines(),
+        lambda: client.sys.list_policies(),
+        lambda: client.secrets.transit.backup_key("pii-audit"),
+    ]
+    for attempt in denied:
+        with pytest.raises((hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)):
+            attempt()
+    assert "transit/keys/pii-subject-*" in policy_text()
+    assert '"pii/keys/pii-subject-*"' in policy_text("pii")
+
+
+def test_transit_unreachable_is_key_unavailable() -> None:
+    provider = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "token", timeout=1)
+    with pytest.raises(KeyUnavailable, match="key provider unavailable"):
+        provider.check()
+    with pytest.raises(KeyUnavailable, match="key provider unavailable"):
+        provider.unwrap_data_key(str(uuid.uuid4()), "vault:v1:AAAA")
+
+
+def test_transit_bad_token_is_config_error(openbao: OpenBaoServer) -> None:
+    provider = TransitKeyProvider(openbao.addr, "not-a-real-token")
+    with pytest.raises(KeyProviderConfigError):
+        provider.create_subject_key(str(uuid.uuid4()))
+
+
+@pytest.mark.slow
+def test_transit_sealed_and_stopped_are_key_unavailable(own_openbao: OpenBaoServer) -> None:
+    provider = own_openbao.provider()
+    subject = new_subject(provider)
+    dk = provider.generate_data_key(subject)
+    own_openbao.server.seal()
+    with pytest.raises(KeyUnavailable, match="sealed"):
+        provider.check()
+    with pytest.raises(KeyUnavailable, match="sealed"):
+        provider.unwrap_data_key(subject, dk.wrapped)
+    own_openbao.server.unseal()
+    assert provider.unwrap_data_key(subject, dk.wrapped) == dk.plaintext
+    own_openbao.server.stop()
+    with pytest.raises(KeyUnavailable, match="cannot reach"):
+        provider.unwrap_data_key(subject, dk.wrapped)
+    own_openbao.server.start()  # persistent storage: the key survived the restart
+    assert provider.unwrap_data_key(subject, dk.wrapped) == dk.plaintext
+
+
+# -- local specifics -----------------------------------------------------------------
+
+
+def test_local_master_key_file_is_created_0600(tmp_path: Path) -> None:
+    key = load_master_key(tmp_path)
+    path = tmp_path / "master.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_master_key(tmp_path) == key
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyProviderConfigError, match="chmod 600"):
+        load_master_key(tmp_path)
+
+
+def test_local_master_key_from_environment(tmp_path: Path) -> None:
+    raw = os.urandom(32)
+    assert load_master_key(tmp_path, base64.urlsafe_b64encode(raw).decode()) == raw
+    assert not (tmp_path / "master.key").exists()
+    with pytest.raises(KeyProviderConfigError):
+        load_master_key(tmp_path, base64.urlsafe_b64encode(b"short").decode())
+    with pytest.raises(KeyProviderConfigError):
+        load_master_key(tmp_path, "%%%not base64%%%")
+
+
+def test_local_wrong_master_key_is_refused(tmp_path: Path) -> None:
+    LocalKeyProvider(tmp_path / "keys.db", os.urandom(32)).close()
+    with pytest.raises(KeyProviderConfigError, match="master key"):
+        LocalKeyProvider(tmp_path / "keys.db", os.urandom(32))
+
+
+def test_local_keystore_holds_no_raw_keys(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "keys.db", os.urandom(32))
+    subject = new_subject(provider)
+    dk = provider.generate_data_key(subject)
+    provider.close()
+    raw = (tmp_path / "keys.db").read_bytes()
+    assert dk.plaintext not in raw
+
+
+def test_factory_rejects_bad_configuration(tmp_path: Path) -> None:
+    with pytest.raises(KeyProviderConfigError, match="unknown key provider"):
+        build_key_provider(KeyProviderSettings(kind="kms", home=tmp_path))
+    with pytest.raises(KeyProviderConfigError, match="VAULT_ADDR"):
+        build_key_provider(KeyProviderSettings(kind="transit", home=tmp_path))
+    with pytest.raises(KeyProviderConfigError, match="VAULT_TOKEN"):
+        build_key_provider(
+            KeyProviderSettings(kind="transit", home=tmp_path, vault_addr="http://127.0.0.1:1")
+        )
+    settings = KeyProviderSettings(
+        kind="transit", home=tmp_path, vault_addr="http://x", vault_token="s.secret-token"
+    )
+    assert "secret-token" not in repr(settings)
+    assert isinstance(build_key_provider(KeyProviderSettings(home=tmp_path)), LocalKeyProvider)
