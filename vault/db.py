@@ -13,6 +13,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from vault.errors import ConfigError, DatabaseUnavailable
 
 
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+READ_ONLY = {SQLITE_BEGIN_OPTION: "DEFERRED"}
+
+
 def normalize_url(url: str) -> str:
     """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -61,8 +65,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # One writer at a time, decided at BEGIN: no lock upgrades that fail mid-transaction.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock at BEGIN (no lock upgrade failing mid-transaction);
+        # read-only transactions ask for DEFERRED and run concurrently under WAL.
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
 
 
 def alembic_config() -> Config:

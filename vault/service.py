@@ -36,6 +36,7 @@ from keys.provider import KeyProvider
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
 from vault.crypto import decrypt_field, encrypt_field
+from vault.db import READ_ONLY
 from vault.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -212,13 +213,15 @@ class VaultService:
             raise DatabaseUnavailable("database unavailable") from exc
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def _tx(self, *, read_only: bool = False) -> Iterator[Session]:
         with self._translating(), self._sessions.begin() as session:
+            if read_only:
+                session.connection(execution_options=READ_ONLY)
             yield session
 
     def check(self) -> None:
         """Readiness: raise ServiceUnavailable unless the database and key provider answer."""
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             session.execute(select(1))
         with self._translating():
             self.keys.check()
@@ -481,7 +484,7 @@ class VaultService:
     def detokenize(self, tokens: Sequence[str]) -> list[DetokenizeResult]:
         """Per token, in input order: the current value, or an error code."""
         wanted = list(dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t)))
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             rows = {
                 row.token: row
                 for row in session.scalars(select(Token).where(Token.token.in_(wanted)))
@@ -531,7 +534,7 @@ class VaultService:
         return {row.field: (row, self._decrypt(session, subject.id, row)) for row in rows}
 
     def masked_view(self, subject_id: str) -> SubjectView:
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             subject = self._subject(session, subject_id, lock="share")
             self._require_active(subject)
             tokens = {
@@ -557,7 +560,7 @@ class VaultService:
         if unknown or not fields:
             errors = {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"}
             raise ValidationError("invalid field list", errors)
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             subject = self._subject(session, subject_id, lock="share")
             self._require_active(subject)
             return {
@@ -576,7 +579,7 @@ class VaultService:
             raise ValidationError("invalid lookup value", {field_name: exc.reason}) from exc
         with self._translating():
             (digest,) = self.keys.blind_index([spec.index_form(normalized)])
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             return list(
                 session.scalars(
                     select(BlindIndex.subject_id)
@@ -592,7 +595,7 @@ class VaultService:
 
     def export(self, subject_id: str) -> dict[str, Any]:
         """Everything held about the subject (policy §5 access right), binary as base64."""
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             subject = self._subject(session, subject_id, lock="share")
             self._require_active(subject)
             tokens = {
@@ -625,7 +628,7 @@ class VaultService:
             }
 
     def status(self, subject_id: str) -> str:
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             return self._subject(session, subject_id).status
 
     # -- keys -----------------------------------------------------------------
@@ -710,7 +713,7 @@ class VaultService:
         )
 
     def pending_shreds(self) -> list[str]:
-        with self._tx() as session:
+        with self._tx(read_only=True) as session:
             return list(
                 session.scalars(
                     select(Subject.id)

@@ -1,0 +1,214 @@
+"""Crypto-shredding, as DESIGN.md's protocol, and atomicity when OpenBao fails mid-operation."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from keys.errors import KeyDestroyed, KeyUnavailable
+from keys.provider import DataKey, KeyProvider
+from keys.transit import TransitKeyProvider
+from tests.conftest import Database, OpenBaoServer
+from tests.helpers import ALICE, copy_database, row_counts
+from vault.errors import (
+    KeyProviderUnavailable,
+    ShredPending,
+    SubjectShredded,
+)
+from vault.models import FieldValue, Subject
+from vault.receipts import verify_receipt
+from vault.service import VaultService
+
+
+def test_shred_destroys_key_data_and_tokens(service: VaultService, database: Database) -> None:
+    alice = service.create_subject(ALICE, external_id="alice")
+    bob = service.create_subject({"email": "bob@example.com"}, external_id="bob")
+    receipt = service.shred(alice.subject_id)
+
+    assert not service.keys.subject_key_exists(alice.subject_id)
+    assert service.status(alice.subject_id) == "shredded"
+    results = service.detokenize(list(alice.tokens.values()))
+    assert {r.error for r in results} == {"not_found"}
+    assert all(r.value is None for r in results)
+    for read in (service.masked_view, service.export):
+        with pytest.raises(SubjectShredded):
+            read(alice.subject_id)
+    with pytest.raises(SubjectShredded):
+        service.reveal(alice.subject_id, ["email"])
+    with pytest.raises(SubjectShredded):
+        service.put_fields(alice.subject_id, {"email": "again@example.com"})
+    assert service.lookup("email", ALICE["email"]) == []
+
+    # Only a tombstone is left: id, status, timestamps.
+    counts = row_counts(database.engine)
+    assert counts == {"subjects": 2, "data_keys": 1, "field_values": 1, "tokens": 1,
+                      "blind_index": 1}
+    with database.engine.connect() as conn:
+        tomb = conn.execute(select(Subject).where(Subject.id == alice.subject_id)).one()
+    assert tomb.external_id is None and tomb.region is None and tomb.shredded_at is not None
+
+    # Other subjects are untouched.
+    assert service.detokenize([bob.tokens["email"]])[0].value == "bob@example.com"
+
+    # The receipt is signed by the provider's key and tamper-evident.
+    data = receipt.to_dict()
+    assert verify_receipt(data, service.keys.signing_public_key())
+    assert not verify_receipt(dict(data, subject_id=bob.subject_id))
+    assert not verify_receipt(dict(data, signature=base64.b64encode(bytes(64)).decode()))
+    # Idempotent: shredding again returns the same receipt.
+    assert service.shred(alice.subject_id) == receipt
+
+
+def test_backup_taken_before_shred_decrypts_nothing(
+    service: VaultService, database: Database, provider: KeyProvider, tmp_path: Path
+) -> None:
+    alice = service.create_subject(ALICE)
+    service.detokenize(list(alice.tokens.values()))  # warm the cache, as production would be
+    backup = copy_database(database, tmp_path)
+    try:
+        service.shred(alice.subject_id)
+        restored = VaultService(backup.engine, provider)  # fresh process: empty cache
+        assert restored.status(alice.subject_id) == "active"  # the backup predates the shred
+        for token in alice.tokens.values():
+            with pytest.raises(SubjectShredded):
+                restored.detokenize([token])
+        for read in (restored.masked_view, restored.export):
+            with pytest.raises(SubjectShredded):
+                read(alice.subject_id)
+        # Going around the service: every stored ciphertext fails to decrypt.
+        with backup.engine.connect() as conn:
+            rows = conn.execute(select(FieldValue)).all()
+        assert len(rows) == len(ALICE)
+        with restored._tx(read_only=True) as session:  # noqa: SLF001
+            for row in rows:
+                value = session.get(FieldValue, (row.subject_id, row.field))
+                assert value is not None
+                with pytest.raises(KeyDestroyed):  # the key is gone, so is the data
+                    restored._decrypt(session, row.subject_id, value)  # noqa: SLF001
+    finally:
+        backup.engine.dispose()
+
+
+def test_shred_blocks_reads_in_other_processes_at_once(
+    service: VaultService, database: Database, provider: KeyProvider
+) -> None:
+    alice = service.create_subject({"email": "a@example.com"})
+    other = VaultService(database.new_engine(), provider)  # another worker, warm cache
+    assert other.detokenize([alice.tokens["email"]])[0].value == "a@example.com"
+    service.shred(alice.subject_id)
+    assert other.detokenize([alice.tokens["email"]])[0].error == "not_found"
+    with pytest.raises(SubjectShredded):
+        other.masked_view(alice.subject_id)
+    other.engine.dispose()
+
+
+# -- OpenBao unavailable -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shred_with_vault_down_stays_shredding_then_completes(
+    database: Database, own_openbao: OpenBaoServer
+) -> None:
+    service = VaultService(database.engine, own_openbao.provider())
+    other = VaultService(database.new_engine(), own_openbao.provider())
+    alice = service.create_subject(ALICE)
+    bob = service.create_subject({"email": "bob@example.com"})
+    assert other.detokenize([alice.tokens["email"]])[0].value == ALICE["email"]  # warm
+
+    own_openbao.server.stop()
+    with pytest.raises(ShredPending, match="key provider is unavailable") as info:
+        service.shred(alice.subject_id)
+    assert isinstance(info.value, KeyProviderUnavailable)  # -> 503 in the API
+    assert service.status(alice.subject_id) == "shredding"
+    # Reads are blocked at once, everywhere, even from a warm cache.
+    result = other.detokenize([alice.tokens["email"]])[0]
+    assert result.error == "shredded" and result.value is None
+    with pytest.raises(SubjectShredded):
+        other.masked_view(alice.subject_id)
+    assert service.pending_shreds() == [alice.subject_id]
+    outcome = service.complete_pending_shreds()
+    assert outcome.completed == [] and outcome.pending == [alice.subject_id]
+
+    own_openbao.server.start()
+    outcome = service.complete_pending_shreds()
+    assert [r.subject_id for r in outcome.completed] == [alice.subject_id]
+    assert outcome.pending == []
+    assert service.status(alice.subject_id) == "shredded"
+    assert not service.keys.subject_key_exists(alice.subject_id)
+    assert verify_receipt(outcome.completed[0].to_dict(), service.keys.signing_public_key())
+    assert other.detokenize([bob.tokens["email"]])[0].value == "bob@example.com"
+    other.engine.dispose()
+
+
+class StopsVaultMidway(TransitKeyProvider):
+    """A real transit provider whose OpenBao is stopped just before a chosen call."""
+
+    def __init__(self, bao: OpenBaoServer, before: str) -> None:
+        super().__init__(bao.addr, bao.service_token)
+        self._bao, self._before = bao, before
+
+    def _maybe_stop(self, name: str) -> None:
+        if name == self._before:
+            self._bao.server.stop()
+
+    def generate_data_key(self, subject_id: str) -> DataKey:
+        self._maybe_stop("generate_data_key")
+        return super().generate_data_key(subject_id)
+
+    def blind_index(self, messages: list[bytes]) -> list[str]:  # type: ignore[override]
+        self._maybe_stop("blind_index")
+        return super().blind_index(messages)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before", ["generate_data_key", "blind_index"])
+def test_vault_stopped_mid_create_leaves_no_half_written_subject(
+    database: Database, own_openbao: OpenBaoServer, before: str
+) -> None:
+    service = VaultService(database.engine, StopsVaultMidway(own_openbao, before))
+    before_counts = row_counts(database.engine)
+    with pytest.raises(KeyProviderUnavailable, match="key provider unavailable") as info:
+        service.create_subject(ALICE, external_id="half")
+    assert ALICE["email"] not in str(info.value)
+    assert row_counts(database.engine) == before_counts
+    own_openbao.server.start()
+    # The same record can be stored once Vault is back: nothing stale blocks it.
+    healthy = VaultService(database.engine, own_openbao.provider())
+    created = healthy.create_subject(ALICE, external_id="half")
+    assert healthy.detokenize([created.tokens["email"]])[0].value == ALICE["email"]
+
+
+@pytest.mark.slow
+def test_vault_stopped_mid_correction_keeps_old_values(
+    database: Database, own_openbao: OpenBaoServer
+) -> None:
+    healthy = VaultService(database.engine, own_openbao.provider())
+    created = healthy.create_subject({"email": "keep@example.com", "phone": "+14155550100"})
+    service = VaultService(database.engine, StopsVaultMidway(own_openbao, "blind_index"))
+    before = row_counts(database.engine)
+    with pytest.raises(KeyProviderUnavailable):
+        service.put_fields(created.subject_id, {"email": "new@example.com"})
+    assert row_counts(database.engine) == before
+    own_openbao.server.start()
+    assert healthy.detokenize([created.tokens["email"]])[0].value == "keep@example.com"
+
+
+def test_unreachable_provider_fails_closed_on_reads(
+    database: Database, openbao: OpenBaoServer
+) -> None:
+    service = VaultService(database.engine, openbao.provider())
+    created = service.create_subject({"email": "closed@example.com"})
+    from keys.bao import free_port
+
+    broken = VaultService(
+        database.engine, TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
+    )
+    with pytest.raises(KeyProviderUnavailable, match="key provider unavailable"):
+        broken.detokenize([created.tokens["email"]])
+    with pytest.raises(KeyProviderUnavailable):
+        broken.check()
+    with pytest.raises(KeyUnavailable):
+        broken.keys.check()
