@@ -211,14 +211,17 @@ ui            = false
         while time.monotonic() < deadline:
             self._check_alive()
             health = self._health()
-            if health and health.get("initialized") and not health.get("sealed") and not (
-                health.get("standby")
+            if (
+                health
+                and health.get("initialized")
+                and not health.get("sealed")
+                and not (health.get("standby"))
             ):
                 # Raft needs a moment after unseal before writes succeed.
                 try:
                     self.client().sys.list_mounted_secrets_engines()
                     return
-                except Exception:  # noqa: BLE001, S110 - still electing a leader
+                except Exception:  # noqa: S110 - still electing a leader
                     pass
             time.sleep(0.1)
         raise KeyUnavailable("OpenBao did not become active in time")

@@ -66,7 +66,7 @@ def load_master_key(home: Path, env_value: str | None = None) -> bytes:
         except (binascii.Error, ValueError) as exc:
             raise KeyProviderConfigError(f"{path} does not hold a valid key") from exc
         if len(key) != 32:
-            raise KeyProviderConfigError(f"{path} does not hold a 32-byte key")
+            raise KeyProviderConfigError(f"{path} does not hold a 32-byte key") from None
         return key
     key = nacl_random(32)
     with os.fdopen(fd, "wb") as handle:
@@ -125,7 +125,9 @@ class LocalKeyProvider:
         self._signing_key = SigningKey(self._service_key("signing"))
 
     @classmethod
-    def open(cls, home: str | os.PathLike[str], master_key_b64: str | None = None) -> LocalKeyProvider:
+    def open(
+        cls, home: str | os.PathLike[str], master_key_b64: str | None = None
+    ) -> LocalKeyProvider:
         home = Path(home)
         return cls(home / "keys.db", load_master_key(home, master_key_b64))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nacl.exceptions import BadSignatureError, ValueError as NaclValueError
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import ValueError as NaclValueError
 from nacl.signing import VerifyKey
 
 

@@ -8,6 +8,7 @@ their wrapped form is kept. Every hvac/requests error is translated here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -211,7 +212,9 @@ class TransitKeyProvider:
 
     def rotate_subject_key(self, subject_id: str) -> None:
         try:
-            self._call(self._transit.rotate_key, self._key_name(subject_id), mount_point=self._mount)
+            self._call(
+                self._transit.rotate_key, self._key_name(subject_id), mount_point=self._mount
+            )
         except _NotFound as exc:
             raise KeyDestroyed("subject key does not exist") from exc
 
@@ -316,10 +319,8 @@ def bootstrap_transit(
             client.sys.enable_secrets_engine("transit", path=mount)
         transit = client.secrets.transit
         existing: set[str] = set()
-        try:
+        with contextlib.suppress(hv.InvalidPath):  # no keys yet
             existing = set(transit.list_keys(mount_point=mount)["data"]["keys"])
-        except hv.InvalidPath:
-            pass
         if INDEX_KEY not in existing:
             transit.create_key(
                 INDEX_KEY,

@@ -90,7 +90,7 @@ def postgres_admin() -> Iterator[Engine]:
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception:
         engine.dispose()
         _unavailable(f"PostgreSQL at {POSTGRES_URL}")
     yield engine

@@ -95,7 +95,7 @@ def test_evict_subject_drops_entries_and_poisons_flights() -> None:
     def reader() -> None:
         try:
             cache.get("s", "d2", loader)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=reader)

@@ -107,8 +107,9 @@ def test_destroying_one_subject_leaves_others(provider: KeyProvider) -> None:
 
 
 def test_blind_index_is_deterministic_and_keyed(provider: KeyProvider) -> None:
-    a1, b, a2 = provider.blind_index([b"email\x00a@example.com", b"email\x00b@example.com",
-                                      b"email\x00a@example.com"])
+    a1, b, a2 = provider.blind_index(
+        [b"email\x00a@example.com", b"email\x00b@example.com", b"email\x00a@example.com"]
+    )
     assert a1 == a2 and a1 != b
     assert "a@example.com" not in a1
     assert base64.b64decode(a1) != b"email\x00a@example.com"

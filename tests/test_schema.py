@@ -34,8 +34,13 @@ def test_schema_has_every_design_field_in_its_category() -> None:
 
 def test_searchable_fields_and_binary_biometrics() -> None:
     searchable = {n for n, s in SCHEMA.fields.items() if s.searchable}
-    assert {"email", "phone", "id_card_number", "passport_number",
-            "drivers_license_number"} <= searchable
+    assert {
+        "email",
+        "phone",
+        "id_card_number",
+        "passport_number",
+        "drivers_license_number",
+    } <= searchable
     assert SCHEMA["face_template"].type == SCHEMA["voiceprint"].type == "binary"
     assert SCHEMA["card_number"].token == "card"
 

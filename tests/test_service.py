@@ -33,7 +33,9 @@ def test_round_trip_every_field_kind(service: VaultService) -> None:
         "face_template": ALICE["face_template"]
     }
     card_token = created.tokens["card_number"]
-    assert card_token[-4:] == "1111" and len(card_token) == 16 and card_token != ALICE["card_number"]
+    assert (
+        card_token[-4:] == "1111" and len(card_token) == 16 and card_token != ALICE["card_number"]
+    )
 
 
 def test_masked_view_shows_no_plaintext(service: VaultService) -> None:
@@ -224,7 +226,9 @@ def test_rotation_keeps_old_data_readable(service: VaultService, database: Datab
     assert service.reveal(created.subject_id, ["email"]) == {"email": "rot@example.com"}
 
 
-def test_data_key_rotates_before_its_nonce_budget(database: Database, provider: KeyProvider) -> None:
+def test_data_key_rotates_before_its_nonce_budget(
+    database: Database, provider: KeyProvider
+) -> None:
     service = VaultService(database.engine, provider, max_dek_encryptions=3)
     created = service.create_subject({"email": "a@example.com", "phone": "+14155550100"})
     tokens = dict(created.tokens)
@@ -235,8 +239,12 @@ def test_data_key_rotates_before_its_nonce_budget(database: Database, provider: 
     assert all(k.encryptions <= 3 for k in keys)
     service.cache.clear()
     values = {r.field: r.value for r in service.detokenize(list(tokens.values()))}
-    assert values == {"email": "a@example.com", "phone": "+14155550100", "full_name": "A B",
-                      "gender": "f"}
+    assert values == {
+        "email": "a@example.com",
+        "phone": "+14155550100",
+        "full_name": "A B",
+        "gender": "f",
+    }
 
 
 def test_cache_saves_key_provider_calls(service: VaultService) -> None:
@@ -300,7 +308,7 @@ def test_concurrent_writers_and_readers(service: VaultService, database: Databas
             for i in range(5):
                 service.put_fields(shared.subject_id, {"transaction_record": f"w{n}-{i}"})
                 assert service.detokenize([mine.tokens["phone"]])[0].value == f"+1415555{n:04d}"
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -44,8 +44,13 @@ def test_shred_destroys_key_data_and_tokens(service: VaultService, database: Dat
 
     # Only a tombstone is left: id, status, timestamps.
     counts = row_counts(database.engine)
-    assert counts == {"subjects": 2, "data_keys": 1, "field_values": 1, "tokens": 1,
-                      "blind_index": 1}
+    assert counts == {
+        "subjects": 2,
+        "data_keys": 1,
+        "field_values": 1,
+        "tokens": 1,
+        "blind_index": 1,
+    }
     with database.engine.connect() as conn:
         tomb = conn.execute(select(Subject).where(Subject.id == alice.subject_id)).one()
     assert tomb.external_id is None and tomb.region is None and tomb.shredded_at is not None
@@ -82,12 +87,12 @@ def test_backup_taken_before_shred_decrypts_nothing(
         with backup.engine.connect() as conn:
             rows = conn.execute(select(FieldValue)).all()
         assert len(rows) == len(ALICE)
-        with restored._tx(read_only=True) as session:  # noqa: SLF001
+        with restored._tx(read_only=True) as session:
             for row in rows:
                 value = session.get(FieldValue, (row.subject_id, row.field))
                 assert value is not None
                 with pytest.raises(KeyDestroyed):  # the key is gone, so is the data
-                    restored._decrypt(session, row.subject_id, value)  # noqa: SLF001
+                    restored._decrypt(session, row.subject_id, value)
     finally:
         backup.engine.dispose()
 

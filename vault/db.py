@@ -12,7 +12,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from vault.errors import ConfigError, DatabaseUnavailable
 
-
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 READ_ONLY = {SQLITE_BEGIN_OPTION: "DEFERRED"}
 

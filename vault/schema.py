@@ -24,7 +24,9 @@ from vault.errors import ConfigError
 
 Value = str | bytes
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _DOCUMENT = re.compile(r"^[A-Z0-9]{4,30}$")
@@ -344,7 +346,13 @@ class Schema:
         if not isinstance(categories, dict) or not isinstance(raw_fields, dict) or not raw_fields:
             raise ConfigError(f"{where}: needs [categories] and [fields.*] tables")
         required = {
-            "category", "type", "validation", "max_length", "mask", "token", "searchable",
+            "category",
+            "type",
+            "validation",
+            "max_length",
+            "mask",
+            "token",
+            "searchable",
             "retention",
         }
         fields: dict[str, FieldSpec] = {}
@@ -367,7 +375,9 @@ class Schema:
             else:
                 raise ConfigError(f"{where}: fields.{name}: type must be string or binary")
             if not ok:
-                raise ConfigError(f"{where}: fields.{name}: unknown validation {raw['validation']!r}")
+                raise ConfigError(
+                    f"{where}: fields.{name}: unknown validation {raw['validation']!r}"
+                )
             if raw["mask"] not in MASKERS:
                 raise ConfigError(f"{where}: fields.{name}: unknown mask {raw['mask']!r}")
             if raw["token"] not in TOKEN_STYLES:

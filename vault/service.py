@@ -314,7 +314,9 @@ class VaultService:
                 return token
         raise KeyProviderError("could not find a free token")  # pragma: no cover
 
-    def _store(self, session: Session, subject: Subject, values: Mapping[str, bytes]) -> dict[str, str]:
+    def _store(
+        self, session: Session, subject: Subject, values: Mapping[str, bytes]
+    ) -> dict[str, str]:
         """Encrypt and upsert values, re-issue their tokens and index entries."""
         if not values:
             return {}
@@ -337,13 +339,15 @@ class VaultService:
             row.dek_id = record.id
             row.updated_at = now
             row.retain_until = spec.retention.expires(now)
-            session.execute(delete(Token).where(Token.subject_id == subject.id, Token.field == name))
+            session.execute(
+                delete(Token).where(Token.subject_id == subject.id, Token.field == name)
+            )
             token = self._new_token(session, spec, plaintext)
             session.add(Token(token=token, subject_id=subject.id, field=name, created_at=now))
             tokens[name] = token
         for name, digest in zip(searchable, digests, strict=True):
             session.merge(BlindIndex(subject_id=subject.id, field=name, digest=digest))
-        record.encryptions = DataKeyRecord.encryptions + len(values)  # type: ignore[assignment]
+        record.encryptions = DataKeyRecord.encryptions + len(values)
         subject.updated_at = now
         session.flush()
         return tokens
@@ -360,9 +364,7 @@ class VaultService:
         with contextlib.suppress(KeyProviderError):
             self.keys.destroy_subject_key(subject_id)
 
-    def _new_subject(
-        self, external_id: str | None, region: str | None, is_minor: bool
-    ) -> Subject:
+    def _new_subject(self, external_id: str | None, region: str | None, is_minor: bool) -> Subject:
         now = utcnow()
         return Subject(
             id=str(uuid.uuid4()),
@@ -408,7 +410,7 @@ class VaultService:
         return CreatedSubject(subject.id, tokens)
 
     def put_fields(self, subject_id: str, fields: Mapping[str, Value]) -> dict[str, str]:
-        """Add or correct fields; each written field gets a new token (the old one stops resolving)."""
+        """Add or correct fields; each gets a new token (the old one stops resolving)."""
         values = self._normalize(fields, allow_empty=False)
         with self._tx() as session:
             subject = self._subject(session, subject_id, lock="update")
@@ -429,7 +431,9 @@ class VaultService:
                 values = self._normalize(record.fields, allow_empty=False)
                 self._check_subject_attrs(record.external_id, record.region)
                 if record.subject_id is None and record.external_id is None:
-                    raise ValidationError("need subject_id or external_id", {"record": "no_subject"})
+                    raise ValidationError(
+                        "need subject_id or external_id", {"record": "no_subject"}
+                    )
                 if record.subject_id is not None:
                     _canonical_subject_id(record.subject_id)
             except ValidationError as exc:
@@ -454,9 +458,12 @@ class VaultService:
                             continue
                     else:
                         ext = str(record.external_id)
-                        subject = by_external.get(ext) or session.execute(
-                            select(Subject).where(Subject.external_id == ext).with_for_update()
-                        ).scalar_one_or_none()
+                        subject = (
+                            by_external.get(ext)
+                            or session.execute(
+                                select(Subject).where(Subject.external_id == ext).with_for_update()
+                            ).scalar_one_or_none()
+                        )
                         if subject is None:
                             subject = self._new_subject(ext, record.region, record.is_minor)
                             self.keys.create_subject_key(subject.id)
@@ -483,19 +490,31 @@ class VaultService:
 
     def detokenize(self, tokens: Sequence[str]) -> list[DetokenizeResult]:
         """Per token, in input order: the current value, or an error code."""
-        wanted = list(dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t)))
+        wanted = list(
+            dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
+        )
         with self._tx(read_only=True) as session:
-            rows = {
-                row.token: row
-                for row in session.scalars(select(Token).where(Token.token.in_(wanted)))
-            } if wanted else {}
+            rows = (
+                {
+                    row.token: row
+                    for row in session.scalars(select(Token).where(Token.token.in_(wanted)))
+                }
+                if wanted
+                else {}
+            )
             subject_ids = sorted({row.subject_id for row in rows.values()})
-            subjects = {
-                s.id: s
-                for s in session.scalars(
-                    select(Subject).where(Subject.id.in_(subject_ids)).with_for_update(read=True)
-                )
-            } if subject_ids else {}
+            subjects = (
+                {
+                    s.id: s
+                    for s in session.scalars(
+                        select(Subject)
+                        .where(Subject.id.in_(subject_ids))
+                        .with_for_update(read=True)
+                    )
+                }
+                if subject_ids
+                else {}
+            )
             out: list[DetokenizeResult] = []
             for token in tokens:
                 if not isinstance(token, str) or not looks_like_token(token):
@@ -550,8 +569,12 @@ class VaultService:
                 for name, (_, plaintext) in self._plain_fields(session, subject).items()
             }
             return SubjectView(
-                subject.id, subject.external_id, subject.region, subject.is_minor,
-                subject.status, fields,
+                subject.id,
+                subject.external_id,
+                subject.region,
+                subject.is_minor,
+                subject.status,
+                fields,
             )
 
     def reveal(self, subject_id: str, fields: Sequence[str]) -> dict[str, Value]:
@@ -654,7 +677,7 @@ class VaultService:
     # -- crypto-shredding ---------------------------------------------------------
 
     def shred(self, subject_id: str) -> DeletionReceipt:
-        """Crypto-shred a subject (DESIGN.md protocol). Idempotent: a shredded subject gets its receipt.
+        """Crypto-shred a subject (DESIGN.md protocol). Idempotent: a repeat returns the receipt.
 
         1. mark ``shredding`` and commit: from now on no read returns plaintext;
         2. hard-delete the subject key in the provider (ShredPending if unreachable);
@@ -685,7 +708,7 @@ class VaultService:
         with self._tx() as session:
             subject = self._subject(session, subject_id, lock="update")
             for model in (BlindIndex, Token, FieldValue, DataKeyRecord):
-                session.execute(delete(model).where(model.subject_id == subject_id))  # type: ignore[attr-defined]
+                session.execute(delete(model).where(model.subject_id == subject_id))
             subject.status = STATUS_SHREDDED
             subject.shredded_at = utcnow()
             subject.external_id = None
@@ -749,8 +772,8 @@ class VaultService:
                 for model in (BlindIndex, Token, FieldValue):
                     session.execute(
                         delete(model).where(
-                            model.subject_id == subject_id,  # type: ignore[attr-defined]
-                            model.field == name,  # type: ignore[attr-defined]
+                            model.subject_id == subject_id,
+                            model.field == name,
                         )
                     )
             return len(rows)

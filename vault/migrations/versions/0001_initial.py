@@ -40,7 +40,9 @@ def upgrade() -> None:
         sa.Column("encryptions", sa.Integer(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.ForeignKeyConstraint(
-            ["subject_id"], ["subjects.id"], name="fk_data_keys_subject_id_subjects",
+            ["subject_id"],
+            ["subjects.id"],
+            name="fk_data_keys_subject_id_subjects",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_data_keys"),
@@ -59,7 +61,9 @@ def upgrade() -> None:
             ["dek_id"], ["data_keys.id"], name="fk_field_values_dek_id_data_keys"
         ),
         sa.ForeignKeyConstraint(
-            ["subject_id"], ["subjects.id"], name="fk_field_values_subject_id_subjects",
+            ["subject_id"],
+            ["subjects.id"],
+            name="fk_field_values_subject_id_subjects",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("subject_id", "field", name="pk_field_values"),
@@ -73,7 +77,9 @@ def upgrade() -> None:
         sa.Column("field", sa.String(64), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.ForeignKeyConstraint(
-            ["subject_id"], ["subjects.id"], name="fk_tokens_subject_id_subjects",
+            ["subject_id"],
+            ["subjects.id"],
+            name="fk_tokens_subject_id_subjects",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("token", name="pk_tokens"),
@@ -86,7 +92,9 @@ def upgrade() -> None:
         sa.Column("field", sa.String(64), nullable=False),
         sa.Column("digest", sa.String(128), nullable=False),
         sa.ForeignKeyConstraint(
-            ["subject_id"], ["subjects.id"], name="fk_blind_index_subject_id_subjects",
+            ["subject_id"],
+            ["subjects.id"],
+            name="fk_blind_index_subject_id_subjects",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("subject_id", "field", name="pk_blind_index"),

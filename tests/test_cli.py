@@ -1,0 +1,156 @@
+"""The CLI: init, shred, shred --pending, demo; bad configuration is one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, main
+from keys.bao import ManagedOpenBao, free_port
+from keys.transit import create_service_token
+from tests.conftest import POSTGRES_URL
+from vault.config import Settings
+from vault.receipts import verify_receipt
+from vault.service import VaultService
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def local_env(home: Path, database_url: str = "") -> dict[str, str]:
+    return {
+        "PII_VAULT_HOME": str(home),
+        "PII_VAULT_KEY_PROVIDER": "local",
+        "PII_VAULT_DATABASE_URL": database_url,
+        "VAULT_ADDR": "",
+        "VAULT_TOKEN": "",
+    }
+
+
+def test_init_and_shred_with_local_provider(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    code, out, _ = run(["init"], env)
+    assert code == 0 and "schema up to date" in out
+    assert run(["init"], env)[0] == 0  # idempotent
+    service = VaultService.from_settings(Settings.from_env(env))
+    created = service.create_subject({"email": "cli@example.com"})
+    code, out, _ = run(["shred", created.subject_id], env)
+    assert code == 0
+    receipt = json.loads(out)
+    assert receipt["subject_id"] == created.subject_id
+    assert verify_receipt(receipt, service.keys.signing_public_key())
+    assert service.status(created.subject_id) == "shredded"
+    service.close()
+
+
+@pytest.mark.slow
+def test_init_with_privileged_token_then_serve_with_least_privilege(tmp_path: Path) -> None:
+    """`init` on a fresh OpenBao creates mounts, keys and policy; the service token suffices."""
+    with ManagedOpenBao(tmp_path / "bao") as bao:
+        home = tmp_path / "home"
+        env = {
+            "PII_VAULT_HOME": str(home),
+            "PII_VAULT_KEY_PROVIDER": "transit",
+            "VAULT_ADDR": bao.addr,
+            "VAULT_TOKEN": bao.root_token,
+            "PII_VAULT_DATABASE_URL": "",
+        }
+        code, out, err = run(["init"], env)
+        assert code == 0, err
+        assert "policy 'pii-vault' ready" in out
+        assert run(["init"], env)[0] == 0
+        service_token = create_service_token(bao.client())
+        env["VAULT_TOKEN"] = service_token
+        code, _, err = run(["init"], env)  # not privileged enough: one clear line
+        assert code == EXIT_CONFIG and "privileged" in err and "Traceback" not in err
+        service = VaultService.from_settings(Settings.from_env(env))
+        created = service.create_subject({"email": "x@example.com"})
+
+        bao.stop()
+        code, _, err = run(["shred", created.subject_id], env)
+        assert code == EXIT_UNAVAILABLE
+        assert "marked shredding" in err and "Traceback" not in err
+        assert service.status(created.subject_id) == "shredding"
+        code, _, err = run(["shred", "--pending"], env)
+        assert code == EXIT_UNAVAILABLE and "1 still pending" in err
+        # dev mode keeps nothing across a restart; what matters here is the CLI contract.
+        service.close()
+
+
+def test_shred_pending_completes(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    service = VaultService.from_settings(Settings.from_env(env))
+    created = service.create_subject({"email": "p@example.com"})
+    with service.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE subjects SET status='shredding', shred_requested_at=created_at WHERE id=?",
+            (created.subject_id,),
+        )
+    code, out, err = run(["shred", "--pending"], env)
+    assert code == 0, err
+    assert "completed 1 pending shred(s); 0 still pending" in err
+    assert json.loads(out.splitlines()[0])["subject_id"] == created.subject_id
+    assert not service.keys.subject_key_exists(created.subject_id)
+    service.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PII_VAULT_KEY_PROVIDER": "kms"}, "PII_VAULT_KEY_PROVIDER must be one of"),
+        ({"PII_VAULT_KEY_PROVIDER": "transit", "VAULT_ADDR": ""}, "needs VAULT_ADDR"),
+        ({"PII_VAULT_DATABASE_URL": "mysql://x/y"}, "must be a sqlite or postgresql URL"),
+        ({"PII_VAULT_DATABASE_URL": "::not a url::"}, "not a valid database URL"),
+        ({"PII_VAULT_DEK_CACHE_SIZE": "lots"}, "must be an integer"),
+    ],
+)
+def test_bad_configuration_is_one_line(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    full = {
+        "PII_VAULT_HOME": str(tmp_path),
+        "VAULT_ADDR": "",
+        "VAULT_TOKEN": "",
+        "PII_VAULT_DATABASE_URL": "",
+        "PII_VAULT_KEY_PROVIDER": "local",
+    } | env
+    code, _, err = run(["shred", "--pending"], full)
+    assert code == EXIT_CONFIG
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    env = local_env(tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    code, _, err = run(["init"], env)
+    assert code == EXIT_UNAVAILABLE and "database unavailable" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_usage_errors() -> None:
+    assert CliRunner().invoke(main, ["shred"]).exit_code == 2
+    assert CliRunner().invoke(main, ["shred", "x", "--pending"]).exit_code == 2
+
+
+def test_demo_console_script_end_to_end() -> None:
+    """The README's first command: `pii-vault demo`, as a real process."""
+    exe = Path(sys.executable).with_name("pii-vault")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "api.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
+    proc = subprocess.run([*cmd, "demo"], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "[4] at rest: 0 of 5 values found" in out
+    assert "verifies: True" in out
+    assert "[9] tokens after the shred: 0 of 5 resolve (not_found)" in out
+    assert "exists: False" in out
+    assert "5 of 5 fields fail to decrypt" in out
+    assert out.rstrip().endswith("demo complete: every check passed")
+    assert POSTGRES_URL not in out

@@ -1,0 +1,38 @@
+"""The Alembic migration and the models describe the same schema, on every database."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from tests.conftest import Database
+from vault.db import migrate
+from vault.models import Base
+
+
+def test_migration_matches_models(database: Database) -> None:
+    with database.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_migrate_is_idempotent(database: Database) -> None:
+    migrate(database.engine)
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert set(inspect(conn).get_table_names()) >= {
+            "subjects",
+            "data_keys",
+            "field_values",
+            "tokens",
+            "blind_index",
+        }
+
+
+def test_sqlite_pragmas(database: Database) -> None:
+    if database.kind != "sqlite":
+        return
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
