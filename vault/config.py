@@ -30,7 +30,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".pii-vault")
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password
     keys: KeyProviderSettings = field(default_factory=KeyProviderSettings)
     dek_cache_size: int = 1024
     dek_cache_ttl: float = 300.0

@@ -30,7 +30,8 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigError("PII_VAULT_DATABASE_URL is not a valid database URL") from exc
-    kwargs: dict[str, Any] = {}
+    # Never put SQL parameters (ciphertext, tokens, ids) into exception messages or logs.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     elif parsed.get_backend_name() == "postgresql":

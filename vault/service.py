@@ -79,7 +79,7 @@ class CreatedSubject:
 
 @dataclass(frozen=True)
 class TokenizeRecord:
-    fields: Mapping[str, Value]
+    fields: Mapping[str, Value] = dc_field(repr=False)
     subject_id: str | None = None
     external_id: str | None = None
     region: str | None = None
