@@ -321,22 +321,15 @@ def bootstrap_transit(
         existing: set[str] = set()
         with contextlib.suppress(hv.InvalidPath):  # no keys yet
             existing = set(transit.list_keys(mount_point=mount)["data"]["keys"])
-        if INDEX_KEY not in existing:
-            transit.create_key(
-                INDEX_KEY,
-                key_type="aes256-gcm96",
-                exportable=False,
-                allow_plaintext_backup=False,
-                mount_point=mount,
-            )
-        if SIGNING_KEY not in existing:
-            transit.create_key(
-                SIGNING_KEY,
-                key_type="ed25519",
-                exportable=False,
-                allow_plaintext_backup=False,
-                mount_point=mount,
-            )
+        for name, key_type in ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519")):
+            if name not in existing:
+                transit.create_key(
+                    name,
+                    key_type=key_type,
+                    exportable=False,
+                    allow_plaintext_backup=False,
+                    mount_point=mount,
+                )
         client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc

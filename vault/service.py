@@ -246,6 +246,17 @@ class VaultService:
         if subject.status != STATUS_ACTIVE:
             raise SubjectShredded(f"subject is {subject.status}")
 
+    def _readable_subject(self, session: Session, subject_id: str) -> Subject:
+        """The subject, share-locked against a concurrent shred, and only if active."""
+        subject = self._subject(session, subject_id, lock="share")
+        self._require_active(subject)
+        return subject
+
+    @staticmethod
+    def _token_map(session: Session, subject_id: str) -> dict[str, str]:
+        rows = session.scalars(select(Token).where(Token.subject_id == subject_id))
+        return {t.field: t.token for t in rows}
+
     def _normalize(self, fields: Mapping[str, Value], *, allow_empty: bool) -> dict[str, bytes]:
         if not isinstance(fields, Mapping):
             raise ValidationError("fields must be an object", {"fields": "not_an_object"})
@@ -554,12 +565,8 @@ class VaultService:
 
     def masked_view(self, subject_id: str) -> SubjectView:
         with self._tx(read_only=True) as session:
-            subject = self._subject(session, subject_id, lock="share")
-            self._require_active(subject)
-            tokens = {
-                t.field: t.token
-                for t in session.scalars(select(Token).where(Token.subject_id == subject.id))
-            }
+            subject = self._readable_subject(session, subject_id)
+            tokens = self._token_map(session, subject.id)
             fields = {
                 name: FieldView(
                     category=self.schema[name].category,
@@ -584,8 +591,7 @@ class VaultService:
             errors = {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"}
             raise ValidationError("invalid field list", errors)
         with self._tx(read_only=True) as session:
-            subject = self._subject(session, subject_id, lock="share")
-            self._require_active(subject)
+            subject = self._readable_subject(session, subject_id)
             return {
                 name: self.schema[name].decode(plaintext)
                 for name, (_, plaintext) in self._plain_fields(session, subject, fields).items()
@@ -619,12 +625,8 @@ class VaultService:
     def export(self, subject_id: str) -> dict[str, Any]:
         """Everything held about the subject (policy §5 access right), binary as base64."""
         with self._tx(read_only=True) as session:
-            subject = self._subject(session, subject_id, lock="share")
-            self._require_active(subject)
-            tokens = {
-                t.field: t.token
-                for t in session.scalars(select(Token).where(Token.subject_id == subject.id))
-            }
+            subject = self._readable_subject(session, subject_id)
+            tokens = self._token_map(session, subject.id)
             fields: dict[str, Any] = {}
             for name, (row, plaintext) in self._plain_fields(session, subject).items():
                 spec = self.schema[name]
