@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,8 @@ from sqlalchemy import select, update
 from keys.provider import KeyProvider
 from tests.conftest import Database
 from tests.helpers import ALICE, leaked, raw_storage, row_counts
+from vault.cache import DataKeyCache
+from vault.config import Settings
 from vault.errors import (
     DecryptionError,
     DuplicateExternalId,
@@ -245,6 +248,23 @@ def test_data_key_rotates_before_its_nonce_budget(
         "full_name": "A B",
         "gender": "f",
     }
+
+
+def test_configured_cache_is_used_and_ttl_honoured(
+    database: Database, provider: KeyProvider, tmp_path: Path
+) -> None:
+    cache = DataKeyCache(max_entries=7, ttl_seconds=1e-6)
+    service = VaultService(database.engine, provider, cache=cache)
+    assert service.cache is cache
+    created = service.create_subject({"email": "ttl@example.com"})
+    calls = provider.calls
+    for _ in range(3):
+        assert service.detokenize([created.tokens["email"]])[0].value == "ttl@example.com"
+    assert provider.calls - calls == 3  # expired every time: one unwrap per read
+    settings = Settings(home=tmp_path / "home", dek_cache_size=5, dek_cache_ttl=9.0)
+    built = VaultService.from_settings(settings)
+    assert (built.cache.max_entries, built.cache.ttl) == (5, 9.0)
+    built.close()
 
 
 def test_cache_saves_key_provider_calls(service: VaultService) -> None:

@@ -156,8 +156,9 @@ class VaultService:
     ) -> None:
         self.engine = engine
         self.keys = keys
-        self.schema = schema or Schema.load()
-        self.cache = cache or DataKeyCache()
+        # `is None`, not `or`: an empty cache is falsy (it has __len__) but is still the caller's.
+        self.schema = schema if schema is not None else Schema.load()
+        self.cache = cache if cache is not None else DataKeyCache()
         self.max_dek_encryptions = max_dek_encryptions
         self.default_region = default_region
         self._sessions = sessionmaker(engine, expire_on_commit=False)
