@@ -117,7 +117,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         path = tmp_path / "vault.db"
         url = f"sqlite:///{path}"
         engine = make_engine(url)
-        migrate(engine)
+        migrate_all(engine)
         yield Database("sqlite", url, engine, path=path)
         engine.dispose()
         return
@@ -127,12 +127,17 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = make_engine(POSTGRES_URL, schema=schema)
     try:
-        migrate(engine)
+        migrate_all(engine)
         yield Database("postgresql", POSTGRES_URL, engine, schema=schema)
     finally:
         engine.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def migrate_all(engine: Engine) -> None:
+    migrate(engine)
+    migrate(engine, "access:migrations")
 
 
 # -- key providers -------------------------------------------------------------------

@@ -71,15 +71,15 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
 
 
-def alembic_config() -> Config:
+def alembic_config(script_location: str = "vault:migrations") -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", "vault:migrations")
+    cfg.set_main_option("script_location", script_location)
     return cfg
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, script_location: str = "vault:migrations") -> None:
     """Bring the schema to the newest revision (idempotent)."""
-    cfg = alembic_config()
+    cfg = alembic_config(script_location)
     try:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection

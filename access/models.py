@@ -1,0 +1,111 @@
+"""Access-control tables: policy, principals, consents and the audit log.
+
+They share the vault's database but have their own Alembic history
+(``access/migrations``, version table ``alembic_version_access``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from vault.models import NAMING
+
+
+class AccessBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PolicyRule(AccessBase):
+    """One Casbin line (p or g); seeded from access/policy.csv by ``pii-vault init``."""
+
+    __tablename__ = "policy_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(String(4))
+    v0: Mapped[str] = mapped_column(String(128))
+    v1: Mapped[str] = mapped_column(String(128))
+    v2: Mapped[str] = mapped_column(String(64), default="")
+    v3: Mapped[str] = mapped_column(String(64), default="")
+    v4: Mapped[str] = mapped_column(String(16), default="")
+
+
+class AccessState(AccessBase):
+    """A revision bumped on every policy or principal change: every process reloads on it."""
+
+    __tablename__ = "access_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Principal(AccessBase):
+    __tablename__ = "principals"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Consent(AccessBase):
+    """Consent history, append-only: the newest row per (subject, purpose) is in force."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # No foreign key: the shred deletes consents itself (the subject row stays as a tombstone).
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    given_by: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(AccessBase):
+    """One hash-chained audit event. Never holds a plaintext value."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[str] = mapped_column(String(40))
+    request_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(64))
+    subject_ids: Mapped[str] = mapped_column(Text)
+    fields: Mapped[str] = mapped_column(Text)
+    decision: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(Text)
+    justification_ticket: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    justification_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(AccessBase):
+    """The chain's head (one row): appends lock it, so sequence numbers never race."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(AccessBase):
+    """A signed (sequence, head hash) pair."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(40))

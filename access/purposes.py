@@ -1,0 +1,94 @@
+"""Purposes of processing and the justification some of them demand (policy §2)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+from access.errors import AccessConfigError, UnknownPurpose
+
+TICKET = re.compile(r"^[A-Z][A-Z0-9]{1,9}-[0-9]{1,9}$")
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Purpose:
+    name: str
+    description: str
+    requires_consent: bool
+    requires_justification: bool
+
+
+@dataclass(frozen=True)
+class Justification:
+    """A ticket reference (e.g. ``CS-1234``) and a non-empty reason."""
+
+    ticket: str
+    reason: str
+
+    @property
+    def valid(self) -> bool:
+        reason = self.reason.strip() if isinstance(self.reason, str) else ""
+        return (
+            isinstance(self.ticket, str)
+            and bool(TICKET.match(self.ticket))
+            and 0 < len(reason) <= MAX_REASON
+        )
+
+
+class Purposes:
+    def __init__(self, purposes: Mapping[str, Purpose]) -> None:
+        self._purposes = dict(purposes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._purposes
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._purposes)
+
+    def get(self, name: str) -> Purpose:
+        try:
+            return self._purposes[name]
+        except (KeyError, TypeError):
+            raise UnknownPurpose(f"unknown purpose {str(name)[:64]!r}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._purposes)
+
+    @classmethod
+    def load(cls, text: str | None = None) -> Purposes:
+        if text is None:
+            text = resources.files("access").joinpath("purposes.toml").read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AccessConfigError(f"purposes.toml: {exc}") from exc
+        raw = data.get("purposes")
+        if not isinstance(raw, dict) or not raw:
+            raise AccessConfigError("purposes.toml: needs [purposes.*] tables")
+        out: dict[str, Purpose] = {}
+        for name, spec in raw.items():
+            if not isinstance(spec, dict) or set(spec) != {
+                "description",
+                "requires_consent",
+                "requires_justification",
+            }:
+                raise AccessConfigError(
+                    f"purposes.toml: {name} needs exactly description, requires_consent, "
+                    "requires_justification"
+                )
+            if not all(
+                isinstance(spec[k], bool) for k in ("requires_consent", "requires_justification")
+            ):
+                raise AccessConfigError(f"purposes.toml: {name}: flags must be true or false")
+            out[name] = Purpose(
+                name,
+                str(spec["description"]),
+                spec["requires_consent"],
+                spec["requires_justification"],
+            )
+        return cls(out)
