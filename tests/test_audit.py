@@ -1,0 +1,253 @@
+"""The audit chain: intact logs verify; every kind of tampering is found and located."""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing
+import secrets
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+from sqlalchemy import delete, select, text, update
+
+from access.audit import AuditLog, AuditRecord, checkpoint_payload, event_hash
+from access.errors import AuditUnavailable
+from access.models import AuditCheckpoint, AuditEvent, AuditHead
+from access.purposes import Justification
+from keys.local import LocalKeyProvider
+from keys.provider import KeyProvider
+from tests.conftest import Database
+from vault.db import make_engine
+
+
+def record(i: int, subject: str = "s-1") -> AuditRecord:
+    return AuditRecord(
+        principal="user:alice",
+        action="reveal",
+        purpose="customer_support",
+        decision="allow" if i % 3 else "deny",
+        request_id=f"req-{i}",
+        subject_ids=[subject],
+        fields=["email"],
+        outcome={"email": {"redaction": "plain", "reason": None, "rule": "p, ..."}},
+        justification=Justification("CS-1234", f"customer called, case {i}"),
+    )
+
+
+@pytest.fixture
+def log(database: Database, provider: KeyProvider) -> AuditLog:
+    audit = AuditLog(database.engine, provider, checkpoint_every=10)
+    for i in range(25):
+        audit.append(record(i))
+    return audit
+
+
+def test_intact_log_verifies(log: AuditLog) -> None:
+    result = log.verify()
+    assert result.ok, result
+    assert result.events == 25 and result.checkpoints == 2
+    assert result.summary().startswith("audit log intact: 25 events, 2 signed checkpoints")
+    assert log.checkpoint() == 25
+    assert log.verify().checkpoints == 3
+
+
+def test_events_hold_no_values_and_filter_by_subject(log: AuditLog) -> None:
+    log.append(record(99, subject="s-2"))
+    events = log.events(subject_id="s-2")
+    assert [e["request_id"] for e in events] == ["req-99"]
+    assert events[0]["justification"] == {"ticket": "CS-1234", "reason": "customer called, case 99"}
+    assert len(log.events(limit=5)) == 5
+
+
+def _rows(database: Database) -> dict[int, AuditEvent]:
+    with database.engine.connect() as conn:
+        return {r.seq: r for r in conn.execute(select(AuditEvent)).all()}  # type: ignore[misc]
+
+
+def test_modified_event_is_found(log: AuditLog, database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == 7).values(decision="allow!"))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 7 and "modified" in str(result.problem)
+    assert "seq 7" in result.summary()
+
+
+def test_deleted_event_is_found(log: AuditLog, database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(delete(AuditEvent).where(AuditEvent.seq == 7))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 7 and "missing" in str(result.problem)
+
+
+def _shift_from(database: Database, seq: int) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(
+            update(AuditEvent).where(AuditEvent.seq >= seq).values(seq=AuditEvent.seq + 1000)
+        )
+        conn.execute(
+            update(AuditEvent).where(AuditEvent.seq >= 1000).values(seq=AuditEvent.seq - 999)
+        )
+
+
+def test_inserted_event_is_found(log: AuditLog, database: Database) -> None:
+    rows = _rows(database)
+    _shift_from(database, 7)
+    forged = AuditEvent(
+        seq=7,
+        ts=rows[6].ts,
+        request_id="forged",
+        principal="user:mallory",
+        action="reveal",
+        purpose="customer_support",
+        subject_ids='["s-1"]',
+        fields='["email"]',
+        decision="allow",
+        outcome="{}",
+        justification_ticket=None,
+        justification_reason=None,
+        prev_hash=rows[6].hash,
+    )
+    forged.hash = event_hash(forged)  # a careful forger re-hashes the inserted event...
+    with database.engine.begin() as conn:
+        conn.execute(
+            AuditEvent.__table__.insert().values(
+                {c.name: getattr(forged, c.name) for c in AuditEvent.__table__.columns}
+            )
+        )
+    result = log.verify()
+    # ...so the break shows at its successor, whose previous hash no longer matches.
+    assert not result.ok and result.first_bad_seq == 8 and "chain broken" in str(result.problem)
+
+
+def test_naive_insert_is_found_at_its_own_seq(log: AuditLog, database: Database) -> None:
+    rows = _rows(database)
+    _shift_from(database, 7)
+    values = {c.name: getattr(rows[7], c.name) for c in AuditEvent.__table__.columns}
+    values.update(seq=7, request_id="forged")
+    with database.engine.begin() as conn:
+        conn.execute(AuditEvent.__table__.insert().values(values))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 7
+
+
+def test_reordered_events_are_found(log: AuditLog, database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == 7).values(seq=1007))
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == 8).values(seq=7))
+        conn.execute(update(AuditEvent).where(AuditEvent.seq == 1007).values(seq=8))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 7 and "chain broken" in str(result.problem)
+
+
+def test_truncated_tail_is_found(log: AuditLog, database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(delete(AuditEvent).where(AuditEvent.seq > 22))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 23
+
+
+def test_full_chain_rewrite_is_caught_by_the_signed_checkpoint(
+    log: AuditLog, database: Database
+) -> None:
+    """Rewrite event 5 and re-hash everything after it, head included: only a signature holds."""
+    rows = dict(sorted(_rows(database).items()))
+    prev = rows[4].hash
+    with database.engine.begin() as conn:
+        for seq in range(5, 26):
+            row = AuditEvent(
+                **{c.name: getattr(rows[seq], c.name) for c in AuditEvent.__table__.columns}
+            )
+            if seq == 5:
+                row.decision = "allow"
+                row.principal = "user:someone-else"
+            row.prev_hash = prev
+            row.hash = event_hash(row)
+            prev = row.hash
+            conn.execute(
+                update(AuditEvent)
+                .where(AuditEvent.seq == seq)
+                .values(
+                    decision=row.decision,
+                    principal=row.principal,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+            )
+        conn.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 10
+    assert "checkpoint does not match" in str(result.problem)
+
+
+def test_bad_checkpoint_signature_is_found(log: AuditLog, database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(
+            update(AuditCheckpoint)
+            .where(AuditCheckpoint.seq == 20)
+            .values(signature=base64.b64encode(bytes(64)).decode())
+        )
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 20 and "signature" in str(result.problem)
+
+
+def test_checkpoint_resigned_with_another_key_is_found(log: AuditLog, database: Database) -> None:
+    """The stored public key is not trusted: verification pins the key provider's key."""
+    mallory = SigningKey.generate()
+    with database.engine.connect() as conn:
+        cp = conn.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == 10)).one()
+    forged = mallory.sign(checkpoint_payload(10, cp.head_hash)).signature
+    with database.engine.begin() as conn:
+        conn.execute(
+            update(AuditCheckpoint)
+            .where(AuditCheckpoint.seq == 10)
+            .values(
+                signature=base64.b64encode(forged).decode(),
+                public_key=base64.b64encode(bytes(mallory.verify_key)).decode(),
+            )
+        )
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 10
+
+
+def test_failed_append_raises_audit_unavailable(database: Database) -> None:
+    audit = AuditLog(database.engine)
+    audit.append(record(1))
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_events"))
+    with pytest.raises(AuditUnavailable, match="not recorded"):
+        audit.append(record(2))
+
+
+# -- concurrency: 8 writer processes ------------------------------------------------------
+
+
+def _writer(url: str, schema: str | None, keystore: str, master: bytes, n: int) -> None:
+    engine = make_engine(url, schema=schema)
+    signer = LocalKeyProvider(keystore, master)
+    audit = AuditLog(engine, signer, checkpoint_every=7)
+    for i in range(n):
+        audit.append(record(i, subject=f"proc-{i}"))
+    engine.dispose()
+
+
+def test_eight_concurrent_writer_processes_keep_the_chain(
+    database: Database, tmp_path: Path
+) -> None:
+    keystore, master = str(tmp_path / "keys.db"), secrets.token_bytes(32)
+    LocalKeyProvider(keystore, master).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(database.url, database.schema, keystore, master, 25))
+        for _ in range(8)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0] * 8
+    audit = AuditLog(database.engine, LocalKeyProvider(keystore, master))
+    result = audit.verify()
+    assert result.ok, result
+    assert result.events == 200
+    assert result.checkpoints >= 1
