@@ -54,3 +54,18 @@ class AuditUnavailable(AccessError):
     """The audit log could not record an event: fail closed, return no plaintext."""
 
     code = "audit_unavailable"
+
+
+class JustificationRequired(AccessError):
+    """The purpose needs a ticket reference and a reason (a 400: the request is incomplete)."""
+
+    code = "justification_required"
+
+
+class ConsentRequired(Forbidden):
+    """The purpose needs the subject's (or a guardian's) current consent."""
+
+    code = "consent_required"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="consent_required")

@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Literal
@@ -100,7 +100,30 @@ class DetokenizeResult:
     field: str | None = None
     subject_id: str | None = None
     value: Value | None = dc_field(default=None, repr=False)
+    error: str | None = None
+    redaction: str | None = None  # "plain" or "masked" when a value is returned
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """What a token points at, without decrypting anything (for access decisions)."""
+
+    token: str
+    subject_id: str | None = None
+    field: str | None = None
+    is_minor: bool = False
     error: ErrorCode | None = None
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """Facts about a subject that access decisions need; no values."""
+
+    subject_id: str
+    external_id: str | None
+    status: str
+    is_minor: bool
+    fields: list[str]
 
 
 @dataclass(frozen=True)
@@ -397,8 +420,12 @@ class VaultService:
         external_id: str | None = None,
         region: str | None = None,
         is_minor: bool = False,
+        subject_id: str | None = None,
     ) -> CreatedSubject:
-        """Create a subject (with its own key in the provider) and store its fields atomically."""
+        """Create a subject (with its own key in the provider) and store its fields atomically.
+
+        ``subject_id`` lets a caller name the new subject up front (e.g. to audit it first).
+        """
         values = self._normalize(fields or {}, allow_empty=True)
         self._check_subject_attrs(external_id, region)
         if external_id is not None:
@@ -406,6 +433,8 @@ class VaultService:
                 if session.scalar(select(Subject.id).where(Subject.external_id == external_id)):
                     raise DuplicateExternalId("external_id already exists")
         subject = self._new_subject(external_id, region, is_minor)
+        if subject_id is not None:
+            subject.id = _canonical_subject_id(subject_id)
         with self._translating():
             self.keys.create_subject_key(subject.id)
         try:
@@ -500,8 +529,10 @@ class VaultService:
 
     # -- reads --------------------------------------------------------------------
 
-    def detokenize(self, tokens: Sequence[str]) -> list[DetokenizeResult]:
-        """Per token, in input order: the current value, or an error code."""
+    def detokenize(
+        self, tokens: Sequence[str], *, masked: Collection[str] = ()
+    ) -> list[DetokenizeResult]:
+        """Per token, in input order: the current value (masked for tokens in ``masked``)."""
         wanted = list(
             dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
         )
@@ -545,12 +576,15 @@ class VaultService:
                     out.append(DetokenizeResult(token=token, field=row.field, error="not_found"))
                     continue
                 plaintext = self._decrypt(session, row.subject_id, value_row)
+                spec = self.schema[row.field]
+                hide = token in masked
                 out.append(
                     DetokenizeResult(
                         token=token,
                         field=row.field,
                         subject_id=row.subject_id,
-                        value=self.schema[row.field].decode(plaintext),
+                        value=spec.masked(plaintext) if hide else spec.decode(plaintext),
+                        redaction="masked" if hide else "plain",
                     )
                 )
             return out
@@ -564,17 +598,18 @@ class VaultService:
         rows = session.scalars(stmt.order_by(FieldValue.field)).all()
         return {row.field: (row, self._decrypt(session, subject.id, row)) for row in rows}
 
-    def masked_view(self, subject_id: str) -> SubjectView:
+    def masked_view(self, subject_id: str, fields: Sequence[str] | None = None) -> SubjectView:
+        """Masked values (and tokens) of the subject's fields, or of ``fields`` only."""
         with self._tx(read_only=True) as session:
             subject = self._readable_subject(session, subject_id)
             tokens = self._token_map(session, subject.id)
-            fields = {
+            views = {
                 name: FieldView(
                     category=self.schema[name].category,
                     masked=self.schema[name].masked(plaintext),
                     token=tokens.get(name),
                 )
-                for name, (_, plaintext) in self._plain_fields(session, subject).items()
+                for name, (_, plaintext) in self._plain_fields(session, subject, fields).items()
             }
             return SubjectView(
                 subject.id,
@@ -582,7 +617,7 @@ class VaultService:
                 subject.region,
                 subject.is_minor,
                 subject.status,
-                fields,
+                views,
             )
 
     def reveal(self, subject_id: str, fields: Sequence[str]) -> dict[str, Value]:
@@ -656,6 +691,63 @@ class VaultService:
     def status(self, subject_id: str) -> str:
         with self._tx(read_only=True) as session:
             return self._subject(session, subject_id).status
+
+    def describe(
+        self, subject_id: str | None = None, *, external_id: str | None = None
+    ) -> SubjectInfo:
+        """Status, minor flag and field names of a subject (by id or external id); no values."""
+        with self._tx(read_only=True) as session:
+            if subject_id is not None:
+                subject = self._subject(session, subject_id)
+            else:
+                found = session.scalar(select(Subject).where(Subject.external_id == external_id))
+                if found is None:
+                    raise SubjectNotFound("unknown subject")
+                subject = found
+            names = session.scalars(
+                select(FieldValue.field)
+                .where(FieldValue.subject_id == subject.id)
+                .order_by(FieldValue.field)
+            ).all()
+            return SubjectInfo(
+                subject.id, subject.external_id, subject.status, subject.is_minor, list(names)
+            )
+
+    def resolve_tokens(self, tokens: Sequence[str]) -> list[TokenRef]:
+        """Subject and field of each token, in input order, without decrypting anything."""
+        wanted = [t for t in tokens if isinstance(t, str) and looks_like_token(t)]
+        with self._tx(read_only=True) as session:
+            rows = (
+                {r.token: r for r in session.scalars(select(Token).where(Token.token.in_(wanted)))}
+                if wanted
+                else {}
+            )
+            ids = sorted({r.subject_id for r in rows.values()})
+            subjects = (
+                {s.id: s for s in session.scalars(select(Subject).where(Subject.id.in_(ids)))}
+                if ids
+                else {}
+            )
+        refs: list[TokenRef] = []
+        for token in tokens:
+            if not isinstance(token, str) or not looks_like_token(token):
+                refs.append(TokenRef(token=str(token)[:64], error="invalid"))
+                continue
+            row = rows.get(token)
+            if row is None:
+                refs.append(TokenRef(token=token, error="not_found"))
+                continue
+            subject = subjects[row.subject_id]
+            refs.append(
+                TokenRef(
+                    token=token,
+                    subject_id=row.subject_id,
+                    field=row.field,
+                    is_minor=subject.is_minor,
+                    error=None if subject.status == STATUS_ACTIVE else "shredded",
+                )
+            )
+        return refs
 
     # -- keys -----------------------------------------------------------------
 
@@ -790,7 +882,9 @@ __all__ = [
     "DetokenizeResult",
     "FieldView",
     "PendingShreds",
+    "SubjectInfo",
     "SubjectView",
+    "TokenRef",
     "TokenizeRecord",
     "TokenizeResult",
     "VaultService",
