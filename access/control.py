@@ -34,6 +34,7 @@ from access.errors import (
 from access.models import AccessState, Consent, PolicyRule, Principal
 from access.policy import (
     NO_PURPOSE,
+    PURPOSELESS,
     WHOLE_SUBJECT,
     Match,
     PolicyEngine,
@@ -52,7 +53,6 @@ _KEY = re.compile(r"^pvk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 Redaction = Literal["plain", "masked", "denied"]
 Reason = Literal["forbidden", "consent_required", "justification_required"]
 SUBJECT_WIDE_ACTIONS = ("export", "shred", "consent_write", "audit_read", "admin")
-PURPOSELESS_ACTIONS = ("audit_read", "admin")
 
 
 def _utcnow() -> dt.datetime:
@@ -353,14 +353,17 @@ class AccessControl:
         purpose: str | None,
         subject: SubjectFacts | None = None,
         justification: Justification | None = None,
+        *,
+        gates: bool = True,
     ) -> Decision:
         """Per field: ``plain``, ``masked`` or ``denied`` with a reason and the matched rule.
 
         Redaction (DESIGN.md): for ``detokenize``, plain if detokenize is allowed,
         else masked if read_masked is, else denied. Then the purpose's gates:
         a missing or malformed justification, or missing consent, deny every field.
+        ``gates=False`` evaluates the policy alone (for ``policy explain``).
         """
-        if action in PURPOSELESS_ACTIONS:
+        if action in PURPOSELESS:
             purpose_spec = None
             request_purpose = NO_PURPOSE
         else:
@@ -395,7 +398,7 @@ class AccessControl:
                 decisions[obj] = FieldDecision(obj, "denied", "forbidden", deny_rule)
 
         gate: Reason | None = None
-        if purpose_spec is not None and action != "consent_write":
+        if gates and purpose_spec is not None and action != "consent_write":
             if purpose_spec.requires_justification and not (
                 justification is not None and justification.valid
             ):

@@ -35,6 +35,7 @@ ACTIONS = (
 )
 EFFECTS = ("allow", "deny")
 NO_PURPOSE = "-"  # audit_read and admin are not tied to a purpose of processing
+PURPOSELESS = ("audit_read", "admin")
 WHOLE_SUBJECT = "*"  # object of subject-wide actions (export, shred, consent_write, ...)
 
 

@@ -5,6 +5,7 @@ Errors print one clear line and exit non-zero, never a traceback.
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -13,10 +14,12 @@ from typing import Any, TypeVar
 
 import click
 
+from access.audit import AuditRecord
+from access.errors import AccessConfigError, AccessError, AuditUnavailable
+from access.runtime import Runtime, open_runtime
 from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
 from vault.config import Settings
 from vault.errors import ConfigError, ServiceUnavailable, VaultError
-from vault.service import VaultService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,21 +35,17 @@ def _one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, KeyProviderConfigError) as exc:
+        except (ConfigError, KeyProviderConfigError, AccessConfigError) as exc:
             click.echo(f"pii-vault: configuration error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
-        except (ServiceUnavailable, KeyUnavailable) as exc:
+        except (ServiceUnavailable, KeyUnavailable, AuditUnavailable) as exc:
             click.echo(f"pii-vault: unavailable: {exc}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
-        except (VaultError, KeyProviderError) as exc:
+        except (VaultError, KeyProviderError, AccessError) as exc:
             click.echo(f"pii-vault: error: {exc}", err=True)
             sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _service(migrate: bool = False) -> VaultService:
-    return VaultService.from_settings(Settings.from_env(), migrate=migrate)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,13 +83,33 @@ def init() -> None:
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
             f"policy '{POLICY_NAME}' ready"
         )
-    service = _service(migrate=True)
+    runtime = open_runtime(settings, migrate=True)
     try:
-        service.check()
+        runtime.vault.check()
+        seeded = runtime.access.seed_default_policy()
     finally:
-        service.close()
+        runtime.close()
     click.echo(f"database: schema up to date ({_redact_url(settings.effective_database_url)})")
+    click.echo(
+        "policy: default policy loaded from access/policy.csv"
+        if seeded
+        else "policy: existing policy kept"
+    )
     click.echo(f"key provider: {settings.keys.kind} ready")
+
+
+def _operator_event(runtime: Runtime, action: str, subject_ids: list[str], verdict: str) -> None:
+    runtime.audit.append(
+        AuditRecord(
+            principal=f"operator:{getpass.getuser()}",
+            action=action,
+            purpose=None,
+            decision=verdict,
+            request_id="cli",
+            subject_ids=subject_ids,
+            outcome={"*": {"rule": "operator CLI (direct database and Vault access)"}},
+        )
+    )
 
 
 def _redact_url(url: str) -> str:
@@ -110,10 +129,15 @@ def shred(subject_id: str | None, pending: bool) -> None:
     """Crypto-shred SUBJECT_ID and print its signed deletion receipt (JSON)."""
     if bool(subject_id) == pending:
         raise click.UsageError("give either SUBJECT_ID or --pending")
-    service = _service()
+    runtime = open_runtime(Settings.from_env())
+    service = runtime.vault
     try:
         if pending:
+            _operator_event(runtime, "shred", service.pending_shreds(), "operator")
             outcome = service.complete_pending_shreds()
+            _operator_event(
+                runtime, "shred", [r.subject_id for r in outcome.completed], "completed"
+            )
             for receipt in outcome.completed:
                 click.echo(json.dumps(receipt.to_dict(), sort_keys=True))
             click.echo(
@@ -124,10 +148,14 @@ def shred(subject_id: str | None, pending: bool) -> None:
             if outcome.pending:
                 sys.exit(EXIT_UNAVAILABLE)
             return
+        # Operators act outside the HTTP policy, but never outside the audit log.
+        _operator_event(runtime, "shred", [str(subject_id)], "operator")
         receipt = service.shred(str(subject_id))
+        runtime.access.delete_consents(receipt.subject_id)
+        _operator_event(runtime, "shred", [receipt.subject_id], "completed")
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
     finally:
-        service.close()
+        runtime.close()
 
 
 @main.command()
@@ -138,6 +166,139 @@ def demo(keep: bool) -> None:
     from api.demo import run_demo
 
     run_demo(click.echo, keep=keep)
+
+
+# -- principals -----------------------------------------------------------------------
+
+
+@main.group()
+def principal() -> None:
+    """Manage principals (services and people) and their API keys."""
+
+
+@principal.command("create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help="A role from the policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_one_line_errors
+def principal_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
+    """Create NAME (svc:... or user:...) and print its API key once; only a hash is stored."""
+    runtime = open_runtime(Settings.from_env())
+    try:
+        info, key = runtime.access.create_principal(name, list(roles))
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps({"name": info.name, "roles": list(info.roles), "api_key": key}))
+    else:
+        click.echo(f"created {info.name} with roles {', '.join(info.roles)}")
+        click.echo(f"API key (shown once, store it now): {key}")
+
+
+@principal.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def principal_list(as_json: bool) -> None:
+    """List principals (never their keys)."""
+    runtime = open_runtime(Settings.from_env())
+    try:
+        principals = runtime.access.list_principals()
+    finally:
+        runtime.close()
+    rows = [
+        {
+            "name": p.name,
+            "roles": list(p.roles),
+            "disabled": p.disabled,
+            "created_at": p.created_at.isoformat(),
+        }
+        for p in principals
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = "disabled" if row["disabled"] else "active"
+        click.echo(f"{row['name']:<32} {state:<9} {','.join(row['roles'])}")  # type: ignore[arg-type]
+
+
+@principal.command("disable")
+@click.argument("name")
+@_one_line_errors
+def principal_disable(name: str) -> None:
+    """Disable NAME: its key stops working and its grants vanish at once."""
+    runtime = open_runtime(Settings.from_env())
+    try:
+        runtime.access.disable_principal(name)
+    finally:
+        runtime.close()
+    click.echo(f"disabled {name}")
+
+
+# -- audit and policy -------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@_one_line_errors
+def audit_verify() -> None:
+    """Recompute the hash chain and check checkpoint signatures; exit 1 naming the first bad seq."""
+    runtime = open_runtime(Settings.from_env())
+    try:
+        result = runtime.audit.verify()
+    finally:
+        runtime.close()
+    click.echo(result.summary())
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.group()
+def policy() -> None:
+    """The access policy."""
+
+
+@policy.command("explain")
+@click.argument("principal_name", metavar="PRINCIPAL")
+@click.argument("field")
+@click.argument("action")
+@click.argument("purpose")
+@_one_line_errors
+def policy_explain(principal_name: str, field: str, action: str, purpose: str) -> None:
+    """Print the decision for PRINCIPAL FIELD ACTION PURPOSE and the rule that decided it."""
+    from access.policy import ACTIONS, PURPOSELESS
+
+    if action not in ACTIONS:
+        raise click.UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    runtime = open_runtime(Settings.from_env())
+    try:
+        decision = runtime.access.decide(
+            principal_name,
+            [field],
+            action,
+            None if action in PURPOSELESS else purpose,
+            gates=False,
+        )
+        spec = None if action in PURPOSELESS else runtime.access.purposes.get(purpose)
+    finally:
+        runtime.close()
+    (only,) = decision.fields.values()
+    click.echo(f"decision: {only.redaction}" + (f" ({only.reason})" if only.reason else ""))
+    click.echo(f"rule: {only.rule or '(no rule matched: default deny)'}")
+    if spec is not None and (spec.requires_consent or spec.requires_justification):
+        needs = [
+            n
+            for n, on in (
+                ("the subject's consent", spec.requires_consent),
+                ("a justification", spec.requires_justification),
+            )
+            if on
+        ]
+        click.echo(f"note: purpose {purpose} also needs {' and '.join(needs)} per request")
 
 
 if __name__ == "__main__":  # pragma: no cover

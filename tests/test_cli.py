@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,61 @@ def test_demo_console_script_end_to_end() -> None:
     assert "5 of 5 fields fail to decrypt" in out
     assert out.rstrip().endswith("demo complete: every check passed")
     assert POSTGRES_URL not in out
+
+
+def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    code, out, err = run(["init"], env)
+    assert code == 0, err
+    assert "default policy loaded" in out
+    assert "existing policy kept" in run(["init"], env)[1]
+
+    code, out, _ = run(
+        ["principal", "create", "user:alice", "--role", "support-agent", "--json"], env
+    )
+    assert code == 0
+    created = json.loads(out)
+    assert created["name"] == "user:alice" and created["api_key"].startswith("pvk_")
+    code, out, _ = run(["principal", "create", "svc:checkout", "--role", "checkout-service"], env)
+    assert code == 0 and "shown once" in out
+    code, _, err = run(["principal", "create", "user:alice", "--role", "support-agent"], env)
+    assert code == 1 and "already exists" in err
+    code, _, err = run(["principal", "create", "user:bob", "--role", "root"], env)
+    assert code == 1 and "unknown role" in err
+    listed = json.loads(run(["principal", "list", "--json"], env)[1])
+    assert [p["name"] for p in listed] == ["svc:checkout", "user:alice"]
+    assert created["api_key"] not in json.dumps(listed)
+    assert run(["principal", "disable", "svc:checkout"], env)[0] == 0
+    assert "disabled" in run(["principal", "list"], env)[1]
+
+    code, out, _ = run(
+        ["policy", "explain", "user:alice", "passport_number", "reveal", "customer_support"], env
+    )
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        "decision: plain",
+        "rule: p, support-agent, identity, reveal, customer_support, allow",
+    ]
+    assert "needs a justification" in out
+    code, out, _ = run(
+        ["policy", "explain", "user:alice", "face_template", "reveal", "customer_support"], env
+    )
+    assert out.splitlines()[:2] == [
+        "decision: denied (forbidden)",
+        "rule: p, *, biometric, reveal, *, deny",
+    ]
+    code, _, err = run(["policy", "explain", "user:alice", "email", "reveal", "snooping"], env)
+    assert code == 1 and "unknown purpose" in err
+
+    # audit verify: intact, then tampered
+    service = VaultService.from_settings(Settings.from_env(env))
+    created_subject = service.create_subject({"email": "v@example.com"})
+    service.close()
+    assert run(["shred", created_subject.subject_id], env)[0] == 0
+    code, out, _ = run(["audit", "verify"], env)
+    assert code == 0 and out.startswith("audit log intact: 2 events")
+    assert len(out.strip().splitlines()) == 1
+    with sqlite3.connect(tmp_path / "home" / "vault.db") as conn:
+        conn.execute("UPDATE audit_events SET principal = 'operator:nobody' WHERE seq = 1")
+    code, out, _ = run(["audit", "verify"], env)
+    assert code == 1 and "TAMPERED at seq 1" in out
