@@ -533,43 +533,12 @@ class VaultService:
         self, tokens: Sequence[str], *, masked: Collection[str] = ()
     ) -> list[DetokenizeResult]:
         """Per token, in input order: the current value (masked for tokens in ``masked``)."""
-        wanted = list(
-            dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
-        )
         with self._tx(read_only=True) as session:
-            rows = (
-                {
-                    row.token: row
-                    for row in session.scalars(select(Token).where(Token.token.in_(wanted)))
-                }
-                if wanted
-                else {}
-            )
-            subject_ids = sorted({row.subject_id for row in rows.values()})
-            subjects = (
-                {
-                    s.id: s
-                    for s in session.scalars(
-                        select(Subject)
-                        .where(Subject.id.in_(subject_ids))
-                        .with_for_update(read=True)
-                    )
-                }
-                if subject_ids
-                else {}
-            )
             out: list[DetokenizeResult] = []
-            for token in tokens:
-                if not isinstance(token, str) or not looks_like_token(token):
-                    out.append(DetokenizeResult(token=str(token)[:64], error="invalid"))
-                    continue
-                row = rows.get(token)
-                if row is None:
-                    out.append(DetokenizeResult(token=token, error="not_found"))
-                    continue
-                subject = subjects[row.subject_id]
-                if subject.status != STATUS_ACTIVE:
-                    out.append(DetokenizeResult(token=token, field=row.field, error="shredded"))
+            for token, row, _, error in self._token_targets(session, tokens, share_lock=True):
+                if error is not None or row is None:
+                    field = row.field if row is not None else None
+                    out.append(DetokenizeResult(token=token, field=field, error=error))
                     continue
                 value_row = session.get(FieldValue, (row.subject_id, row.field))
                 if value_row is None:
@@ -715,39 +684,50 @@ class VaultService:
 
     def resolve_tokens(self, tokens: Sequence[str]) -> list[TokenRef]:
         """Subject and field of each token, in input order, without decrypting anything."""
-        wanted = [t for t in tokens if isinstance(t, str) and looks_like_token(t)]
         with self._tx(read_only=True) as session:
-            rows = (
-                {r.token: r for r in session.scalars(select(Token).where(Token.token.in_(wanted)))}
-                if wanted
-                else {}
+            targets = self._token_targets(session, tokens, share_lock=False)
+        return [
+            TokenRef(
+                token=token,
+                subject_id=row.subject_id if row is not None else None,
+                field=row.field if row is not None else None,
+                is_minor=bool(subject.is_minor) if subject is not None else False,
+                error=error,
             )
-            ids = sorted({r.subject_id for r in rows.values()})
-            subjects = (
-                {s.id: s for s in session.scalars(select(Subject).where(Subject.id.in_(ids)))}
-                if ids
-                else {}
-            )
-        refs: list[TokenRef] = []
+            for token, row, subject, error in targets
+        ]
+
+    def _token_targets(
+        self, session: Session, tokens: Sequence[str], *, share_lock: bool
+    ) -> list[tuple[str, Token | None, Subject | None, ErrorCode | None]]:
+        """Per token: its row and subject, or why there is none (invalid, not_found, shredded)."""
+        wanted = list(
+            dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
+        )
+        rows = (
+            {r.token: r for r in session.scalars(select(Token).where(Token.token.in_(wanted)))}
+            if wanted
+            else {}
+        )
+        ids = sorted({r.subject_id for r in rows.values()})
+        stmt = select(Subject).where(Subject.id.in_(ids))
+        if share_lock:  # a concurrent shred waits until this read is done
+            stmt = stmt.with_for_update(read=True)
+        subjects = {x.id: x for x in session.scalars(stmt)} if ids else {}
+        out: list[tuple[str, Token | None, Subject | None, ErrorCode | None]] = []
         for token in tokens:
             if not isinstance(token, str) or not looks_like_token(token):
-                refs.append(TokenRef(token=str(token)[:64], error="invalid"))
+                out.append((str(token)[:64], None, None, "invalid"))
                 continue
             row = rows.get(token)
             if row is None:
-                refs.append(TokenRef(token=token, error="not_found"))
+                out.append((token, None, None, "not_found"))
                 continue
             subject = subjects[row.subject_id]
-            refs.append(
-                TokenRef(
-                    token=token,
-                    subject_id=row.subject_id,
-                    field=row.field,
-                    is_minor=subject.is_minor,
-                    error=None if subject.status == STATUS_ACTIVE else "shredded",
-                )
+            out.append(
+                (token, row, subject, None if subject.status == STATUS_ACTIVE else "shredded")
             )
-        return refs
+        return out
 
     # -- keys -----------------------------------------------------------------
 
