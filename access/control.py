@@ -355,13 +355,15 @@ class AccessControl:
         justification: Justification | None = None,
         *,
         gates: bool = True,
+        policy: PolicyEngine | None = None,
     ) -> Decision:
         """Per field: ``plain``, ``masked`` or ``denied`` with a reason and the matched rule.
 
         Redaction (DESIGN.md): for ``detokenize``, plain if detokenize is allowed,
         else masked if read_masked is, else denied. Then the purpose's gates:
         a missing or malformed justification, or missing consent, deny every field.
-        ``gates=False`` evaluates the policy alone (for ``policy explain``).
+        ``gates=False`` evaluates the policy alone (for ``policy explain``); ``policy`` reuses
+        an engine already fetched for this request (one revision check per request).
         """
         if action in PURPOSELESS:
             purpose_spec = None
@@ -371,7 +373,7 @@ class AccessControl:
                 raise InvalidRequest("a purpose is required")
             purpose_spec = self.purposes.get(purpose)
             request_purpose = purpose
-        engine = self.policy()
+        engine = policy if policy is not None else self.policy()
         objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE_ACTIONS else list(fields)
         if not objects:
             raise InvalidRequest("no fields named")

@@ -124,6 +124,7 @@ class GuardedVault:
         is_minor: bool = False,
         justification: Justification | None = None,
     ) -> CreatedSubject:
+        self.vault.validate(fields, external_id=external_id, region=region)
         subject_id = str(uuid.uuid4())
         self._decide_and_record(
             caller,
@@ -149,6 +150,7 @@ class GuardedVault:
         fields: Mapping[str, Value],
         justification: Justification | None = None,
     ) -> dict[str, str]:
+        self.vault.validate(fields, allow_empty=False)
         facts = self._facts(subject_id)
         self._decide_and_record(caller, list(fields), "write", purpose, facts, justification)
         return self.vault.put_fields(facts.subject_id, fields)
@@ -258,6 +260,7 @@ class GuardedVault:
     ) -> list[DetokenizeResult]:
         """Per token, in input order: plain, masked, or an error code."""
         refs = self.vault.resolve_tokens(tokens)
+        policy = self.access.policy()  # one revision check for the whole batch
         decided: dict[tuple[str, str], FieldDecision] = {}
         outcome: dict[str, Any] = {}
         for i, ref in enumerate(refs):
@@ -273,6 +276,7 @@ class GuardedVault:
                     purpose,
                     SubjectFacts(ref.subject_id, ref.is_minor),
                     justification,
+                    policy=policy,
                 )
                 decided[key] = decision.fields[ref.field]
             outcome[str(i)] = {"field": ref.field, **decided[key].as_dict()}

@@ -23,7 +23,7 @@ from access.policy import Rule
 from access.purposes import Justification
 from tests.conftest import Database
 from tests.helpers import ALICE, leaked
-from vault.errors import SubjectShredded
+from vault.errors import SubjectShredded, ValidationError
 from vault.receipts import verify_receipt
 from vault.service import TokenizeRecord, VaultService
 
@@ -396,3 +396,17 @@ def test_principals_keys_are_hashed_and_can_be_disabled(world: World, database: 
         world.access.create_principal("svc:x", ["superuser"])
     with pytest.raises(InvalidRequest):
         world.access.create_principal("Robert'); DROP TABLE", ["admin"])
+
+
+def test_invalid_input_is_rejected_before_any_decision(world: World, database: Database) -> None:
+    events = len(world.audit.events(limit=1000))
+    with pytest.raises(ValidationError) as info:
+        world.guard.create_subject(
+            world.caller("registration-service"),
+            "account_registration",
+            {"email": "not-an-email", "full_name": "Q"},
+        )
+    assert info.value.errors == {"email": "not_an_email"}
+    assert len(world.audit.events(limit=1000)) == events
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subjects")).scalar_one() == 0

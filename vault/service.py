@@ -413,6 +413,18 @@ class VaultService:
 
     # -- writes -------------------------------------------------------------------
 
+    def validate(
+        self,
+        fields: Mapping[str, Value],
+        *,
+        external_id: str | None = None,
+        region: str | None = None,
+        allow_empty: bool = True,
+    ) -> None:
+        """Raise ValidationError exactly as a write would, without touching keys or storage."""
+        self._normalize(fields, allow_empty=allow_empty)
+        self._check_subject_attrs(external_id, region)
+
     def create_subject(
         self,
         fields: Mapping[str, Value] | None = None,
