@@ -360,8 +360,9 @@ class AccessControl:
         """Per field: ``plain``, ``masked`` or ``denied`` with a reason and the matched rule.
 
         Redaction (DESIGN.md): for ``detokenize``, plain if detokenize is allowed,
-        else masked if read_masked is, else denied. Then the purpose's gates:
-        a missing or malformed justification, or missing consent, deny every field.
+        else masked if read_masked is, else denied. Then the purpose's gates: a
+        missing or malformed justification denies plaintext (masked stays visible);
+        missing consent denies everything.
         ``gates=False`` evaluates the policy alone (for ``policy explain``); ``policy`` reuses
         an engine already fetched for this request (one revision check per request).
         """
@@ -399,21 +400,20 @@ class AccessControl:
             else:
                 decisions[obj] = FieldDecision(obj, "denied", "forbidden", deny_rule)
 
-        gate: Reason | None = None
         if gates and purpose_spec is not None and action != "consent_write":
-            if purpose_spec.requires_justification and not (
+            # Justification guards plaintext (support sees masked records without one);
+            # consent guards any processing for a consent-based purpose.
+            unjustified = purpose_spec.requires_justification and not (
                 justification is not None and justification.valid
-            ):
-                gate = "justification_required"
-            elif purpose_spec.requires_consent and (
+            )
+            no_consent = purpose_spec.requires_consent and (
                 subject is None or not self.consent_ok(subject, purpose_spec.name)
-            ):
-                gate = "consent_required"
-        if gate is not None:
-            decisions = {
-                k: FieldDecision(k, "denied", gate, d.rule) if d.redaction != "denied" else d
-                for k, d in decisions.items()
-            }
+            )
+            for k, d in list(decisions.items()):
+                if d.redaction == "plain" and unjustified:
+                    decisions[k] = FieldDecision(k, "denied", "justification_required", d.rule)
+                elif d.redaction != "denied" and no_consent:
+                    decisions[k] = FieldDecision(k, "denied", "consent_required", d.rule)
         return Decision(
             principal, action, purpose, subject.subject_id if subject else None, decisions
         )
