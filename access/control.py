@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,6 +128,7 @@ class AccessControl:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._engine: PolicyEngine | None = None
         self._revision = -1
+        self.decision_listeners: list[Callable[[Decision], None]] = []  # e.g. metrics
         self._lock = threading.Lock()
 
     # -- transactions -------------------------------------------------------------
@@ -414,9 +415,12 @@ class AccessControl:
                     decisions[k] = FieldDecision(k, "denied", "justification_required", d.rule)
                 elif d.redaction != "denied" and no_consent:
                     decisions[k] = FieldDecision(k, "denied", "consent_required", d.rule)
-        return Decision(
+        decision = Decision(
             principal, action, purpose, subject.subject_id if subject else None, decisions
         )
+        for listener in self.decision_listeners:
+            listener(decision)
+        return decision
 
 
 def _hash_secret(secret: str) -> str:

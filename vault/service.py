@@ -245,8 +245,14 @@ class VaultService:
 
     def check(self) -> None:
         """Readiness: raise ServiceUnavailable unless the database and key provider answer."""
+        self.check_database()
+        self.check_key_provider()
+
+    def check_database(self) -> None:
         with self._tx(read_only=True) as session:
             session.execute(select(1))
+
+    def check_key_provider(self) -> None:
         with self._translating():
             self.keys.check()
 

@@ -1,0 +1,105 @@
+"""The Flask application factory: ``create_app(config)``."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, g, request
+from flask_openapi3 import Info, OpenAPI
+from pydantic import BaseModel
+
+from access.errors import AuthenticationFailed
+from access.guard import Caller
+from access.runtime import Runtime, open_runtime
+from api import errors
+from api.metrics import Metrics
+from api.models import Problem
+from vault.config import Settings
+
+DEFAULT_MAX_BODY = 1024 * 1024
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+EXTENSION = "pii_vault"
+
+
+@dataclass
+class AppConfig:
+    """What the app needs; ``runtime`` may be injected (tests, demo), else built from settings."""
+
+    settings: Settings = field(default_factory=Settings.from_env)
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    from flask import current_app
+
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def caller() -> Caller:
+    return Caller(g.principal.name, g.request_id)
+
+
+def create_app(config: AppConfig | None = None) -> OpenAPI:
+    config = config or AppConfig()
+    rt = config.runtime or open_runtime(config.settings)
+    common: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
+        status: Problem for status in (400, 401, 403, 404, 409, 410, 413, 503)
+    }
+    app = OpenAPI(
+        __name__,
+        info=Info(title="pii-vault", version="1"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        responses=common,
+        doc_ui=False,
+        validation_error_status=400,
+        validation_error_model=Problem,
+        validation_error_callback=errors.validation_problem,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions[EXTENSION] = rt
+    metrics = Metrics(rt)
+    app.extensions["pii_vault_metrics"] = metrics
+
+    @app.before_request
+    def _authenticate() -> None:
+        g.started = time.perf_counter()
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        if request.path in PUBLIC_PATHS:
+            return
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthenticationFailed()
+        g.principal = rt.access.authenticate(key.strip())
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        response.headers["Cache-Control"] = "no-store"  # responses may carry PII
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        started = getattr(g, "started", None)
+        if started is not None:
+            metrics.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        return response
+
+    errors.register(app)
+
+    from api.routes import audit, consents, ops, subjects, tokens
+
+    for module in (subjects, consents, tokens, audit, ops):
+        app.register_api(module.bp)
+
+    @app.get("/v1/openapi.json", doc_ui=False)
+    def openapi_document() -> dict[str, Any]:
+        return app.api_doc
+
+    return app

@@ -1,0 +1,125 @@
+"""The one place project errors become HTTP statuses, as application/problem+json.
+
+Messages come from the project's own exceptions, which carry codes, field names
+and ids only; unexpected errors answer a generic 500 and are logged without
+their arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, g
+from werkzeug.exceptions import HTTPException
+
+from access.errors import (
+    AccessError,
+    AuditUnavailable,
+    AuthenticationFailed,
+    ConsentRequired,
+    Forbidden,
+    InvalidRequest,
+    JustificationRequired,
+    PrincipalExists,
+    PrincipalNotFound,
+    UnknownPurpose,
+)
+from vault.errors import (
+    DatabaseUnavailable,
+    DecryptionError,
+    DuplicateExternalId,
+    KeyProviderUnavailable,
+    ShredPending,
+    SubjectNotFound,
+    SubjectShredded,
+    ValidationError,
+    VaultError,
+)
+
+log = logging.getLogger(__name__)
+
+# (exception type, status, stable code) — first match wins, so subclasses come first.
+ERROR_MAP: list[tuple[type[Exception], int, str]] = [
+    (ValidationError, 400, "invalid"),
+    (JustificationRequired, 400, "justification_required"),
+    (UnknownPurpose, 400, "unknown_purpose"),
+    (InvalidRequest, 400, "invalid"),
+    (AuthenticationFailed, 401, "unauthenticated"),
+    (ConsentRequired, 403, "consent_required"),
+    (Forbidden, 403, "forbidden"),
+    (SubjectNotFound, 404, "not_found"),
+    (PrincipalNotFound, 404, "not_found"),
+    (DuplicateExternalId, 409, "duplicate_external_id"),
+    (PrincipalExists, 409, "conflict"),
+    (SubjectShredded, 410, "shredded"),
+    (ShredPending, 503, "shred_pending"),
+    (KeyProviderUnavailable, 503, "key_provider_unavailable"),
+    (DatabaseUnavailable, 503, "database_unavailable"),
+    (AuditUnavailable, 503, "audit_unavailable"),
+    (DecryptionError, 500, "decryption_failed"),
+]
+
+
+def problem(status: int, code: str, detail: str, errors: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:pii-vault:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": getattr(g, "request_id", None),
+    }
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="pii-vault"'
+    return response
+
+
+def _from_exception(exc: Exception) -> Response:
+    for kind, status, code in ERROR_MAP:
+        if isinstance(exc, kind):
+            errors = exc.errors if isinstance(exc, ValidationError) else None
+            return problem(status, code, str(exc), errors)
+    log.error("unexpected %s on %s", type(exc).__name__, getattr(g, "request_id", "-"))
+    return problem(500, "internal", "internal error")
+
+
+def validation_problem(exc: Any) -> Response:
+    """flask-openapi3's validation hook: pydantic errors as a 400 problem, values never echoed."""
+    errors: dict[str, str] = {}
+    for err in getattr(exc, "errors", lambda: [])():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        errors[where[:128]] = str(err.get("type", "invalid"))
+    return problem(400, "invalid", "the request is malformed; nothing was stored", errors or None)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(VaultError)
+    @app.errorhandler(AccessError)
+    def _project(exc: Exception) -> Response:
+        return _from_exception(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = {
+            400: "invalid",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+        }.get(status, "http_error")
+        detail = {
+            413: "request body exceeds the configured limit; nothing was stored",
+            400: "the request is malformed; nothing was stored",
+        }.get(status, exc.description or HTTPStatus(status).phrase)
+        return problem(status, code, detail)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        return _from_exception(exc)

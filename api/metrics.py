@@ -1,0 +1,71 @@
+"""Prometheus metrics: requests and latencies by endpoint, decisions, Vault calls, DEK cache.
+
+Each app has its own registry (tests build many apps). Under gunicorn every
+worker exposes its own counters; scrape per worker or aggregate upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from access.control import Decision
+from access.runtime import Runtime
+
+
+class _RuntimeCollector(Collector):
+    """Reads the live counters the vault already keeps, at scrape time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        vault = self.runtime.vault
+        yield CounterMetricFamily(
+            "pii_vault_key_provider_calls",
+            "Calls made to the key provider (Vault)",
+            value=vault.keys.calls,
+        )
+        stats = vault.cache.stats
+        yield CounterMetricFamily(
+            "pii_vault_dek_cache_hits", "Data-key cache hits", value=stats.hits
+        )
+        yield CounterMetricFamily(
+            "pii_vault_dek_cache_misses", "Data-key cache misses", value=stats.misses
+        )
+        yield GaugeMetricFamily(
+            "pii_vault_dek_cache_entries", "Data keys cached now", value=len(vault.cache)
+        )
+
+
+class Metrics:
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pii_vault_http_requests",
+            "HTTP requests",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pii_vault_http_request_duration_seconds",
+            "HTTP request latency",
+            ["endpoint", "method"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "pii_vault_decisions",
+            "Access decisions per field, by outcome",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(runtime))
+        runtime.access.decision_listeners.append(self.record_decision)
+
+    def record_decision(self, decision: Decision) -> None:
+        for field in decision.fields.values():
+            outcome = field.redaction if field.redaction != "denied" else f"denied_{field.reason}"
+            self.decisions.labels(decision.action, outcome).inc()

@@ -1,0 +1,230 @@
+"""Request and response models: they validate input and generate /v1/openapi.json.
+
+Field names follow DESIGN.md's HTTP table exactly; clients code against them.
+Binary field values (biometrics) travel as base64 strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Purpose = Field(min_length=1, max_length=64, description="Purpose of processing (policy §2)")
+FieldValues = dict[str, str]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Justification(Strict):
+    ticket: str = Field(max_length=32, description="Ticket reference, e.g. CS-1234")
+    reason: str = Field(max_length=500)
+
+
+# -- path and query ------------------------------------------------------------------------
+
+
+class SubjectPath(BaseModel):
+    id: str = Field(max_length=64, description="Subject id (UUID)")
+
+
+class ConsentPath(BaseModel):
+    id: str = Field(max_length=64)
+    purpose: str = Field(max_length=64)
+
+
+class PurposeQuery(BaseModel):
+    purpose: str = Purpose
+
+
+class AuditQuery(BaseModel):
+    subject_id: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class CreateSubjectBody(Strict):
+    external_id: str | None = Field(default=None, max_length=200)
+    region: str | None = Field(default=None, max_length=16)
+    is_minor: bool = False
+    purpose: str = Purpose
+    fields: FieldValues = Field(default_factory=dict, max_length=64)
+    justification: Justification | None = None
+
+
+class PatchFieldsBody(Strict):
+    purpose: str = Purpose
+    fields: FieldValues = Field(min_length=1, max_length=64)
+    justification: Justification | None = None
+
+
+class TokenizeRecordModel(Strict):
+    external_id: str | None = Field(default=None, max_length=200)
+    subject_id: str | None = Field(default=None, max_length=64)
+    region: str | None = Field(default=None, max_length=16)
+    is_minor: bool = False
+    fields: FieldValues = Field(min_length=1, max_length=64)
+
+
+class TokenizeBody(Strict):
+    purpose: str = Purpose
+    records: list[TokenizeRecordModel] = Field(min_length=1, max_length=500)
+    justification: Justification | None = None
+
+
+class DetokenizeBody(Strict):
+    purpose: str = Purpose
+    tokens: list[str] = Field(min_length=1, max_length=1000)
+    justification: Justification | None = None
+
+
+class RevealBody(Strict):
+    purpose: str = Purpose
+    fields: list[str] = Field(min_length=1, max_length=64)
+    justification: Justification | None = None
+
+
+class DeleteBody(Strict):
+    purpose: str = Purpose
+    reason: str = Field(min_length=1, max_length=500)
+    ticket: str | None = Field(default=None, max_length=32)
+
+
+class ConsentBody(Strict):
+    granted: bool
+    given_by: Literal["subject", "guardian"]
+    policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class ItemError(BaseModel):
+    code: str
+    fields: dict[str, str] | None = None
+
+
+class CreatedResponse(BaseModel):
+    subject_id: str
+    tokens: dict[str, str]
+
+
+class TokensResponse(BaseModel):
+    tokens: dict[str, str]
+
+
+class TokenizeItem(BaseModel):
+    subject_id: str | None = None
+    tokens: dict[str, str] | None = None
+    error: ItemError | None = None
+
+
+class TokenizeResponse(BaseModel):
+    results: list[TokenizeItem]
+
+
+class DetokenizeItem(BaseModel):
+    token: str
+    field: str | None = None
+    value: str | None = None
+    redaction: Literal["plain", "masked"] | None = None
+    error: ItemError | None = None
+
+
+class DetokenizeResponse(BaseModel):
+    results: list[DetokenizeItem]
+
+
+class FieldViewModel(BaseModel):
+    category: str
+    masked: str
+    token: str | None
+
+
+class SubjectResponse(BaseModel):
+    subject_id: str
+    external_id: str | None
+    region: str | None
+    status: str
+    fields: dict[str, FieldViewModel]
+
+
+class RevealResponse(BaseModel):
+    values: dict[str, str]
+    audit_seq: int
+
+
+class ExportResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    subject_id: str
+    status: str
+    fields: dict[str, Any]
+    consents: list[dict[str, Any]]
+    access_history: list[dict[str, Any]]
+
+
+class ReceiptModel(BaseModel):
+    type: str
+    version: int
+    subject_id: str
+    requested_at: str
+    shredded_at: str
+    key_provider: str
+    subject_key_destroyed: bool
+    data_deleted: bool
+    signature: str
+    public_key: str
+
+
+class ShredResponse(BaseModel):
+    status: Literal["shredded"]
+    receipt: ReceiptModel
+
+
+class ConsentResponse(BaseModel):
+    subject_id: str
+    purpose: str
+    granted: bool
+    given_by: str
+    policy_version: str
+    recorded_at: str
+
+
+class AuditEventsResponse(BaseModel):
+    events: list[dict[str, Any]]
+
+
+class AuditVerifyResponse(BaseModel):
+    ok: bool
+    events: int
+    head: str
+    checkpoints: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    database: str
+    key_provider: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable, ``detail`` is for people."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+    errors: dict[str, str] | None = None

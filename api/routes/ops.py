@@ -1,0 +1,42 @@
+"""Liveness, readiness and metrics (no authentication; no data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app
+from flask_openapi3 import APIBlueprint, Tag
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.app import runtime
+from api.models import HealthResponse, ReadyResponse
+from vault.errors import ServiceUnavailable
+
+bp = APIBlueprint("ops", __name__, abp_tags=[Tag(name="operations")])
+
+
+@bp.get("/healthz", responses={200: HealthResponse})
+def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@bp.get("/readyz", responses={200: ReadyResponse, 503: ReadyResponse})
+def readyz() -> tuple[dict[str, Any], int]:
+    rt = runtime()
+    state = {"database": "ok", "key_provider": "ok"}
+    try:
+        rt.vault.check_database()
+    except ServiceUnavailable:
+        state["database"] = "unavailable"
+    try:
+        rt.vault.check_key_provider()
+    except ServiceUnavailable:
+        state["key_provider"] = "unavailable"
+    ready = all(v == "ok" for v in state.values())
+    return {"status": "ready" if ready else "unavailable", **state}, 200 if ready else 503
+
+
+@bp.get("/metrics", doc_ui=False)
+def metrics() -> Response:
+    registry = current_app.extensions["pii_vault_metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,96 @@
+"""/v1/subjects: create, correct, masked view, reveal, export, shred."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from access.purposes import Justification
+from api.app import caller, runtime
+from api.models import (
+    CreatedResponse,
+    CreateSubjectBody,
+    DeleteBody,
+    ExportResponse,
+    PatchFieldsBody,
+    PurposeQuery,
+    RevealBody,
+    RevealResponse,
+    ShredResponse,
+    SubjectPath,
+    SubjectResponse,
+    TokensResponse,
+)
+from api.routes import fields_in, justification_in, value_out
+
+bp = APIBlueprint(
+    "subjects",
+    __name__,
+    url_prefix="/v1/subjects",
+    abp_tags=[Tag(name="subjects")],
+    abp_security=[{"bearer": []}],
+)
+
+
+@bp.post("", responses={201: CreatedResponse})
+def create_subject(body: CreateSubjectBody) -> tuple[dict[str, Any], int]:
+    rt = runtime()
+    created = rt.guard.create_subject(
+        caller(),
+        body.purpose,
+        fields_in(body.fields, rt.vault.schema),
+        external_id=body.external_id,
+        region=body.region,
+        is_minor=body.is_minor,
+        justification=justification_in(body.justification),
+    )
+    return {"subject_id": created.subject_id, "tokens": created.tokens}, 201
+
+
+@bp.patch("/<id>/fields", responses={200: TokensResponse})
+def correct_fields(path: SubjectPath, body: PatchFieldsBody) -> dict[str, Any]:
+    rt = runtime()
+    tokens = rt.guard.put_fields(
+        caller(),
+        path.id,
+        body.purpose,
+        fields_in(body.fields, rt.vault.schema),
+        justification_in(body.justification),
+    )
+    return {"tokens": tokens}
+
+
+@bp.get("/<id>", responses={200: SubjectResponse})
+def masked_view(path: SubjectPath, query: PurposeQuery) -> dict[str, Any]:
+    view = runtime().guard.masked_view(caller(), path.id, query.purpose)
+    return {
+        "subject_id": view.subject_id,
+        "external_id": view.external_id,
+        "region": view.region,
+        "status": view.status,
+        "fields": {
+            name: {"category": f.category, "masked": f.masked, "token": f.token}
+            for name, f in view.fields.items()
+        },
+    }
+
+
+@bp.post("/<id>/reveal", responses={200: RevealResponse})
+def reveal(path: SubjectPath, body: RevealBody) -> dict[str, Any]:
+    values, seq = runtime().guard.reveal(
+        caller(), path.id, body.purpose, body.fields, justification_in(body.justification)
+    )
+    return {"values": {k: value_out(v) for k, v in values.items()}, "audit_seq": seq}
+
+
+@bp.get("/<id>/export", responses={200: ExportResponse})
+def export(path: SubjectPath, query: PurposeQuery) -> dict[str, Any]:
+    return runtime().guard.export(caller(), path.id, query.purpose)
+
+
+@bp.delete("/<id>", responses={200: ShredResponse})
+def shred(path: SubjectPath, body: DeleteBody) -> dict[str, Any]:
+    justification = Justification(body.ticket or "", body.reason) if body.ticket else None
+    receipt = runtime().guard.shred(caller(), path.id, body.purpose, justification)
+    return {"status": "shredded", "receipt": receipt.to_dict()}
