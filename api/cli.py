@@ -17,6 +17,7 @@ import click
 from access.audit import AuditRecord
 from access.errors import AccessConfigError, AccessError, AuditUnavailable
 from access.runtime import Runtime, open_runtime
+from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
 from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
 from vault.config import Settings
 from vault.errors import ConfigError, ServiceUnavailable, VaultError
@@ -166,6 +167,44 @@ def demo(keep: bool) -> None:
     from api.demo import run_demo
 
     run_demo(click.echo, keep=keep)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=0,
+    type=click.IntRange(0, 64),
+    help="Run under gunicorn with N worker processes (0: development server).",
+)
+@click.option(
+    "--max-body",
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    type=click.IntRange(1024, 64 * 1024 * 1024),
+    help="Request body limit in bytes.",
+)
+@_one_line_errors
+def serve(host: str, port: int, workers: int, max_body: int) -> None:
+    """Serve the HTTP API. Configuration is checked before the first request is taken."""
+    settings = Settings.from_env()
+    runtime = open_runtime(settings)  # bad configuration fails here, in one line
+    try:
+        runtime.vault.check()
+        runtime.access.policy()
+    except BaseException:
+        runtime.close()
+        raise
+    if workers:
+        runtime.close()  # each worker opens its own connections after the fork
+        from api.server import run_gunicorn
+
+        run_gunicorn(host, port, workers, max_body)
+        return
+    app = create_app(AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime))
+    click.echo(f"pii-vault serving on http://{host}:{port} (development server)", err=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
 # -- principals -----------------------------------------------------------------------
