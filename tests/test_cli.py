@@ -148,12 +148,22 @@ def test_demo_console_script_end_to_end() -> None:
     proc = subprocess.run([*cmd, "demo"], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "[4] at rest: 0 of 5 values found" in out
-    assert "verifies: True" in out
-    assert "[9] tokens after the shred: 0 of 5 resolve (not_found)" in out
-    assert "exists: False" in out
-    assert "5 of 5 fields fail to decrypt" in out
+    steps = [line for line in out.splitlines() if line.startswith(("ok ", "FAIL"))]
+    assert len(steps) == 17 and all(line.startswith("ok ") for line in steps), out
+    for expected in (
+        "support reveals the passport without a justification: 400 justification_required",
+        "support reveals the face template: 403 forbidden",
+        "recommendation stores browsing without consent: 403 consent_required",
+        "at rest: 0 of 6 values found",
+        "signed receipt verifies: True",
+        "the old tokens no longer resolve: 0 of 6 (not_found)",
+        "hard-deleted: True",
+        "decrypts nothing: 6 of 6 fields fail",
+        "audit verify: ok=True",
+    ):
+        assert expected in out, expected
     assert out.rstrip().endswith("demo complete: every check passed")
+    assert proc.stderr.strip() == "", proc.stderr
     assert POSTGRES_URL not in out
 
 
