@@ -126,14 +126,32 @@ class GuardedVault:
     ) -> CreatedSubject:
         self.vault.validate(fields, external_id=external_id, region=region)
         subject_id = str(uuid.uuid4())
-        self._decide_and_record(
-            caller,
-            list(fields) or [WHOLE_SUBJECT],
-            "write",
-            purpose,
-            SubjectFacts(subject_id, bool(is_minor)),
-            justification,
-        )
+        facts = SubjectFacts(subject_id, bool(is_minor))
+        if fields:
+            self._decide_and_record(caller, list(fields), "write", purpose, facts, justification)
+        else:
+            # An empty subject: allowed to whoever may write some field for this purpose.
+            decision = self.access.decide(
+                caller.principal,
+                sorted(self.access.field_categories),
+                "write",
+                purpose,
+                facts,
+                justification,
+            )
+            may_write = any(d.redaction != "denied" for d in decision.fields.values())
+            verdict = "allow" if may_write else "deny"
+            outcome = {
+                "*": {
+                    "redaction": "plain" if may_write else "denied",
+                    "reason": None if may_write else decision.denial_reason(),
+                }
+            }
+            self._record(
+                caller, decision, [subject_id], justification, outcome=outcome, verdict=verdict
+            )
+            if not may_write:
+                self._refuse(decision)
         return self.vault.create_subject(
             fields,
             external_id=external_id,

@@ -1,0 +1,390 @@
+"""The HTTP API: DESIGN.md's contract, over every database, against real OpenBao."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from access.audit import AuditLog
+from access.control import AccessControl
+from access.guard import GuardedVault
+from access.runtime import Runtime
+from api.app import AppConfig, create_app
+from keys.bao import free_port
+from keys.transit import TransitKeyProvider
+from tests.conftest import Database, OpenBaoServer
+from tests.helpers import ALICE, leaked, row_counts
+from vault.config import Settings
+from vault.service import VaultService
+
+ALL_ROLES = [
+    "registration-service",
+    "checkout-service",
+    "recommendation-service",
+    "fraud-service",
+    "support-agent",
+    "privacy-officer",
+    "auditor",
+    "admin",
+]
+JUST = {"ticket": "CS-7", "reason": "customer called about their order"}
+PERSON = {
+    "full_name": ALICE["full_name"],
+    "email": ALICE["email"],
+    "phone": ALICE["phone"],
+    "passport_number": ALICE["passport_number"],
+    "face_template": base64.b64encode(ALICE["face_template"]).decode(),  # type: ignore[arg-type]
+}
+
+
+@dataclass
+class Api:
+    client: FlaskClient
+    runtime: Runtime
+    keys: dict[str, str]
+    database: Database
+
+    def h(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def register(self) -> tuple[str, dict[str, str]]:
+        r = self.client.post(
+            "/v1/subjects",
+            headers=self.h("registration-service"),
+            json={
+                "purpose": "account_registration",
+                "external_id": f"ext-{uuid.uuid4().hex[:8]}",
+                "fields": PERSON,
+            },
+        )
+        assert r.status_code == 201, r.json
+        return r.json["subject_id"], r.json["tokens"]
+
+    def last_event(self) -> dict[str, Any]:
+        return self.runtime.audit.events(limit=1)[0]
+
+
+def build_runtime(service: VaultService, database: Database) -> Runtime:
+    access = AccessControl(database.engine, service.schema)
+    access.seed_default_policy()
+    audit = AuditLog(database.engine, service.keys)
+    return Runtime(service, access, audit, GuardedVault(service, access, audit))
+
+
+@pytest.fixture
+def api(transit_service: VaultService, database: Database, tmp_path: Path) -> Iterator[Api]:
+    runtime = build_runtime(transit_service, database)
+    keys = {r: runtime.access.create_principal(f"svc:{r}", [r])[1] for r in ALL_ROLES}
+    keys["everything"] = runtime.access.create_principal("svc:everything", ALL_ROLES)[1]
+    _, disabled = runtime.access.create_principal("svc:gone", ["auditor"])
+    runtime.access.disable_principal("svc:gone")
+    keys["disabled"] = disabled
+    app = create_app(AppConfig(Settings(home=tmp_path), max_body_bytes=64 * 1024, runtime=runtime))
+    yield Api(app.test_client(), runtime, keys, database)
+
+
+# -- the contract's shape ------------------------------------------------------------------
+
+DESIGN_OPERATIONS = {
+    ("post", "/v1/subjects"),
+    ("patch", "/v1/subjects/{id}/fields"),
+    ("post", "/v1/tokenize"),
+    ("post", "/v1/detokenize"),
+    ("get", "/v1/subjects/{id}"),
+    ("post", "/v1/subjects/{id}/reveal"),
+    ("get", "/v1/subjects/{id}/export"),
+    ("delete", "/v1/subjects/{id}"),
+    ("put", "/v1/subjects/{id}/consents/{purpose}"),
+    ("get", "/v1/audit"),
+    ("get", "/v1/audit/verify"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+}
+
+
+def operations(client: FlaskClient) -> set[tuple[str, str]]:
+    spec = client.get("/v1/openapi.json").json
+    return {(m, p) for p, item in spec["paths"].items() for m in item}
+
+
+def test_openapi_document_lists_every_design_endpoint(api: Api) -> None:
+    r = api.client.get("/v1/openapi.json")
+    assert r.status_code == 200 and r.json["openapi"].startswith("3.")
+    assert operations(api.client) == DESIGN_OPERATIONS
+    assert api.client.get("/metrics").status_code == 200
+
+
+def _fill(path: str) -> str:
+    return path.replace("{id}", str(uuid.uuid4())).replace("{purpose}", "personalization")
+
+
+@pytest.mark.parametrize("credential", ["missing", "malformed", "unknown", "disabled", "basic"])
+def test_every_v1_endpoint_rejects_bad_keys_with_401(api: Api, credential: str) -> None:
+    header = {
+        "missing": {},
+        "malformed": {"Authorization": "Bearer not-a-key"},
+        "unknown": {"Authorization": "Bearer pvk_0123456789abcdef." + "A" * 43},
+        "disabled": api.h("disabled"),
+        "basic": {"Authorization": "Basic " + base64.b64encode(b"a:b").decode()},
+    }[credential]
+    before = row_counts(api.database.engine)
+    for method, path in sorted(operations(api.client)):
+        if not path.startswith("/v1/"):
+            continue
+        r = api.client.open(
+            _fill(path),
+            method=method.upper(),
+            headers=header,
+            json={"purpose": "account_registration", "fields": {"email": "a@b.co"}},
+        )
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.mimetype == "application/problem+json" and r.json["code"] == "unauthenticated"
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert row_counts(api.database.engine) == before
+
+
+# -- denials: 403, nothing revealed, the denial audited ------------------------------------
+
+
+def test_roles_cannot_exceed_their_grants(api: Api) -> None:
+    sid, _tokens = api.register()
+    attempts = [
+        (
+            "checkout-service",
+            "POST",
+            f"/v1/subjects/{sid}/reveal",
+            {"purpose": "customer_support", "fields": ["passport_number"], "justification": JUST},
+        ),
+        (
+            "support-agent",
+            "POST",
+            f"/v1/subjects/{sid}/reveal",
+            {"purpose": "customer_support", "fields": ["face_template"], "justification": JUST},
+        ),
+        ("support-agent", "GET", f"/v1/subjects/{sid}/export?purpose=subject_access_request", None),
+        (
+            "checkout-service",
+            "DELETE",
+            f"/v1/subjects/{sid}",
+            {"purpose": "subject_access_request", "reason": "because"},
+        ),
+        ("support-agent", "GET", "/v1/audit", None),
+        ("checkout-service", "GET", "/v1/audit/verify", None),
+        (
+            "support-agent",
+            "PUT",
+            f"/v1/subjects/{sid}/consents/personalization",
+            {"granted": True, "given_by": "subject"},
+        ),
+    ]
+    for role, method, path, body in attempts:
+        r = api.client.open(path, method=method, headers=api.h(role), json=body)
+        assert r.status_code == 403, (role, path, r.status_code, r.json)
+        assert r.json["code"] == "forbidden"
+        for value in ALICE.values():
+            assert not leaked(r.data, value)
+        event = api.last_event()
+        assert event["principal"] == f"svc:{role}" and event["decision"] == "deny"
+    r = api.client.get(
+        f"/v1/subjects/{sid}?purpose=customer_support", headers=api.h("support-agent")
+    )
+    assert r.status_code == 200  # the subject is intact
+
+
+def test_detokenize_denials_are_per_item_and_in_order(api: Api) -> None:
+    sid, tokens = api.register()
+    r = api.client.patch(
+        f"/v1/subjects/{sid}/fields",
+        headers=api.h("checkout-service"),
+        json={"purpose": "order_fulfillment", "fields": {"card_number": ALICE["card_number"]}},
+    )
+    card = r.json["tokens"]["card_number"]
+    asked = [tokens["passport_number"], card, "tok_" + "z" * 32, "nope", tokens["full_name"]]
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=api.h("checkout-service"),
+        json={"purpose": "order_fulfillment", "tokens": asked},
+    )
+    assert r.status_code == 200
+    results = r.json["results"]
+    assert [x["token"] for x in results] == asked
+    assert [x.get("error", {}).get("code") for x in results] == [
+        "forbidden",
+        None,
+        "not_found",
+        "invalid",
+        None,
+    ]
+    assert results[1]["value"] == ALICE["card_number"] and results[1]["redaction"] == "plain"
+    assert results[4]["value"] == ALICE["full_name"]
+    assert "value" not in results[0] or results[0]["value"] is None
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+
+def test_oversized_and_malformed_bodies_store_nothing(api: Api) -> None:
+    before = row_counts(api.database.engine)
+    events = len(api.runtime.audit.events(limit=1000))
+    h = api.h("registration-service")
+    huge = {"purpose": "account_registration", "fields": {"full_name": "x" * (70 * 1024)}}
+    r = api.client.post("/v1/subjects", headers=h, json=huge)
+    assert r.status_code == 413 and r.json["code"] == "payload_too_large"
+    bad_bodies: list[dict[str, Any]] = [
+        {"data": "{not json", "content_type": "application/json"},
+        {"json": ["a", "list"]},
+        {"json": {"purpose": "account_registration", "fields": {"email": 42}}},
+        {"json": {"purpose": "account_registration", "fields": {}, "surprise": 1}},
+        {"json": {"fields": {"email": "a@example.com"}}},
+        {"json": {"purpose": "account_registration", "fields": {"face_template": "%%%"}}},
+        {"json": {"purpose": "account_registration", "fields": {"card_number": "4111"}}},
+        {"json": {"purpose": "account_registration", "fields": {"shoe_size": "44"}}},
+        {"json": {"purpose": "no_such_purpose", "fields": {"email": "a@example.com"}}},
+    ]
+    for kwargs in bad_bodies:
+        r = api.client.post("/v1/subjects", headers=h, **kwargs)
+        assert 400 <= r.status_code < 500, (kwargs, r.status_code)
+        assert r.mimetype == "application/problem+json"
+        assert "4111" not in r.get_data(as_text=True)
+    assert row_counts(api.database.engine) == before
+    assert len(api.runtime.audit.events(limit=1000)) == events  # rejected before any decision
+
+
+def test_request_ids_reach_responses_and_audit(api: Api) -> None:
+    sid, _ = api.register()
+    r = api.client.get(
+        f"/v1/subjects/{sid}?purpose=customer_support",
+        headers=api.h("support-agent") | {"X-Request-Id": "trace-123"},
+    )
+    assert r.headers["X-Request-Id"] == "trace-123"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert api.last_event()["request_id"] == "trace-123"
+    r = api.client.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
+    assert r.headers["X-Request-Id"] != "bad id with spaces"
+
+
+def test_status_codes(api: Api) -> None:
+    sid, _tokens = api.register()
+    officer = api.h("privacy-officer")
+    missing = str(uuid.uuid4())
+    assert (
+        api.client.get(
+            f"/v1/subjects/{missing}?purpose=subject_access_request", headers=officer
+        ).status_code
+        == 404
+    )
+    r = api.client.post(
+        "/v1/subjects",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "external_id": "dup-1", "fields": {}},
+    )
+    assert r.status_code == 201
+    r = api.client.post(
+        "/v1/subjects",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "external_id": "dup-1", "fields": {}},
+    )
+    assert r.status_code == 409 and r.json["code"] == "duplicate_external_id"
+    r = api.client.delete(
+        f"/v1/subjects/{sid}",
+        headers=officer,
+        json={"purpose": "subject_access_request", "reason": "asked"},
+    )
+    assert r.status_code == 200 and r.json["status"] == "shredded"
+    r = api.client.get(f"/v1/subjects/{sid}?purpose=subject_access_request", headers=officer)
+    assert r.status_code == 410 and r.json["code"] == "shredded"
+    r = api.client.delete(
+        f"/v1/subjects/{sid}",
+        headers=officer,
+        json={"purpose": "subject_access_request", "reason": "again"},
+    )
+    assert r.status_code == 200  # idempotent: the same receipt
+    r = api.client.get("/v1/audit/verify", headers=api.h("auditor"))
+    assert r.status_code == 200 and r.json["ok"] is True
+
+
+def test_readyz_reports_a_missing_key_provider(
+    api: Api, database: Database, tmp_path: Path
+) -> None:
+    assert api.client.get("/readyz").json == {
+        "status": "ready",
+        "database": "ok",
+        "key_provider": "ok",
+    }
+    broken = VaultService(
+        database.engine, TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
+    )
+    runtime = build_runtime(broken, database)
+    client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json["key_provider"] == "unavailable"
+    key = api.keys["registration-service"]
+    r = client.post(
+        "/v1/subjects",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"purpose": "account_registration", "fields": {"email": "a@example.com"}},
+    )
+    assert r.status_code == 503 and r.json["code"] == "key_provider_unavailable"
+
+
+def test_readyz_reports_a_missing_database(
+    api: Api, openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    from vault.db import make_engine
+
+    dead = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    service = VaultService(dead, openbao.provider())
+    runtime = Runtime(service, AccessControl(dead), AuditLog(dead), api.runtime.guard)
+    client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json["database"] == "unavailable"
+    r = client.get("/v1/audit", headers=api.h("auditor"))
+    assert r.status_code == 503
+
+
+def test_metrics(api: Api) -> None:
+    _sid, tokens = api.register()
+    api.client.post(
+        "/v1/detokenize",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "tokens": list(tokens.values())},
+    )
+    text_out = api.client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "pii_vault_http_requests_total",
+        "pii_vault_http_request_duration_seconds",
+        'pii_vault_decisions_total{action="detokenize",outcome="plain"}',
+        "denied_forbidden",
+        "pii_vault_key_provider_calls_total",
+        "pii_vault_dek_cache_hits_total",
+        "pii_vault_dek_cache_misses_total",
+    ):
+        assert name in text_out, name
+    for value in ALICE.values():
+        assert not leaked(text_out.encode(), value)
+
+
+# -- the story, end to end, on both databases -----------------------------------------------
+
+
+def test_demo_story_end_to_end(database: Database) -> None:
+    from api.demo import run_demo
+
+    url = database.url
+    if database.kind == "postgresql":
+        url = f"{database.url}?options=-csearch_path%3D{database.schema}"
+        with database.engine.begin() as conn:  # the demo migrates itself: start empty
+            conn.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{database.schema}"'))
+    lines: list[str] = []
+    report = run_demo(lines.append, database_url=url)
+    assert report.ok, report.failures
+    assert len(report.lines) == 17
