@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 import uuid
@@ -11,7 +12,6 @@ from typing import Any
 
 from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
-from pydantic import BaseModel
 
 from access.errors import AuthenticationFailed
 from access.guard import Caller
@@ -46,17 +46,40 @@ def caller() -> Caller:
     return Caller(g.principal.name, g.request_id)
 
 
+ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 503)
+
+
+def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every /v1 operation documents its errors as one Problem in application/problem+json.
+
+    flask-openapi3 documents validation errors as a JSON array and does not apply
+    app-level responses to blueprint routes; the error envelope is the same for
+    every operation, so it is applied here, from the same Problem model.
+    """
+    doc = copy.deepcopy(doc)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in doc.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if not path.startswith("/v1/"):
+                continue
+            for status in ERROR_STATUSES:
+                responses[str(status)] = {
+                    "description": HTTPStatus(status).phrase,
+                    "content": problem,
+                }
+    return doc
+
+
 def create_app(config: AppConfig | None = None) -> OpenAPI:
     config = config or AppConfig()
     rt = config.runtime or open_runtime(config.settings)
-    common: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
-        status: Problem for status in (400, 401, 403, 404, 409, 410, 413, 503)
-    }
     app = OpenAPI(
         __name__,
         info=Info(title="pii-vault", version="1"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
-        responses=common,
         doc_ui=False,
         validation_error_status=400,
         validation_error_model=Problem,
@@ -98,8 +121,10 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     for module in (subjects, consents, tokens, audit, ops):
         app.register_api(module.bp)
 
+    document = with_problem_responses(app.api_doc)
+
     @app.get("/v1/openapi.json", doc_ui=False)
     def openapi_document() -> dict[str, Any]:
-        return app.api_doc
+        return document
 
     return app

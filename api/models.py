@@ -35,11 +35,11 @@ class ConsentPath(BaseModel):
     purpose: str = Field(max_length=64)
 
 
-class PurposeQuery(BaseModel):
+class PurposeQuery(Strict):
     purpose: str = Purpose
 
 
-class AuditQuery(BaseModel):
+class AuditQuery(Strict):
     subject_id: str | None = Field(default=None, max_length=64)
     limit: int = Field(default=100, ge=1, le=1000)
 
