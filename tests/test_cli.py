@@ -223,3 +223,78 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
         conn.execute("UPDATE audit_events SET principal = 'operator:nobody' WHERE seq = 1")
     code, out, _ = run(["audit", "verify"], env)
     assert code == 1 and "TAMPERED at seq 1" in out
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_serve_runs_the_api(tmp_path: Path, workers: str) -> None:
+    """`pii-vault serve` as a real process: the development server, or gunicorn with workers."""
+    import requests
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
+    env |= local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    key = json.loads(
+        run(["principal", "create", "svc:reg", "--role", "registration-service", "--json"], env)[1]
+    )["api_key"]
+    exe = Path(sys.executable).with_name("pii-vault")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--workers", workers, "--max-body", "4096"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/readyz", proc)
+        auth = {"Authorization": f"Bearer {key}"}
+        for _ in range(4):  # spread over the workers
+            r = requests.post(
+                f"{base}/v1/subjects",
+                headers=auth,
+                timeout=10,
+                json={"purpose": "account_registration", "fields": {"email": "s@example.com"}},
+            )
+            assert r.status_code == 201
+        r = requests.post(
+            f"{base}/v1/subjects",
+            headers=auth,
+            timeout=10,
+            json={"purpose": "account_registration", "fields": {"full_name": "x" * 5000}},
+        )
+        assert r.status_code == 413
+        assert requests.get(f"{base}/v1/audit", timeout=10).status_code == 401
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "s@example.com" not in err  # access logs carry no values
+
+
+def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:
+    env = local_env(tmp_path) | {
+        "PII_VAULT_KEY_PROVIDER": "transit",
+        "VAULT_ADDR": "",
+        "VAULT_TOKEN": "",
+    }
+    code, _, err = run(["serve", "--port", str(free_port())], env)
+    assert code == EXIT_CONFIG and "needs VAULT_ADDR" in err
+    assert len(err.strip().splitlines()) == 1
