@@ -1,0 +1,65 @@
+"""The README's curl walk-through, run exactly as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def walkthrough() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Walk-through with curl", 1)[1]
+    match = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert match, "no code block in the walk-through"
+    return match.group(1)
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert lines[2:6] == [
+        "```sh",
+        "pip install -e '.[dev]' && pii-vault demo",
+        "pip install -e '.[dev]' && pytest",
+        "```",
+    ]
+
+
+@pytest.mark.slow
+def test_curl_walkthrough(tmp_path: Path) -> None:
+    script = (
+        walkthrough()
+        .replace("--port 8089", "--port $PORT")
+        .replace("http://127.0.0.1:8089", "http://127.0.0.1:$PORT")
+    )
+    from keys.bao import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
+    env["PORT"] = str(free_port())
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = [line for line in proc.stdout.splitlines() if line.strip()]
+    wanted = [
+        "*****4567",
+        "GB1234567",
+        "400",
+        "{'passport_number': 'GB1234567'}",
+        "shredded",
+        "not_found",
+    ]
+    assert [line for line in out if line in wanted] == wanted, proc.stdout
+    assert out[-1].startswith("audit log intact:"), proc.stdout
