@@ -95,6 +95,11 @@ def event_hash(row: AuditEvent) -> str:
     return hashlib.sha256(_json(material).encode("utf-8")).hexdigest()
 
 
+def _text(value: str | None, limit: int) -> str | None:
+    """Free text as stored: NUL (which PostgreSQL text refuses) neutralised, length bounded."""
+    return None if value is None else str(value).replace("\x00", "\ufffd")[:limit]
+
+
 def checkpoint_payload(seq: int, head_hash: str) -> bytes:
     return f"pii-vault/audit-checkpoint/v1|{seq}|{head_hash}".encode()
 
@@ -111,7 +116,7 @@ class AuditLog:
     def append(self, record: AuditRecord) -> int:
         """Commit one event; returns its sequence number. Raises AuditUnavailable on any failure."""
         justification = record.justification
-        reason = justification.reason[:MAX_REASON] if justification is not None else None
+        reason = _text(justification.reason, MAX_REASON) if justification is not None else None
         try:
             with self._sessions.begin() as session:
                 head = session.execute(
@@ -120,15 +125,15 @@ class AuditLog:
                 row = AuditEvent(
                     seq=head.seq + 1,
                     ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                    request_id=str(record.request_id)[:64],
-                    principal=str(record.principal)[:128],
-                    action=record.action,
-                    purpose=record.purpose or "-",
+                    request_id=_text(record.request_id, 64) or "-",
+                    principal=_text(record.principal, 128) or "-",
+                    action=_text(record.action, 32) or "-",
+                    purpose=_text(record.purpose, 64) or "-",
                     subject_ids=_json(list(record.subject_ids)),
                     fields=_json(list(record.fields)),
-                    decision=record.decision,
+                    decision=_text(record.decision, 16) or "-",
                     outcome=_json(dict(record.outcome)),
-                    justification_ticket=(justification.ticket[:32] if justification else None),
+                    justification_ticket=_text(justification.ticket, 32) if justification else None,
                     justification_reason=reason,
                     prev_hash=head.hash,
                 )

@@ -181,12 +181,20 @@ class GuardedVault:
         justification: Justification | None = None,
     ) -> list[TokenizeResult]:
         """Per record: decided on its own fields and subject; denied records store nothing."""
+        self.access.purposes.get(purpose)
         results: list[TokenizeResult | None] = [None] * len(records)
         allowed: list[tuple[int, TokenizeRecord]] = []
         outcome: dict[str, Any] = {}
         subject_ids: list[str] = []
         names: list[str] = []
         for i, rec in enumerate(records):
+            try:  # invalid records are answered before any decision, as single writes are
+                self.vault.validate(
+                    rec.fields, external_id=rec.external_id, region=rec.region, allow_empty=False
+                )
+            except ValidationError as exc:
+                results[i] = TokenizeResult(error="invalid", errors=exc.errors)
+                continue
             info = None
             try:
                 if rec.subject_id is not None:
@@ -277,6 +285,7 @@ class GuardedVault:
         justification: Justification | None = None,
     ) -> list[DetokenizeResult]:
         """Per token, in input order: plain, masked, or an error code."""
+        self.access.purposes.get(purpose)  # even when no token resolves
         refs = self.vault.resolve_tokens(tokens)
         policy = self.access.policy()  # one revision check for the whole batch
         decided: dict[tuple[str, str], FieldDecision] = {}

@@ -202,42 +202,26 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             and "face_template" not in shown
             and shown.get("card_number") == "************4242",
         )
-        r = s.call(
-            "support",
-            "POST",
-            f"/v1/subjects/{sid}/reveal",
-            json={"purpose": "customer_support", "fields": ["passport_number"]},
-        )
+
+        def reveal(field: str, justified: bool) -> requests.Response:
+            body: dict[str, Any] = {"purpose": "customer_support", "fields": [field]}
+            if justified:
+                body["justification"] = TICKET
+            return s.call("support", "POST", f"/v1/subjects/{sid}/reveal", json=body)
+
+        r = reveal("passport_number", justified=False)
         s.step(
             f"support reveals the passport without a justification: {r.status_code} "
             f"{r.json().get('code')}",
             r.status_code == 400,
         )
-        r = s.call(
-            "support",
-            "POST",
-            f"/v1/subjects/{sid}/reveal",
-            json={
-                "purpose": "customer_support",
-                "fields": ["passport_number"],
-                "justification": TICKET,
-            },
-        )
+        r = reveal("passport_number", justified=True)
         s.step(
             f"support reveals it with ticket {TICKET['ticket']}: {r.status_code}, audit seq "
             f"{r.json().get('audit_seq')}",
             r.status_code == 200 and r.json()["values"] == {"passport_number": "GB1234567"},
         )
-        r = s.call(
-            "support",
-            "POST",
-            f"/v1/subjects/{sid}/reveal",
-            json={
-                "purpose": "customer_support",
-                "fields": ["face_template"],
-                "justification": TICKET,
-            },
-        )
+        r = reveal("face_template", justified=True)
         s.step(
             f"support reveals the face template: {r.status_code} {r.json().get('code')}",
             r.status_code == 403,

@@ -10,6 +10,16 @@ from sqlalchemy import Engine, inspect, text
 from tests.conftest import Database
 from vault.db import make_engine, migrate
 
+ALL_ROLES = [
+    "registration-service",
+    "checkout-service",
+    "recommendation-service",
+    "fraud-service",
+    "support-agent",
+    "privacy-officer",
+    "auditor",
+    "admin",
+]
 TABLES = ["subjects", "data_keys", "field_values", "tokens", "blind_index"]
 
 # Distinctive values, so a match in raw storage can only be a leak.

@@ -21,20 +21,10 @@ from api.app import AppConfig, create_app
 from keys.bao import free_port
 from keys.transit import TransitKeyProvider
 from tests.conftest import Database, OpenBaoServer
-from tests.helpers import ALICE, leaked, row_counts
+from tests.helpers import ALICE, ALL_ROLES, leaked, row_counts
 from vault.config import Settings
 from vault.service import VaultService
 
-ALL_ROLES = [
-    "registration-service",
-    "checkout-service",
-    "recommendation-service",
-    "fraud-service",
-    "support-agent",
-    "privacy-officer",
-    "auditor",
-    "admin",
-]
 JUST = {"ticket": "CS-7", "reason": "customer called about their order"}
 PERSON = {
     "full_name": ALICE["full_name"],
@@ -388,3 +378,18 @@ def test_demo_story_end_to_end(database: Database) -> None:
     report = run_demo(lines.append, database_url=url)
     assert report.ok, report.failures
     assert len(report.lines) == 17
+
+
+def test_unknown_purpose_is_400_even_when_nothing_resolves(api: Api) -> None:
+    for body in (
+        {"purpose": "bad\u0000purpose", "tokens": ["tok_" + "q" * 32]},
+        {"purpose": "nope", "tokens": ["junk"]},
+    ):
+        r = api.client.post("/v1/detokenize", headers=api.h("checkout-service"), json=body)
+        assert r.status_code == 400 and r.json["code"] == "unknown_purpose"
+    r = api.client.post(
+        "/v1/tokenize",
+        headers=api.h("checkout-service"),
+        json={"purpose": "nope", "records": [{"external_id": "x", "fields": {"email": "a@b.co"}}]},
+    )
+    assert r.status_code == 400

@@ -251,3 +251,20 @@ def test_eight_concurrent_writer_processes_keep_the_chain(
     assert result.ok, result
     assert result.events == 200
     assert result.checkpoints >= 1
+
+
+def test_free_text_with_nul_is_stored_safely(database: Database) -> None:
+    """PostgreSQL text refuses NUL; a justification typed with one must not break the log."""
+    audit = AuditLog(database.engine)
+    audit.append(
+        AuditRecord(
+            principal="user:a",
+            action="reveal",
+            purpose="customer_support",
+            decision="deny",
+            justification=Justification("CS-\x001", "a\x00b"),
+        )
+    )
+    event = audit.events(limit=1)[0]
+    assert event["justification"] == {"ticket": "CS-\ufffd1", "reason": "a\ufffdb"}
+    assert audit.verify().ok

@@ -22,22 +22,12 @@ from access.guard import Caller, GuardedVault
 from access.policy import Rule
 from access.purposes import Justification
 from tests.conftest import Database
-from tests.helpers import ALICE, leaked
+from tests.helpers import ALICE, ALL_ROLES, leaked
 from vault.errors import SubjectShredded, ValidationError
 from vault.receipts import verify_receipt
 from vault.service import TokenizeRecord, VaultService
 
 JUST = Justification("CS-1234", "customer asked to confirm their passport number")
-ROLES = [
-    "registration-service",
-    "checkout-service",
-    "recommendation-service",
-    "fraud-service",
-    "support-agent",
-    "privacy-officer",
-    "auditor",
-    "admin",
-]
 
 
 @dataclass
@@ -57,7 +47,7 @@ def world(service: VaultService, database: Database) -> World:
     assert access.seed_default_policy()
     assert not access.seed_default_policy()  # idempotent
     audit = AuditLog(database.engine, service.keys, checkpoint_every=5)
-    keys = {role: access.create_principal(f"svc:{role}", [role])[1] for role in ROLES}
+    keys = {role: access.create_principal(f"svc:{role}", [role])[1] for role in ALL_ROLES}
     return World(GuardedVault(service, access, audit), access, audit, keys)
 
 

@@ -21,7 +21,8 @@ from schemathesis.specs.openapi.checks import (
 from api.app import AppConfig, create_app
 from keys.provider import KeyProvider
 from tests.conftest import Database
-from tests.test_api import ALL_ROLES, PERSON, build_runtime
+from tests.helpers import ALL_ROLES
+from tests.test_api import PERSON, build_runtime
 from vault.config import Settings
 from vault.service import VaultService
 
