@@ -208,6 +208,20 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
+@main.command("purge-expired")
+@_one_line_errors
+def purge_expired() -> None:
+    """Delete field values past their retention period (policy §4); run it from cron."""
+    runtime = open_runtime(Settings.from_env())
+    try:
+        _operator_event(runtime, "retention_purge", [], "operator")
+        count = runtime.vault.purge_expired()
+        _operator_event(runtime, "retention_purge", [], "completed")
+    finally:
+        runtime.close()
+    click.echo(f"purged {count} expired field value(s)")
+
+
 # -- principals -----------------------------------------------------------------------
 
 

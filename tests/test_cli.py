@@ -298,3 +298,12 @@ def test_serve_refuses_bad_configuration(tmp_path: Path) -> None:
     code, _, err = run(["serve", "--port", str(free_port())], env)
     assert code == EXIT_CONFIG and "needs VAULT_ADDR" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_purge_expired_command(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    code, out, _ = run(["purge-expired"], env)
+    assert code == 0 and out.strip() == "purged 0 expired field value(s)"
+    code, out, _ = run(["audit", "verify"], env)
+    assert code == 0 and "2 events" in out  # the purge is audited before and after

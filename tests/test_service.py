@@ -344,3 +344,20 @@ def test_concurrent_writers_and_readers(service: VaultService, database: Databas
     assert used == 1 + 8 * 5  # every encryption counted against the nonce budget
     value = service.reveal(shared.subject_id, ["transaction_record"])["transaction_record"]
     assert isinstance(value, str) and value.startswith("w")
+
+
+def test_retention_purge_deletes_only_expired_values(service: VaultService) -> None:
+    """Policy §4: e-commerce records go after 3 years; account data stays until deletion."""
+    import datetime as dt
+
+    created = service.create_subject(
+        {"email": "keep@example.com", "transaction_record": "order 1: umbrella"}
+    )
+    assert service.purge_expired() == 0
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 366)
+    assert service.purge_expired(now=later) == 1
+    results = service.detokenize(list(created.tokens.values()))
+    by_token = {r.token: r for r in results}
+    assert by_token[created.tokens["email"]].value == "keep@example.com"
+    assert by_token[created.tokens["transaction_record"]].error == "not_found"
+    assert set(service.export(created.subject_id)["fields"]) == {"email"}
