@@ -45,6 +45,7 @@ class GuardedVault:
         self.vault = vault
         self.access = access
         self.audit = audit
+        vault.shred_listeners.append(access.delete_consents)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -423,8 +424,7 @@ class GuardedVault:
         decision, _ = self._decide_and_record(
             caller, [WHOLE_SUBJECT], "shred", purpose, facts, justification
         )
-        receipt = self.vault.shred(info.subject_id)
-        self.access.delete_consents(info.subject_id)
+        receipt = self.vault.shred(info.subject_id)  # consents go via shred_listeners
         self._record(
             caller,
             decision,

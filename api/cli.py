@@ -151,8 +151,7 @@ def shred(subject_id: str | None, pending: bool) -> None:
             return
         # Operators act outside the HTTP policy, but never outside the audit log.
         _operator_event(runtime, "shred", [str(subject_id)], "operator")
-        receipt = service.shred(str(subject_id))
-        runtime.access.delete_consents(receipt.subject_id)
+        receipt = service.shred(str(subject_id))  # consents go via the guard's shred listener
         _operator_event(runtime, "shred", [receipt.subject_id], "completed")
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
     finally:

@@ -401,3 +401,19 @@ def test_invalid_input_is_rejected_before_any_decision(world: World, database: D
     assert len(world.audit.events(limit=1000)) == events
     with database.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subjects")).scalar_one() == 0
+
+
+def test_consents_go_when_a_pending_shred_completes(world: World, database: Database) -> None:
+    """However a shred finishes (now, or later via `shred --pending`), consents go with it."""
+    sid = register(world)
+    _consent(world, sid)
+    with database.engine.begin() as conn:  # as if Vault had been down at the shred
+        conn.execute(
+            text(
+                "UPDATE subjects SET status='shredding', shred_requested_at=created_at WHERE id=:id"
+            ),
+            {"id": sid},
+        )
+    outcome = world.guard.vault.complete_pending_shreds()
+    assert [r.subject_id for r in outcome.completed] == [sid]
+    assert world.access.consents(sid) == []

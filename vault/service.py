@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Literal
@@ -185,6 +185,9 @@ class VaultService:
         self.max_dek_encryptions = max_dek_encryptions
         self.default_region = default_region
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Called with the subject id whenever a shred completes (now, on retry, or pending),
+        # so data kept outside these tables (e.g. consents) goes with it.
+        self.shred_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = False) -> VaultService:
@@ -785,9 +788,14 @@ class VaultService:
             status, sid = subject.status, subject.id
         self.cache.evict_subject(sid)
         if status == STATUS_SHREDDED:
+            self._notify_shredded(sid)  # a retry also finishes what a failed listener left
             with self._tx() as session:
                 return self._receipt(self._subject(session, sid))
         return self._finish_shred(sid)
+
+    def _notify_shredded(self, subject_id: str) -> None:
+        for listener in self.shred_listeners:
+            listener(subject_id)
 
     def _finish_shred(self, subject_id: str) -> DeletionReceipt:
         try:
@@ -809,6 +817,7 @@ class VaultService:
             subject.is_minor = False
             subject.updated_at = subject.shredded_at
         self.cache.evict_subject(subject_id)
+        self._notify_shredded(subject_id)
         return self._receipt(subject)
 
     def _receipt(self, subject: Subject) -> DeletionReceipt:
