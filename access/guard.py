@@ -25,6 +25,7 @@ from vault.service import (
     STATUS_ACTIVE,
     CreatedSubject,
     DetokenizeResult,
+    SubjectInfo,
     SubjectView,
     TokenizeRecord,
     TokenizeResult,
@@ -88,10 +89,14 @@ class GuardedVault:
         denied = sorted(f for f, d in decision.fields.items() if d.redaction == "denied")
         raise Forbidden(f"{what} is not allowed for {', '.join(denied)}")
 
-    def _facts(self, subject_id: str) -> SubjectFacts:
+    def _active(self, subject_id: str) -> SubjectInfo:
         info = self.vault.describe(subject_id)
         if info.status != STATUS_ACTIVE:
             raise SubjectShredded(f"subject is {info.status}")
+        return info
+
+    def _facts(self, subject_id: str) -> SubjectFacts:
+        info = self._active(subject_id)
         return SubjectFacts(info.subject_id, info.is_minor)
 
     def _decide_and_record(
@@ -215,7 +220,7 @@ class GuardedVault:
             )
             decision = self.access.decide(
                 caller.principal,
-                list(rec.fields) or [WHOLE_SUBJECT],
+                list(rec.fields),  # validated non-empty above
                 "write",
                 purpose,
                 facts,
@@ -328,25 +333,27 @@ class GuardedVault:
             raise JustificationRequired(
                 f"detokenize for purpose {purpose} needs a justification: a ticket and a reason"
             )
+        verdicts = [
+            decided.get((r.subject_id, r.field)) if r.subject_id and r.field else None for r in refs
+        ]
         readable = [
             r.token
-            for r in refs
-            if r.subject_id and r.field and decided[(r.subject_id, r.field)].redaction != "denied"
+            for r, d in zip(refs, verdicts, strict=True)
+            if d is not None and d.redaction != "denied"
         ]
         masked = {
             r.token
-            for r in refs
-            if r.subject_id and r.field and decided[(r.subject_id, r.field)].redaction == "masked"
+            for r, d in zip(refs, verdicts, strict=True)
+            if d is not None and d.redaction == "masked"
         }
         values = {
             r.token: r for r in (self.vault.detokenize(readable, masked=masked) if readable else [])
         }
         out: list[DetokenizeResult] = []
-        for ref in refs:
-            if ref.error is not None or ref.subject_id is None or ref.field is None:
+        for ref, d in zip(refs, verdicts, strict=True):
+            if ref.error is not None or d is None:
                 out.append(DetokenizeResult(token=ref.token, field=ref.field, error=ref.error))
                 continue
-            d = decided[(ref.subject_id, ref.field)]
             if d.redaction == "denied":
                 out.append(
                     DetokenizeResult(
@@ -365,9 +372,7 @@ class GuardedVault:
         justification: Justification | None = None,
     ) -> SubjectView:
         """Masked values of the fields the caller may see; others are left out."""
-        info = self.vault.describe(subject_id)
-        if info.status != STATUS_ACTIVE:
-            raise SubjectShredded(f"subject is {info.status}")
+        info = self._active(subject_id)
         facts = SubjectFacts(info.subject_id, info.is_minor)
         names = info.fields or sorted(self.access.field_categories)
         decision = self.access.decide(
