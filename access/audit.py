@@ -27,11 +27,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from access.decisions import Verdict
 from access.errors import AuditUnavailable
 from access.models import AuditCheckpoint, AuditEvent, AuditHead
 from access.purposes import MAX_REASON, Justification
 from keys.errors import KeyProviderError
-from keys.provider import KeyProvider
+from keys.provider import Signer
 from keys.signing import verify_signature
 
 GENESIS = "0" * 64
@@ -45,7 +46,7 @@ class AuditRecord:
     principal: str
     action: str
     purpose: str | None
-    decision: str
+    verdict: Verdict  # stored in the event's ``decision`` column
     request_id: str = "-"
     subject_ids: Sequence[str] = ()
     fields: Sequence[str] = ()
@@ -106,9 +107,9 @@ def checkpoint_payload(seq: int, head_hash: str) -> bytes:
 
 class AuditLog:
     def __init__(
-        self, engine: Engine, signer: KeyProvider | None = None, *, checkpoint_every: int = 100
+        self, engine: Engine, signer: Signer | None = None, *, checkpoint_every: int = 100
     ) -> None:
-        self.db = engine
+        self.engine = engine
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -131,7 +132,7 @@ class AuditLog:
                     purpose=_text(record.purpose, 64) or "-",
                     subject_ids=_json(list(record.subject_ids)),
                     fields=_json(list(record.fields)),
-                    decision=_text(record.decision, 16) or "-",
+                    decision=record.verdict,
                     outcome=_json(dict(record.outcome)),
                     justification_ticket=_text(justification.ticket, 32) if justification else None,
                     justification_reason=reason,

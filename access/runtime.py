@@ -1,28 +1,113 @@
-"""Assemble the vault, access control, audit log and guard from one Settings object."""
+"""Compose the running system once: key backend, vault, shredder, access stores, audit, guard.
+
+The CLI, the HTTP app, the demo and the tests all build their runtime here, so
+the wiring (which store the decider reads, what a shred also deletes, which
+signer signs) exists once.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from access.audit import AuditLog
-from access.control import DEFAULT_POLICY_VERSION, AccessControl
+from access.consents import DEFAULT_POLICY_VERSION, Consents
+from access.decisions import Decider
 from access.guard import GuardedVault
-from vault.config import Settings
+from access.policy_store import PolicyStore
+from access.principals import Principals
+from access.purposes import Purposes
+from keys.counting import CallCounter
+from keys.errors import KeyProviderConfigError, KeyUnavailable
+from keys.factory import build_key_provider
+from keys.provider import KeyBackend
+from vault.cache import DataKeyCache
+from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
+from vault.db import make_engine
 from vault.db import migrate as run_migrations
-from vault.errors import ConfigError
+from vault.errors import ConfigError, KeyProviderUnavailable
+from vault.schema import Schema
 from vault.service import VaultService
+from vault.shredding import Shredder
+from vault.transactions import translating
 
 
 @dataclass
 class Runtime:
     vault: VaultService
-    access: AccessControl
+    shredder: Shredder
+    policy: PolicyStore
+    principals: Principals
+    consents: Consents
+    decider: Decider
     audit: AuditLog
     guard: GuardedVault
+    backend: KeyBackend
+    key_calls: CallCounter
+
+    def check_database(self) -> None:
+        self.vault.check_database()
+
+    def check_key_provider(self) -> None:
+        with translating():
+            self.backend.check()
+
+    def check(self) -> None:
+        """Readiness: raise ServiceUnavailable unless the database and key provider answer."""
+        self.check_database()
+        self.check_key_provider()
 
     def close(self) -> None:
         self.vault.close()
+        self.backend.close()
+
+
+def compose(
+    engine: Engine,
+    backend: KeyBackend,
+    *,
+    schema: Schema | None = None,
+    purposes: Purposes | None = None,
+    policy_version: str = DEFAULT_POLICY_VERSION,
+    cache: DataKeyCache | None = None,
+    max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
+    default_region: str = "CN",
+    checkpoint_every: int = 100,
+) -> Runtime:
+    """Wire every part over one engine and one key backend (calls to it counted)."""
+    key_calls = CallCounter()
+    keys = key_calls.wrap(backend)
+    vault = VaultService(
+        engine,
+        keys,
+        keys,
+        schema,
+        cache=cache,
+        max_dek_encryptions=max_dek_encryptions,
+        default_region=default_region,
+    )
+    purposes = purposes if purposes is not None else Purposes.load()
+    categories = {name: spec.category for name, spec in vault.schema.fields.items()}
+    policy = PolicyStore(vault.tx, categories, purposes)
+    consents = Consents(vault.tx, purposes, policy_version=policy_version)
+    decider = Decider(policy, consents, categories, purposes)
+    # What a shred deletes beyond the vault's own tables: the subject's consents.
+    shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for)
+    audit = AuditLog(engine, keys, checkpoint_every=checkpoint_every)
+    return Runtime(
+        vault=vault,
+        shredder=shredder,
+        policy=policy,
+        principals=Principals(vault.tx, policy),
+        consents=consents,
+        decider=decider,
+        audit=audit,
+        guard=GuardedVault(vault, shredder, decider, consents, audit),
+        backend=backend,
+        key_calls=key_calls,
+    )
 
 
 def policy_version_from_env() -> str:
@@ -33,9 +118,26 @@ def policy_version_from_env() -> str:
 
 
 def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
-    vault = VaultService.from_settings(settings, migrate=migrate)
+    """The runtime for ``settings``; bad configuration raises ConfigError before anything runs."""
+    policy_version = policy_version_from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
     if migrate:
-        run_migrations(vault.engine, "access:migrations")
-    access = AccessControl(vault.engine, vault.schema, policy_version=policy_version_from_env())
-    audit = AuditLog(vault.engine, vault.keys)
-    return Runtime(vault, access, audit, GuardedVault(vault, access, audit))
+        run_migrations(engine)
+        run_migrations(engine, "access:migrations")
+    try:
+        backend = build_key_provider(settings.keys)
+    except KeyProviderConfigError as exc:
+        engine.dispose()
+        raise ConfigError(str(exc)) from exc
+    except KeyUnavailable as exc:
+        engine.dispose()
+        raise KeyProviderUnavailable(str(exc)) from exc
+    return compose(
+        engine,
+        backend,
+        policy_version=policy_version,
+        cache=DataKeyCache(settings.dek_cache_size, settings.dek_cache_ttl),
+        max_dek_encryptions=settings.max_dek_encryptions,
+        default_region=settings.default_region,
+    )

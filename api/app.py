@@ -14,17 +14,17 @@ from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
 
 from access.errors import AuthenticationFailed
-from access.guard import Caller
 from access.runtime import Runtime, open_runtime
 from api import errors
+from api.context import EXTENSION
 from api.metrics import Metrics
 from api.models import Problem
+from api.routes import audit, consents, ops, subjects, tokens
 from vault.config import Settings
 
 DEFAULT_MAX_BODY = 1024 * 1024
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-EXTENSION = "pii_vault"
 
 
 @dataclass
@@ -34,16 +34,6 @@ class AppConfig:
     settings: Settings = field(default_factory=Settings.from_env)
     max_body_bytes: int = DEFAULT_MAX_BODY
     runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    from flask import current_app
-
-    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
-
-
-def caller() -> Caller:
-    return Caller(g.principal.name, g.request_id)
 
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 503)
@@ -100,7 +90,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             raise AuthenticationFailed()
-        g.principal = rt.access.authenticate(key.strip())
+        g.principal = rt.principals.authenticate(key.strip())
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -115,8 +105,6 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         return response
 
     errors.register(app)
-
-    from api.routes import audit, consents, ops, subjects, tokens
 
     for module in (subjects, consents, tokens, audit, ops):
         app.register_api(module.bp)

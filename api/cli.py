@@ -5,22 +5,25 @@ Errors print one clear line and exit non-zero, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
 import click
 
-from access.audit import AuditRecord
+from access.decisions import Verdict
 from access.errors import AccessConfigError, AccessError, AuditUnavailable
+from access.events import operator
 from access.runtime import Runtime, open_runtime
 from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
 from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
 from vault.config import Settings
 from vault.errors import ConfigError, ServiceUnavailable, VaultError
+from vault.retention import purge_expired as purge_expired_values
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,12 +87,9 @@ def init() -> None:
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
             f"policy '{POLICY_NAME}' ready"
         )
-    runtime = open_runtime(settings, migrate=True)
-    try:
-        runtime.vault.check()
-        seeded = runtime.access.seed_default_policy()
-    finally:
-        runtime.close()
+    with _runtime(settings, migrate=True) as runtime:
+        runtime.check()
+        seeded = runtime.policy.seed_default()
     click.echo(f"database: schema up to date ({_redact_url(settings.effective_database_url)})")
     click.echo(
         "policy: default policy loaded from access/policy.csv"
@@ -99,18 +99,21 @@ def init() -> None:
     click.echo(f"key provider: {settings.keys.kind} ready")
 
 
-def _operator_event(runtime: Runtime, action: str, subject_ids: list[str], verdict: str) -> None:
-    runtime.audit.append(
-        AuditRecord(
-            principal=f"operator:{getpass.getuser()}",
-            action=action,
-            purpose=None,
-            decision=verdict,
-            request_id="cli",
-            subject_ids=subject_ids,
-            outcome={"*": {"rule": "operator CLI (direct database and Vault access)"}},
-        )
-    )
+@contextlib.contextmanager
+def _runtime(settings: Settings | None = None, *, migrate: bool = False) -> Iterator[Runtime]:
+    """The runtime for one command, closed however the command ends."""
+    runtime = open_runtime(settings or Settings.from_env(), migrate=migrate)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _operator_event(
+    runtime: Runtime, action: str, subject_ids: list[str], verdict: Verdict
+) -> None:
+    """Operators act outside the HTTP policy, but never outside the audit log."""
+    runtime.audit.append(operator(f"operator:{getpass.getuser()}", action, subject_ids, verdict))
 
 
 def _redact_url(url: str) -> str:
@@ -130,12 +133,11 @@ def shred(subject_id: str | None, pending: bool) -> None:
     """Crypto-shred SUBJECT_ID and print its signed deletion receipt (JSON)."""
     if bool(subject_id) == pending:
         raise click.UsageError("give either SUBJECT_ID or --pending")
-    runtime = open_runtime(Settings.from_env())
-    service = runtime.vault
-    try:
+    with _runtime() as runtime:
+        shredder = runtime.shredder
         if pending:
-            _operator_event(runtime, "shred", service.pending_shreds(), "operator")
-            outcome = service.complete_pending_shreds()
+            _operator_event(runtime, "shred", shredder.pending(), "operator")
+            outcome = shredder.complete_pending()
             _operator_event(
                 runtime, "shred", [r.subject_id for r in outcome.completed], "completed"
             )
@@ -149,13 +151,10 @@ def shred(subject_id: str | None, pending: bool) -> None:
             if outcome.pending:
                 sys.exit(EXIT_UNAVAILABLE)
             return
-        # Operators act outside the HTTP policy, but never outside the audit log.
         _operator_event(runtime, "shred", [str(subject_id)], "operator")
-        receipt = service.shred(str(subject_id))  # consents go via the guard's shred listener
+        receipt = shredder.shred(str(subject_id))  # consents go with it (on_shredded)
         _operator_event(runtime, "shred", [receipt.subject_id], "completed")
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
-    finally:
-        runtime.close()
 
 
 @main.command()
@@ -163,7 +162,7 @@ def shred(subject_id: str | None, pending: bool) -> None:
 @_one_line_errors
 def demo(keep: bool) -> None:
     """The whole story on embedded defaults: managed OpenBao + SQLite in a temporary directory."""
-    from api.demo import run_demo
+    from api.demo.story import run_demo
 
     if not run_demo(click.echo, keep=keep).ok:
         sys.exit(EXIT_ERROR)
@@ -191,8 +190,8 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
     settings = Settings.from_env()
     runtime = open_runtime(settings)  # bad configuration fails here, in one line
     try:
-        runtime.vault.check()
-        runtime.access.policy()
+        runtime.check()
+        runtime.policy.current()
     except BaseException:
         runtime.close()
         raise
@@ -211,13 +210,10 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
 @_one_line_errors
 def purge_expired() -> None:
     """Delete field values past their retention period (policy §4); run it from cron."""
-    runtime = open_runtime(Settings.from_env())
-    try:
+    with _runtime() as runtime:
         _operator_event(runtime, "retention_purge", [], "operator")
-        count = runtime.vault.purge_expired()
+        count = purge_expired_values(runtime.vault.tx)
         _operator_event(runtime, "retention_purge", [], "completed")
-    finally:
-        runtime.close()
     click.echo(f"purged {count} expired field value(s)")
 
 
@@ -236,11 +232,8 @@ def principal() -> None:
 @_one_line_errors
 def principal_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
     """Create NAME (svc:... or user:...) and print its API key once; only a hash is stored."""
-    runtime = open_runtime(Settings.from_env())
-    try:
-        info, key = runtime.access.create_principal(name, list(roles))
-    finally:
-        runtime.close()
+    with _runtime() as runtime:
+        info, key = runtime.principals.create(name, list(roles))
     if as_json:
         click.echo(json.dumps({"name": info.name, "roles": list(info.roles), "api_key": key}))
     else:
@@ -253,11 +246,8 @@ def principal_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
 @_one_line_errors
 def principal_list(as_json: bool) -> None:
     """List principals (never their keys)."""
-    runtime = open_runtime(Settings.from_env())
-    try:
-        principals = runtime.access.list_principals()
-    finally:
-        runtime.close()
+    with _runtime() as runtime:
+        principals = runtime.principals.list()
     rows = [
         {
             "name": p.name,
@@ -280,11 +270,8 @@ def principal_list(as_json: bool) -> None:
 @_one_line_errors
 def principal_disable(name: str) -> None:
     """Disable NAME: its key stops working and its grants vanish at once."""
-    runtime = open_runtime(Settings.from_env())
-    try:
-        runtime.access.disable_principal(name)
-    finally:
-        runtime.close()
+    with _runtime() as runtime:
+        runtime.principals.disable(name)
     click.echo(f"disabled {name}")
 
 
@@ -300,11 +287,8 @@ def audit() -> None:
 @_one_line_errors
 def audit_verify() -> None:
     """Recompute the hash chain and check checkpoint signatures; exit 1 naming the first bad seq."""
-    runtime = open_runtime(Settings.from_env())
-    try:
+    with _runtime() as runtime:
         result = runtime.audit.verify()
-    finally:
-        runtime.close()
     click.echo(result.summary())
     if not result.ok:
         sys.exit(EXIT_ERROR)
@@ -327,18 +311,15 @@ def policy_explain(principal_name: str, field: str, action: str, purpose: str) -
 
     if action not in ACTIONS:
         raise click.UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    runtime = open_runtime(Settings.from_env())
-    try:
-        decision = runtime.access.decide(
+    with _runtime() as runtime:
+        decision = runtime.decider.decide(
             principal_name,
             [field],
             action,
             None if action in PURPOSELESS else purpose,
             gates=False,
         )
-        spec = None if action in PURPOSELESS else runtime.access.purposes.get(purpose)
-    finally:
-        runtime.close()
+        spec = None if action in PURPOSELESS else runtime.decider.purposes.get(purpose)
     (only,) = decision.fields.values()
     click.echo(f"decision: {only.redaction}" + (f" ({only.reason})" if only.reason else ""))
     click.echo(f"rule: {only.rule or '(no rule matched: default deny)'}")

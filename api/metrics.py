@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from access.control import Decision
+from access.decisions import Decision
 from access.runtime import Runtime
 
 
@@ -27,7 +27,7 @@ class _RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "pii_vault_key_provider_calls",
             "Calls made to the key provider (Vault)",
-            value=vault.keys.calls,
+            value=self.runtime.key_calls.count,
         )
         stats = vault.cache.stats
         yield CounterMetricFamily(
@@ -63,9 +63,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_RuntimeCollector(runtime))
-        runtime.access.decision_listeners.append(self.record_decision)
+        runtime.decider.listeners.append(self.record_decision)
 
     def record_decision(self, decision: Decision) -> None:
         for field in decision.fields.values():
-            outcome = field.redaction if field.redaction != "denied" else f"denied_{field.reason}"
+            outcome = field.redaction if field.visible else f"denied_{field.reason}"
             self.decisions.labels(decision.action, outcome).inc()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keys.errors import KeyProviderConfigError
-from keys.provider import KeyProvider
+from keys.provider import KeyBackend
 
 PROVIDERS = ("local", "transit")
 
@@ -28,7 +28,7 @@ class KeyProviderSettings:
         )
 
 
-def build_key_provider(settings: KeyProviderSettings) -> KeyProvider:
+def build_key_provider(settings: KeyProviderSettings) -> KeyBackend:
     if settings.kind == "transit":
         from keys.transit import TransitKeyProvider
 

@@ -91,7 +91,7 @@ def _open(key: bytes, blob: bytes, aad: bytes) -> bytes:
 
 
 class LocalKeyProvider:
-    """KeyProvider over an embedded SQLite keystore."""
+    """KeyBackend over an embedded SQLite keystore."""
 
     name = "local"
 
@@ -101,7 +101,6 @@ class LocalKeyProvider:
         self._path = Path(path)
         self._master = master_key
         self._lock = threading.RLock()
-        self._calls = 0
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             if not self._path.exists():
@@ -132,13 +131,6 @@ class LocalKeyProvider:
         return cls(home / "keys.db", load_master_key(home, master_key_b64))
 
     # -- plumbing ---------------------------------------------------------
-
-    @property
-    def calls(self) -> int:
-        return self._calls
-
-    def _count(self) -> None:
-        self._calls += 1
 
     def _kek_aad(self, subject_id: str, version: int) -> bytes:
         return f"pii-vault/local/kek/{subject_id}/{version}".encode()
@@ -230,10 +222,9 @@ class LocalKeyProvider:
             raise KeyDestroyed("subject key does not exist")
         return keys
 
-    # -- KeyProvider ------------------------------------------------------
+    # -- KeyBackend -------------------------------------------------------
 
     def check(self) -> None:
-        self._count()
         try:
             with self._lock:
                 self._db.execute("SELECT 1").fetchone()
@@ -241,32 +232,26 @@ class LocalKeyProvider:
             raise KeyUnavailable("local keystore unavailable") from exc
 
     def create_subject_key(self, subject_id: str) -> None:
-        self._count()
         if not self._subject_keys(subject_id):
             self._add_version(subject_id, 1)
 
     def subject_key_exists(self, subject_id: str) -> bool:
-        self._count()
         return bool(self._subject_keys(subject_id))
 
     def generate_data_key(self, subject_id: str) -> DataKey:
-        self._count()
         keys = self._existing(subject_id)
         version = max(keys)
         dek = nacl_random(32)
         return DataKey(plaintext=dek, wrapped=self._wrap(subject_id, version, keys[version], dek))
 
     def unwrap_data_key(self, subject_id: str, wrapped: str) -> bytes:
-        self._count()
         return self._unwrap(subject_id, self._existing(subject_id), wrapped)
 
     def rotate_subject_key(self, subject_id: str) -> None:
-        self._count()
         keys = self._existing(subject_id)
         self._add_version(subject_id, max(keys) + 1)
 
     def rewrap_data_keys(self, subject_id: str, wrapped: Sequence[str]) -> list[str]:
-        self._count()
         keys = self._existing(subject_id)
         latest = max(keys)
         return [
@@ -275,7 +260,6 @@ class LocalKeyProvider:
         ]
 
     def destroy_subject_key(self, subject_id: str) -> None:
-        self._count()
         try:
             with self._lock:
                 self._db.execute("DELETE FROM subject_keys WHERE subject_id = ?", (subject_id,))
@@ -283,14 +267,12 @@ class LocalKeyProvider:
             raise KeyUnavailable("local keystore unavailable") from exc
 
     def blind_index(self, messages: Sequence[bytes]) -> list[str]:
-        self._count()
         return [
             base64.b64encode(hmac.new(self._index_key, m, hashlib.sha256).digest()).decode()
             for m in messages
         ]
 
     def sign(self, message: bytes) -> bytes:
-        self._count()
         return bytes(self._signing_key.sign(message).signature)
 
     def signing_public_key(self) -> bytes:

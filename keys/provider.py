@@ -1,8 +1,10 @@
-"""The one key-provider interface every backend implements.
+"""The key interfaces: one small protocol per primitive, as tink gives each primitive its own.
 
-A provider holds every long-lived secret: per-subject key-encryption keys, the
-blind-index HMAC key and the Ed25519 signing key. The database only ever sees
-wrapped data keys, MACs and signatures.
+Consumers depend on the narrowest one they use: the vault on ``SubjectKeys``
+and ``BlindIndexer``, the audit log and deletion receipts on ``Signer``. A
+backend (transit, local) implements all three plus a lifecycle
+(``KeyBackend``); a test fake implements only what its consumer needs. Every
+method raises only ``keys.errors`` types.
 """
 
 from __future__ import annotations
@@ -21,21 +23,11 @@ class DataKey:
 
 
 @runtime_checkable
-class KeyProvider(Protocol):
-    """Per-subject key management, blind indexing and signing."""
-
-    name: str
-
-    @property
-    def calls(self) -> int:
-        """How many backend calls this provider has made (for tests, metrics, benchmarks)."""
-        ...
-
-    def check(self) -> None:
-        """Raise KeyUnavailable unless the provider can serve requests now."""
+class SubjectKeys(Protocol):
+    """Per-subject key-encryption keys: the keys whose destruction is a shred."""
 
     def create_subject_key(self, subject_id: str) -> None:
-        """Create the subject's key-encryption key (non-exportable)."""
+        """Create the subject's key-encryption key (non-exportable). Idempotent."""
 
     def subject_key_exists(self, subject_id: str) -> bool:
         """Whether the subject's key still exists (False after a shred)."""
@@ -59,17 +51,37 @@ class KeyProvider(Protocol):
     def destroy_subject_key(self, subject_id: str) -> None:
         """Hard-delete every version of the subject key. Idempotent."""
 
+
+@runtime_checkable
+class BlindIndexer(Protocol):
+    """Deterministic keyed MACs for exact-match lookup."""
+
     def blind_index(self, messages: Sequence[bytes]) -> list[str]:
-        """Deterministic keyed MACs for exact-match lookup, in order."""
+        """One MAC per message, in order."""
         ...
 
+
+@runtime_checkable
+class Signer(Protocol):
+    """Ed25519 signatures for audit checkpoints and deletion receipts."""
+
+    name: str  # named in receipts, so a verifier knows which provider signed
+
     def sign(self, message: bytes) -> bytes:
-        """A raw 64-byte Ed25519 signature by the provider's signing key."""
+        """A raw 64-byte Ed25519 signature."""
         ...
 
     def signing_public_key(self) -> bytes:
         """The raw 32-byte Ed25519 public key that verifies ``sign``."""
         ...
+
+
+@runtime_checkable
+class KeyBackend(SubjectKeys, BlindIndexer, Signer, Protocol):
+    """What a backend (transit, local) implements: every primitive plus its lifecycle."""
+
+    def check(self) -> None:
+        """Raise KeyUnavailable unless the backend can serve requests now."""
 
     def close(self) -> None:
         """Release connections."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -33,10 +32,6 @@ SUBJECT_KEY_PREFIX = "pii-subject-"
 INDEX_KEY = "pii-index"
 SIGNING_KEY = "pii-audit"
 POLICY_NAME = "pii-vault"
-
-
-class _NotFound(Exception):
-    """Internal: Vault said the key or path does not exist."""
 
 
 def _b64(data: bytes) -> str:
@@ -67,8 +62,63 @@ def policy_text(mount: str = "transit") -> str:
     return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
 
 
+ErrorFactory = Callable[[], KeyProviderError]
+
+
+def _config(message: str) -> ErrorFactory:
+    return lambda: KeyProviderConfigError(message)
+
+
+def _error(message: str) -> ErrorFactory:
+    return lambda: KeyProviderError(message)
+
+
+def _destroyed() -> KeyProviderError:
+    return KeyDestroyed("subject key does not exist")
+
+
+_MISSING_MOUNT = _config("transit mount or key missing: run `pii-vault init`")
+_REFUSED = _error("key provider refused the request")
+_DENIED = _config("key provider denied the call: check the Vault policy")
+
+
+@contextlib.contextmanager
+def vault_errors(
+    *,
+    missing: ErrorFactory = _MISSING_MOUNT,
+    invalid: ErrorFactory = _REFUSED,
+    denied: ErrorFactory = _DENIED,
+) -> Iterator[None]:
+    """The one place hvac and requests errors become ``keys.errors`` types.
+
+    ``missing`` is what "no such key or path" means for the call (KeyDestroyed
+    for a subject key), ``invalid`` what a 400 means (UnwrapFailed for a
+    decrypt), ``denied`` what a 403 means.
+    """
+    try:
+        yield
+    except requests.exceptions.RequestException as exc:
+        raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
+    except hv.VaultDown as exc:
+        raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
+    except (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:
+        raise KeyUnavailable("key provider unavailable: Vault returned an error") from exc
+    except hv.Unauthorized as exc:
+        raise KeyProviderConfigError("key provider rejected the Vault token") from exc
+    except hv.Forbidden as exc:
+        raise (missing() if _is_not_found(exc) else denied()) from exc
+    except hv.InvalidPath as exc:
+        raise missing() from exc
+    except hv.InvalidRequest as exc:
+        raise (missing() if _is_not_found(exc) else invalid()) from exc
+    except hv.VaultError as exc:
+        raise KeyProviderError("key provider error") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # unexpected response shape
+        raise KeyProviderError("unexpected response from key provider") from exc
+
+
 class TransitKeyProvider:
-    """KeyProvider over Vault/OpenBao transit."""
+    """KeyBackend over Vault/OpenBao transit."""
 
     name = "transit"
 
@@ -87,61 +137,33 @@ class TransitKeyProvider:
             raise KeyProviderConfigError("VAULT_TOKEN is not set")
         self._mount = mount
         self._client = client or hvac.Client(url=addr, token=token, timeout=timeout)
-        self._calls = 0
-        self._lock = threading.Lock()
         self._public_key: bytes | None = None
 
-    # -- plumbing ---------------------------------------------------------
-
-    @property
-    def calls(self) -> int:
-        return self._calls
+    # -- the one translation point ------------------------------------------
 
     def _key_name(self, subject_id: str) -> str:
         return f"{SUBJECT_KEY_PREFIX}{subject_id}"
 
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One Vault round trip, counted, with errors translated."""
-        with self._lock:
-            self._calls += 1
-        try:
+    def _call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        missing: ErrorFactory = _MISSING_MOUNT,
+        invalid: ErrorFactory = _REFUSED,
+        **kwargs: Any,
+    ) -> T:
+        """One Vault round trip, through the one translation."""
+        with vault_errors(missing=missing, invalid=invalid):
             return fn(*args, **kwargs)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
-        except hv.VaultDown as exc:
-            raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
-        except (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:
-            raise KeyUnavailable("key provider unavailable: Vault returned an error") from exc
-        except hv.Unauthorized as exc:
-            raise KeyProviderConfigError("key provider rejected the Vault token") from exc
-        except hv.Forbidden as exc:
-            if _is_not_found(exc):
-                raise _NotFound from exc
-            raise KeyProviderConfigError(
-                "key provider denied the call: check the Vault policy"
-            ) from exc
-        except hv.InvalidPath as exc:
-            raise _NotFound from exc
-        except hv.InvalidRequest as exc:
-            if _is_not_found(exc):
-                raise _NotFound from exc
-            raise
-        except hv.VaultError as exc:
-            raise KeyProviderError("key provider error") from exc
 
     @property
     def _transit(self) -> Any:
         return self._client.secrets.transit
 
-    # -- KeyProvider ------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------
 
     def check(self) -> None:
-        try:
-            status = self._call(self._client.sys.read_health_status, method="GET")
-        except KeyProviderError:
-            raise
-        except hv.VaultError as exc:  # pragma: no cover - translated above
-            raise KeyUnavailable("key provider unavailable") from exc
+        status = self._call(self._client.sys.read_health_status, method="GET")
         code = 200
         if isinstance(status, requests.Response):
             code = status.status_code
@@ -154,89 +176,97 @@ class TransitKeyProvider:
         if code not in (200, 429, 473):
             raise KeyUnavailable("key provider unavailable: Vault is not ready")
 
+    def close(self) -> None:
+        adapter = getattr(self._client, "adapter", None)
+        if adapter is not None and hasattr(adapter, "close"):
+            adapter.close()
+
+    # -- SubjectKeys ----------------------------------------------------------
+
     def create_subject_key(self, subject_id: str) -> None:
-        try:
-            self._call(
-                self._transit.create_key,
-                self._key_name(subject_id),
-                key_type="aes256-gcm96",
-                exportable=False,
-                allow_plaintext_backup=False,
-                mount_point=self._mount,
-            )
-        except hv.InvalidRequest as exc:
-            raise KeyProviderError("key provider refused to create the subject key") from exc
+        self._call(
+            self._transit.create_key,
+            self._key_name(subject_id),
+            key_type="aes256-gcm96",
+            exportable=False,
+            allow_plaintext_backup=False,
+            mount_point=self._mount,
+            invalid=_error("key provider refused to create the subject key"),
+        )
 
     def subject_key_exists(self, subject_id: str) -> bool:
         try:
-            self._call(self._transit.read_key, self._key_name(subject_id), mount_point=self._mount)
-        except _NotFound:
+            self._call(
+                self._transit.read_key,
+                self._key_name(subject_id),
+                mount_point=self._mount,
+                missing=_destroyed,
+            )
+        except KeyDestroyed:
             return False
         return True
 
     def generate_data_key(self, subject_id: str) -> DataKey:
+        resp = self._call(
+            self._transit.generate_data_key,
+            self._key_name(subject_id),
+            key_type="plaintext",
+            bits=256,
+            mount_point=self._mount,
+            missing=_destroyed,
+            invalid=_error("key provider refused to generate a data key"),
+        )
         try:
-            resp = self._call(
-                self._transit.generate_data_key,
-                self._key_name(subject_id),
-                key_type="plaintext",
-                bits=256,
-                mount_point=self._mount,
-            )
-        except _NotFound as exc:
-            raise KeyDestroyed("subject key does not exist") from exc
-        except hv.InvalidRequest as exc:
-            raise KeyProviderError("key provider refused to generate a data key") from exc
-        data = resp["data"]
-        return DataKey(plaintext=_unb64(data["plaintext"]), wrapped=data["ciphertext"])
+            data = resp["data"]
+            return DataKey(plaintext=_unb64(data["plaintext"]), wrapped=str(data["ciphertext"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
 
     def unwrap_data_key(self, subject_id: str, wrapped: str) -> bytes:
-        try:
-            resp = self._call(
-                self._transit.decrypt_data,
-                self._key_name(subject_id),
-                ciphertext=wrapped,
-                mount_point=self._mount,
-            )
-        except _NotFound as exc:
-            raise KeyDestroyed("subject key does not exist") from exc
-        except hv.InvalidRequest as exc:
-            raise UnwrapFailed() from exc
+        resp = self._call(
+            self._transit.decrypt_data,
+            self._key_name(subject_id),
+            ciphertext=wrapped,
+            mount_point=self._mount,
+            missing=_destroyed,
+            invalid=UnwrapFailed,
+        )
         try:
             key = _unb64(resp["data"]["plaintext"])
-        except (KeyError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise UnwrapFailed() from exc
         if len(key) != 32:
             raise UnwrapFailed()
         return key
 
     def rotate_subject_key(self, subject_id: str) -> None:
-        try:
-            self._call(
-                self._transit.rotate_key, self._key_name(subject_id), mount_point=self._mount
-            )
-        except _NotFound as exc:
-            raise KeyDestroyed("subject key does not exist") from exc
+        self._call(
+            self._transit.rotate_key,
+            self._key_name(subject_id),
+            mount_point=self._mount,
+            missing=_destroyed,
+            invalid=_error("key provider refused to rotate the subject key"),
+        )
 
     def rewrap_data_keys(self, subject_id: str, wrapped: Sequence[str]) -> list[str]:
         if not wrapped:
             return []
+        resp = self._call(
+            self._transit.rewrap_data,
+            self._key_name(subject_id),
+            ciphertext=None,
+            batch_input=[{"ciphertext": w} for w in wrapped],
+            mount_point=self._mount,
+            missing=_destroyed,
+            invalid=UnwrapFailed,
+        )
         try:
-            resp = self._call(
-                self._transit.rewrap_data,
-                self._key_name(subject_id),
-                ciphertext=None,
-                batch_input=[{"ciphertext": w} for w in wrapped],
-                mount_point=self._mount,
-            )
-        except _NotFound as exc:
-            raise KeyDestroyed("subject key does not exist") from exc
-        except hv.InvalidRequest as exc:
+            results = resp["data"]["batch_results"]
+            if len(results) != len(wrapped) or any(r.get("error") for r in results):
+                raise UnwrapFailed()
+            return [str(r["ciphertext"]) for r in results]
+        except (KeyError, TypeError, AttributeError) as exc:
             raise UnwrapFailed() from exc
-        results = resp["data"]["batch_results"]
-        if any("error" in r and r["error"] for r in results):
-            raise UnwrapFailed()
-        return [r["ciphertext"] for r in results]
 
     def destroy_subject_key(self, subject_id: str) -> None:
         name = self._key_name(subject_id)
@@ -246,63 +276,76 @@ class TransitKeyProvider:
                 name,
                 deletion_allowed=True,
                 mount_point=self._mount,
+                missing=_destroyed,
+                invalid=_error("key provider refused to allow deletion"),
             )
-        except _NotFound:
+            self._call(
+                self._transit.delete_key,
+                name,
+                mount_point=self._mount,
+                missing=_destroyed,
+                invalid=_error("key provider refused to delete the subject key"),
+            )
+        except KeyDestroyed:
             return  # already gone: shredding is idempotent
-        except hv.InvalidRequest as exc:
-            raise KeyProviderError("key provider refused to allow deletion") from exc
-        try:
-            self._call(self._transit.delete_key, name, mount_point=self._mount)
-        except _NotFound:
-            return
-        except hv.InvalidRequest as exc:
-            raise KeyProviderError("key provider refused to delete the subject key") from exc
         if self.subject_key_exists(subject_id):
             raise KeyProviderError("subject key still exists after deletion")
+
+    # -- BlindIndexer ---------------------------------------------------------
 
     def blind_index(self, messages: Sequence[bytes]) -> list[str]:
         if not messages:
             return []
+        missing = _config("blind-index key missing: run `pii-vault init`")
+        resp = self._call(
+            self._client.adapter.post,
+            f"/v1/{self._mount}/hmac/{INDEX_KEY}/sha2-256",
+            json={"key_version": 1, "batch_input": [{"input": _b64(m)} for m in messages]},
+            missing=missing,
+            invalid=missing,
+        )
         try:
-            resp = self._call(
-                self._client.adapter.post,
-                f"/v1/{self._mount}/hmac/{INDEX_KEY}/sha2-256",
-                json={"key_version": 1, "batch_input": [{"input": _b64(m)} for m in messages]},
-            )
-        except (_NotFound, hv.InvalidRequest) as exc:
-            raise KeyProviderConfigError("blind-index key missing: run `pii-vault init`") from exc
-        results = resp["data"]["batch_results"]
-        if len(results) != len(messages) or any(r.get("error") for r in results):
-            raise KeyProviderError("key provider could not compute the blind index")
-        return [_b64(_strip_vault_prefix(r["hmac"])) for r in results]
+            results = resp["data"]["batch_results"]
+            if len(results) != len(messages) or any(r.get("error") for r in results):
+                raise KeyProviderError("key provider could not compute the blind index")
+            return [_b64(_strip_vault_prefix(r["hmac"])) for r in results]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
+
+    # -- Signer -----------------------------------------------------------------
 
     def sign(self, message: bytes) -> bytes:
+        missing = _config("signing key missing: run `pii-vault init`")
+        resp = self._call(
+            self._transit.sign_data,
+            SIGNING_KEY,
+            hash_input=_b64(message),
+            mount_point=self._mount,
+            missing=missing,
+            invalid=missing,
+        )
         try:
-            resp = self._call(
-                self._transit.sign_data,
-                SIGNING_KEY,
-                hash_input=_b64(message),
-                mount_point=self._mount,
-            )
-        except (_NotFound, hv.InvalidRequest) as exc:
-            raise KeyProviderConfigError("signing key missing: run `pii-vault init`") from exc
-        return _strip_vault_prefix(resp["data"]["signature"])
+            return _strip_vault_prefix(resp["data"]["signature"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
 
     def signing_public_key(self) -> bytes:
         if self._public_key is None:
+            missing = _config("signing key missing: run `pii-vault init`")
+            resp = self._call(
+                self._transit.read_key,
+                SIGNING_KEY,
+                mount_point=self._mount,
+                missing=missing,
+                invalid=missing,
+            )
             try:
-                resp = self._call(self._transit.read_key, SIGNING_KEY, mount_point=self._mount)
-            except _NotFound as exc:
-                raise KeyProviderConfigError("signing key missing: run `pii-vault init`") from exc
-            keys = resp["data"]["keys"]
-            latest = str(resp["data"]["latest_version"])
-            self._public_key = _unb64(keys[latest]["public_key"])
+                keys = resp["data"]["keys"]
+                latest = str(resp["data"]["latest_version"])
+                self._public_key = _unb64(keys[latest]["public_key"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise KeyProviderError("unexpected response from key provider") from exc
         return self._public_key
-
-    def close(self) -> None:
-        adapter = getattr(self._client, "adapter", None)
-        if adapter is not None and hasattr(adapter, "close"):
-            adapter.close()
 
 
 def bootstrap_transit(
@@ -312,7 +355,10 @@ def bootstrap_transit(
 
     Used by ``pii-vault init`` and by the managed OpenBao of tests and the demo.
     """
-    try:
+    privileged = _config("init needs a privileged Vault token (mounts, policies, transit keys)")
+    with vault_errors(
+        missing=privileged, invalid=_error("Vault bootstrap failed"), denied=privileged
+    ):
         mounts = client.sys.list_mounted_secrets_engines()
         mounts = mounts.get("data", mounts)
         if f"{mount}/" not in mounts:
@@ -331,24 +377,13 @@ def bootstrap_transit(
                     mount_point=mount,
                 )
         client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
-    except hv.VaultDown as exc:
-        raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
-    except (hv.Forbidden, hv.Unauthorized) as exc:
-        raise KeyProviderConfigError(
-            "init needs a privileged Vault token (mounts, policies, transit keys)"
-        ) from exc
-    except hv.VaultError as exc:
-        raise KeyProviderError("Vault bootstrap failed") from exc
 
 
 def create_service_token(
     client: hvac.Client, *, policy_name: str = POLICY_NAME, ttl: str = "768h"
 ) -> str:
     """A token limited to the service policy (for the managed server and operators)."""
-    try:
+    failed = _error("could not create a service token")
+    with vault_errors(missing=failed, invalid=failed, denied=failed):
         resp = client.auth.token.create(policies=[policy_name], ttl=ttl, renewable=True)
-    except hv.VaultError as exc:
-        raise KeyProviderError("could not create a service token") from exc
-    return str(resp["auth"]["client_token"])
+        return str(resp["auth"]["client_token"])

@@ -2,7 +2,7 @@
 
 Usage: python scripts/bench_policy.py [--decisions N]
 Measures (1) Casbin's enforce without the decision cache, (2) the cached engine,
-(3) AccessControl.decide end to end (revision check in SQLite + cache).
+(3) Decider.decide end to end (revision check in SQLite + cache).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from access.control import AccessControl
 from access.models import PolicyRule
 from access.policy import ACTIONS, PolicyEngine, Rule, default_policy
 from access.purposes import Purposes
+from access.runtime import compose
+from keys.local import LocalKeyProvider
 from vault.db import make_engine, migrate
 from vault.schema import Schema
 
@@ -69,7 +70,8 @@ def measure(lines: int, decisions: int) -> str:
     cached = per_call_us(lambda: engine.enforce(*next(q)), decisions)
     outcomes = [engine.enforce_uncached(*x).allowed for x in QUERIES]
 
-    db = make_engine(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+    workdir = tempfile.mkdtemp()
+    db = make_engine(f"sqlite:///{workdir}/bench.db")
     migrate(db)
     migrate(db, "access:migrations")
     with db.begin() as conn:
@@ -80,10 +82,12 @@ def measure(lines: int, decisions: int) -> str:
                 for r in rules
             ],
         )
-    access = AccessControl(db, SCHEMA, PURPOSES)
-    access.create_principal("user:alice", ["support-agent"])
+    runtime = compose(
+        db, LocalKeyProvider(f"{workdir}/keys.db", bytes(32)), schema=SCHEMA, purposes=PURPOSES
+    )
+    runtime.principals.create("user:alice", ["support-agent"])
     decide = per_call_us(
-        lambda: access.decide(
+        lambda: runtime.decider.decide(
             "user:alice", ["passport_number"], "reveal", "customer_support", gates=False
         ),
         decisions,
@@ -104,7 +108,7 @@ def main() -> None:
     )
     print(
         "| policy lines | Casbin enforce, uncached | engine with decision cache | "
-        "AccessControl.decide (revision check + cache) | decisions (same at both sizes) |"
+        "Decider.decide (revision check + cache) | decisions (same at both sizes) |"
     )
     print("|---|---|---|---|---|")
     print("\n".join(rows))

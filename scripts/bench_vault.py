@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from keys.bao import ManagedOpenBao
+from api.demo.openbao import ManagedOpenBao
+from keys.counting import CallCounter
 from keys.transit import TransitKeyProvider
 from vault.cache import DataKeyCache
 from vault.db import make_engine, migrate
@@ -45,7 +46,8 @@ def main() -> None:
             ("cache effectively off (TTL 1 µs)", DataKeyCache(ttl_seconds=1e-6)),
         ):
             provider = TransitKeyProvider(bao.addr, token)
-            service = VaultService(engine, provider, cache=cache)
+            counter = CallCounter()
+            service = VaultService(engine, counter.wrap(provider), cache=cache)
             t0 = time.perf_counter()
             tokens = []
             for i in range(args.subjects):
@@ -58,7 +60,7 @@ def main() -> None:
                 )
                 tokens.extend(created.tokens.values())
             t1 = time.perf_counter()
-            calls_before = provider.calls
+            calls_before = counter.count
             for _ in range(args.reads):
                 for tok in tokens:
                     service.detokenize([tok])
@@ -66,7 +68,7 @@ def main() -> None:
             reads = args.reads * len(tokens)
             rows.append(
                 f"| {label} | {args.subjects / (t1 - t0):.0f} | {reads / (t2 - t1):.0f} | "
-                f"{(provider.calls - calls_before) / reads:.3f} |"
+                f"{(counter.count - calls_before) / reads:.3f} |"
             )
             provider.close()
         if schema:

@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from keys.bao import ManagedOpenBao, find_bao_binary
+from access.runtime import Runtime, compose
+from api.demo.openbao import ManagedOpenBao, find_bao_binary
 from keys.errors import KeyProviderConfigError
 from keys.local import LocalKeyProvider
-from keys.provider import KeyProvider
+from keys.provider import KeyBackend, Signer
 from keys.transit import TransitKeyProvider
 from vault.db import make_engine, migrate, normalize_url
 from vault.service import VaultService
+from vault.shredding import Shredder
 
 REQUIRE_SERVICES = (
     os.environ.get("CI", "").lower() in ("1", "true")
@@ -149,9 +151,9 @@ def new_local_provider(directory: Path) -> LocalKeyProvider:
 
 
 @pytest.fixture(params=["local", "transit"])
-def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyProvider]:
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyBackend]:
     if request.param == "local":
-        prov: KeyProvider = new_local_provider(tmp_path / "local-keys")
+        prov: KeyBackend = new_local_provider(tmp_path / "local-keys")
     else:
         prov = request.getfixturevalue("openbao").provider()
     yield prov
@@ -159,11 +161,26 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyProv
 
 
 @pytest.fixture
-def service(database: Database, provider: KeyProvider) -> Iterator[VaultService]:
-    """The service over every database x every key provider."""
-    svc = VaultService(database.engine, provider)
-    yield svc
-    svc.cache.clear()
+def runtime(database: Database, provider: KeyBackend) -> Iterator[Runtime]:
+    """The whole runtime, composed as in production, over every database x every key provider."""
+    rt = compose(database.engine, provider)
+    yield rt
+    rt.vault.cache.clear()
+
+
+@pytest.fixture
+def service(runtime: Runtime) -> VaultService:
+    return runtime.vault
+
+
+@pytest.fixture
+def shredder(runtime: Runtime) -> Shredder:
+    return runtime.shredder
+
+
+def shredder_of(service: VaultService, signer: Signer) -> Shredder:
+    """A shredder for a service built by hand (another worker, a restored backup)."""
+    return Shredder(service.tx, service.keys, service.datakeys, signer)
 
 
 @pytest.fixture

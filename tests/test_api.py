@@ -13,17 +13,14 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from access.audit import AuditLog
-from access.control import AccessControl
-from access.guard import GuardedVault
-from access.runtime import Runtime
+from access.runtime import Runtime, compose
 from api.app import AppConfig, create_app
-from keys.bao import free_port
+from api.demo.openbao import free_port
+from keys.provider import KeyBackend
 from keys.transit import TransitKeyProvider
 from tests.conftest import Database, OpenBaoServer
 from tests.helpers import ALICE, ALL_ROLES, leaked, row_counts
 from vault.config import Settings
-from vault.service import VaultService
 
 JUST = {"ticket": "CS-7", "reason": "customer called about their order"}
 PERSON = {
@@ -62,20 +59,19 @@ class Api:
         return self.runtime.audit.events(limit=1)[0]
 
 
-def build_runtime(service: VaultService, database: Database) -> Runtime:
-    access = AccessControl(database.engine, service.schema)
-    access.seed_default_policy()
-    audit = AuditLog(database.engine, service.keys)
-    return Runtime(service, access, audit, GuardedVault(service, access, audit))
+def build_runtime(database: Database, backend: KeyBackend) -> Runtime:
+    runtime = compose(database.engine, backend)
+    runtime.policy.seed_default()
+    return runtime
 
 
 @pytest.fixture
-def api(transit_service: VaultService, database: Database, tmp_path: Path) -> Iterator[Api]:
-    runtime = build_runtime(transit_service, database)
-    keys = {r: runtime.access.create_principal(f"svc:{r}", [r])[1] for r in ALL_ROLES}
-    keys["everything"] = runtime.access.create_principal("svc:everything", ALL_ROLES)[1]
-    _, disabled = runtime.access.create_principal("svc:gone", ["auditor"])
-    runtime.access.disable_principal("svc:gone")
+def api(openbao: OpenBaoServer, database: Database, tmp_path: Path) -> Iterator[Api]:
+    runtime = build_runtime(database, openbao.provider())
+    keys = {r: runtime.principals.create(f"svc:{r}", [r])[1] for r in ALL_ROLES}
+    keys["everything"] = runtime.principals.create("svc:everything", ALL_ROLES)[1]
+    _, disabled = runtime.principals.create("svc:gone", ["auditor"])
+    runtime.principals.disable("svc:gone")
     keys["disabled"] = disabled
     app = create_app(AppConfig(Settings(home=tmp_path), max_body_bytes=64 * 1024, runtime=runtime))
     yield Api(app.test_client(), runtime, keys, database)
@@ -309,10 +305,8 @@ def test_readyz_reports_a_missing_key_provider(
         "database": "ok",
         "key_provider": "ok",
     }
-    broken = VaultService(
-        database.engine, TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
-    )
-    runtime = build_runtime(broken, database)
+    broken = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
+    runtime = build_runtime(database, broken)
     client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["key_provider"] == "unavailable"
@@ -331,8 +325,7 @@ def test_readyz_reports_a_missing_database(
     from vault.db import make_engine
 
     dead = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
-    service = VaultService(dead, openbao.provider())
-    runtime = Runtime(service, AccessControl(dead), AuditLog(dead), api.runtime.guard)
+    runtime = compose(dead, openbao.provider())
     client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["database"] == "unavailable"
@@ -366,7 +359,7 @@ def test_metrics(api: Api) -> None:
 
 
 def test_demo_story_end_to_end(database: Database) -> None:
-    from api.demo import run_demo
+    from api.demo.story import run_demo
 
     url = database.url
     if database.kind == "postgresql":

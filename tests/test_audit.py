@@ -16,7 +16,7 @@ from access.errors import AuditUnavailable
 from access.models import AuditCheckpoint, AuditEvent, AuditHead
 from access.purposes import Justification
 from keys.local import LocalKeyProvider
-from keys.provider import KeyProvider
+from keys.provider import KeyBackend
 from tests.conftest import Database
 from vault.db import make_engine
 
@@ -26,7 +26,7 @@ def record(i: int, subject: str = "s-1") -> AuditRecord:
         principal="user:alice",
         action="reveal",
         purpose="customer_support",
-        decision="allow" if i % 3 else "deny",
+        verdict="allow" if i % 3 else "deny",
         request_id=f"req-{i}",
         subject_ids=[subject],
         fields=["email"],
@@ -36,7 +36,7 @@ def record(i: int, subject: str = "s-1") -> AuditRecord:
 
 
 @pytest.fixture
-def log(database: Database, provider: KeyProvider) -> AuditLog:
+def log(database: Database, provider: KeyBackend) -> AuditLog:
     audit = AuditLog(database.engine, provider, checkpoint_every=10)
     for i in range(25):
         audit.append(record(i))
@@ -261,7 +261,7 @@ def test_free_text_with_nul_is_stored_safely(database: Database) -> None:
             principal="user:a",
             action="reveal",
             purpose="customer_support",
-            decision="deny",
+            verdict="deny",
             justification=Justification("CS-\x001", "a\x00b"),
         )
     )

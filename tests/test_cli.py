@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from access.runtime import open_runtime
 from api.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, main
-from keys.bao import ManagedOpenBao, free_port
+from api.demo.openbao import ManagedOpenBao, free_port
 from keys.transit import create_service_token
 from tests.conftest import POSTGRES_URL
 from vault.config import Settings
 from vault.receipts import verify_receipt
-from vault.service import VaultService
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
@@ -41,15 +41,16 @@ def test_init_and_shred_with_local_provider(tmp_path: Path) -> None:
     code, out, _ = run(["init"], env)
     assert code == 0 and "schema up to date" in out
     assert run(["init"], env)[0] == 0  # idempotent
-    service = VaultService.from_settings(Settings.from_env(env))
+    rt = open_runtime(Settings.from_env(env))
+    service = rt.vault
     created = service.create_subject({"email": "cli@example.com"})
     code, out, _ = run(["shred", created.subject_id], env)
     assert code == 0
     receipt = json.loads(out)
     assert receipt["subject_id"] == created.subject_id
-    assert verify_receipt(receipt, service.keys.signing_public_key())
+    assert verify_receipt(receipt, rt.backend.signing_public_key())
     assert service.status(created.subject_id) == "shredded"
-    service.close()
+    rt.close()
 
 
 @pytest.mark.slow
@@ -72,7 +73,8 @@ def test_init_with_privileged_token_then_serve_with_least_privilege(tmp_path: Pa
         env["VAULT_TOKEN"] = service_token
         code, _, err = run(["init"], env)  # not privileged enough: one clear line
         assert code == EXIT_CONFIG and "privileged" in err and "Traceback" not in err
-        service = VaultService.from_settings(Settings.from_env(env))
+        rt = open_runtime(Settings.from_env(env))
+        service = rt.vault
         created = service.create_subject({"email": "x@example.com"})
 
         bao.stop()
@@ -83,13 +85,14 @@ def test_init_with_privileged_token_then_serve_with_least_privilege(tmp_path: Pa
         code, _, err = run(["shred", "--pending"], env)
         assert code == EXIT_UNAVAILABLE and "1 still pending" in err
         # dev mode keeps nothing across a restart; what matters here is the CLI contract.
-        service.close()
+        rt.close()
 
 
 def test_shred_pending_completes(tmp_path: Path) -> None:
     env = local_env(tmp_path / "home")
     assert run(["init"], env)[0] == 0
-    service = VaultService.from_settings(Settings.from_env(env))
+    rt = open_runtime(Settings.from_env(env))
+    service = rt.vault
     created = service.create_subject({"email": "p@example.com"})
     with service.engine.begin() as conn:
         conn.exec_driver_sql(
@@ -100,8 +103,8 @@ def test_shred_pending_completes(tmp_path: Path) -> None:
     assert code == 0, err
     assert "completed 1 pending shred(s); 0 still pending" in err
     assert json.loads(out.splitlines()[0])["subject_id"] == created.subject_id
-    assert not service.keys.subject_key_exists(created.subject_id)
-    service.close()
+    assert not rt.backend.subject_key_exists(created.subject_id)
+    rt.close()
 
 
 @pytest.mark.parametrize(
@@ -212,9 +215,10 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     assert code == 1 and "unknown purpose" in err
 
     # audit verify: intact, then tampered
-    service = VaultService.from_settings(Settings.from_env(env))
+    rt = open_runtime(Settings.from_env(env))
+    service = rt.vault
     created_subject = service.create_subject({"email": "v@example.com"})
-    service.close()
+    rt.close()
     assert run(["shred", created_subject.subject_id], env)[0] == 0
     code, out, _ = run(["audit", "verify"], env)
     assert code == 0 and out.startswith("audit log intact: 2 events")

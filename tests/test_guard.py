@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import text
 
 from access.audit import AuditLog
-from access.control import AccessControl
 from access.errors import (
     AuditUnavailable,
     AuthenticationFailed,
@@ -18,14 +17,17 @@ from access.errors import (
     JustificationRequired,
     UnknownPurpose,
 )
-from access.guard import Caller, GuardedVault
+from access.events import Caller
+from access.guard import GuardedVault
 from access.policy import Rule
 from access.purposes import Justification
+from access.runtime import Runtime, compose
+from keys.provider import KeyBackend
 from tests.conftest import Database
 from tests.helpers import ALICE, ALL_ROLES, leaked
 from vault.errors import SubjectShredded, ValidationError
 from vault.receipts import verify_receipt
-from vault.service import TokenizeRecord, VaultService
+from vault.results import TokenizeRecord
 
 JUST = Justification("CS-1234", "customer asked to confirm their passport number")
 
@@ -33,22 +35,22 @@ JUST = Justification("CS-1234", "customer asked to confirm their passport number
 @dataclass
 class World:
     guard: GuardedVault
-    access: AccessControl
+    rt: Runtime
     audit: AuditLog
     keys: dict[str, str]
+    backend: KeyBackend
 
     def caller(self, role: str) -> Caller:
         return Caller(f"svc:{role}", request_id=f"req-{role}")
 
 
 @pytest.fixture
-def world(service: VaultService, database: Database) -> World:
-    access = AccessControl(database.engine)
-    assert access.seed_default_policy()
-    assert not access.seed_default_policy()  # idempotent
-    audit = AuditLog(database.engine, service.keys, checkpoint_every=5)
-    keys = {role: access.create_principal(f"svc:{role}", [role])[1] for role in ALL_ROLES}
-    return World(GuardedVault(service, access, audit), access, audit, keys)
+def world(database: Database, provider: KeyBackend) -> World:
+    rt = compose(database.engine, provider, checkpoint_every=5)
+    assert rt.policy.seed_default()
+    assert not rt.policy.seed_default()  # idempotent
+    keys = {role: rt.principals.create(f"svc:{role}", [role])[1] for role in ALL_ROLES}
+    return World(rt.guard, rt, rt.audit, keys, provider)
 
 
 def audit_text(database: Database) -> bytes:
@@ -297,8 +299,8 @@ def test_export_and_shred_by_privacy_officer(world: World, database: Database) -
     with pytest.raises(Forbidden):
         world.guard.shred(world.caller("support-agent"), sid, "customer_support", JUST)
     receipt = world.guard.shred(officer, sid, "subject_access_request")
-    assert verify_receipt(receipt.to_dict(), world.guard.vault.keys.signing_public_key())
-    assert world.access.consents(sid) == []
+    assert verify_receipt(receipt.to_dict(), world.backend.signing_public_key())
+    assert world.rt.consents.of(sid) == []
     assert world.audit.events(limit=1)[0]["decision"] == "completed"
     with pytest.raises(SubjectShredded):
         world.guard.export(officer, sid, "subject_access_request")
@@ -358,35 +360,35 @@ def test_policy_change_takes_effect_at_once_in_every_process(
 ) -> None:
     sid = register(world)
     world.guard.reveal(world.caller("support-agent"), sid, "customer_support", ["email"], JUST)
-    other = AccessControl(database.new_engine())  # another worker process
+    other = compose(database.new_engine(), world.backend).policy  # another worker process
     deny = Rule("support-agent", "email", "reveal", "*", "deny")
     other.add_rules([deny])
     with pytest.raises(Forbidden):
         world.guard.reveal(world.caller("support-agent"), sid, "customer_support", ["email"], JUST)
     assert other.remove_rule(deny) == 1
     world.guard.reveal(world.caller("support-agent"), sid, "customer_support", ["email"], JUST)
-    other.db.dispose()
+    other.tx.engine.dispose()
 
 
 def test_principals_keys_are_hashed_and_can_be_disabled(world: World, database: Database) -> None:
     key = world.keys["support-agent"]
-    assert world.access.authenticate(key).name == "svc:support-agent"
+    assert world.rt.principals.authenticate(key).name == "svc:support-agent"
     with database.engine.connect() as conn:
         stored = repr(conn.execute(text("SELECT * FROM principals")).all())
     assert key.split(".", 1)[1] not in stored
     for bad in (None, "", "pvk_0000000000000000." + "A" * 43, key[:-1] + "x", "Bearer " + key):
         with pytest.raises(AuthenticationFailed):
-            world.access.authenticate(bad)
-    world.access.disable_principal("svc:support-agent")
+            world.rt.principals.authenticate(bad)
+    world.rt.principals.disable("svc:support-agent")
     with pytest.raises(AuthenticationFailed):
-        world.access.authenticate(key)
+        world.rt.principals.authenticate(key)
     sid = register(world)
     with pytest.raises(Forbidden):  # and its grants are gone at once
         world.guard.masked_view(world.caller("support-agent"), sid, "customer_support", JUST)
     with pytest.raises(InvalidRequest, match="unknown role"):
-        world.access.create_principal("svc:x", ["superuser"])
+        world.rt.principals.create("svc:x", ["superuser"])
     with pytest.raises(InvalidRequest):
-        world.access.create_principal("Robert'); DROP TABLE", ["admin"])
+        world.rt.principals.create("Robert'); DROP TABLE", ["admin"])
 
 
 def test_invalid_input_is_rejected_before_any_decision(world: World, database: Database) -> None:
@@ -414,6 +416,6 @@ def test_consents_go_when_a_pending_shred_completes(world: World, database: Data
             ),
             {"id": sid},
         )
-    outcome = world.guard.vault.complete_pending_shreds()
+    outcome = world.rt.shredder.complete_pending()
     assert [r.subject_id for r in outcome.completed] == [sid]
-    assert world.access.consents(sid) == []
+    assert world.rt.consents.of(sid) == []

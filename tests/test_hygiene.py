@@ -13,7 +13,9 @@ from tests.conftest import Database
 from tests.helpers import ALICE
 from vault.config import Settings
 from vault.models import Subject, utcnow
-from vault.service import DetokenizeResult, TokenizeRecord, VaultService
+from vault.results import DetokenizeResult, TokenizeRecord
+from vault.service import VaultService
+from vault.shredding import Shredder
 
 
 def test_reprs_hide_values() -> None:
@@ -47,13 +49,15 @@ def test_database_errors_carry_no_parameters(database: Database) -> None:
     assert "zelda.quartermaine" not in str(info.value)
 
 
-def test_logs_hold_no_plaintext(service: VaultService, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_hold_no_plaintext(
+    service: VaultService, shredder: Shredder, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     created = service.create_subject(ALICE, external_id="logs")
     service.detokenize(list(created.tokens.values()))
     service.masked_view(created.subject_id)
     service.export(created.subject_id)
-    service.shred(created.subject_id)
+    shredder.shred(created.subject_id)
     text = "\n".join(r.getMessage() for r in caplog.records)
     for value in ALICE.values():
         needle = value if isinstance(value, str) else value.decode("latin-1")

@@ -38,7 +38,7 @@ def test_curl_walkthrough(tmp_path: Path) -> None:
         .replace("--port 8089", "--port $PORT")
         .replace("http://127.0.0.1:8089", "http://127.0.0.1:$PORT")
     )
-    from keys.bao import free_port
+    from api.demo.openbao import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
     env["PORT"] = str(free_port())

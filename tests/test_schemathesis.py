@@ -19,12 +19,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import AppConfig, create_app
-from keys.provider import KeyProvider
+from keys.provider import KeyBackend
 from tests.conftest import Database
 from tests.helpers import ALL_ROLES
 from tests.test_api import PERSON, build_runtime
 from vault.config import Settings
-from vault.service import VaultService
 
 CHECKS = [
     not_a_server_error,
@@ -42,9 +41,9 @@ def fuzz_target(
     database: Database, openbao: object, tmp_path: Path
 ) -> Iterator[tuple[object, str]]:
     """The app over SQLite/PostgreSQL with real OpenBao, and a key holding every role."""
-    provider: KeyProvider = openbao.provider()  # type: ignore[attr-defined]
-    runtime = build_runtime(VaultService(database.engine, provider), database)
-    _, key = runtime.access.create_principal("svc:fuzzer", ALL_ROLES)
+    provider: KeyBackend = openbao.provider()  # type: ignore[attr-defined]
+    runtime = build_runtime(database, provider)
+    _, key = runtime.principals.create("svc:fuzzer", ALL_ROLES)
     app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))
     # Some real data, so generated ids and tokens sometimes hit something.
     client = app.test_client()

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from keys.provider import KeyProvider
+from access.runtime import Runtime, open_runtime
+from keys.counting import CallCounter
+from keys.provider import KeyBackend
 from tests.conftest import Database
 from tests.helpers import ALICE, leaked, raw_storage, row_counts
 from vault.cache import DataKeyCache
@@ -23,7 +25,9 @@ from vault.errors import (
     ValidationError,
 )
 from vault.models import DataKeyRecord, FieldValue
-from vault.service import TokenizeRecord, VaultService
+from vault.results import TokenizeRecord
+from vault.retention import purge_expired
+from vault.service import VaultService
 
 
 def test_round_trip_every_field_kind(service: VaultService) -> None:
@@ -114,16 +118,18 @@ def test_duplicate_external_id(service: VaultService, database: Database) -> Non
 # -- atomicity ---------------------------------------------------------------------
 
 
-def test_one_invalid_field_stores_nothing(service: VaultService, database: Database) -> None:
+def test_one_invalid_field_stores_nothing(
+    service: VaultService, runtime: Runtime, database: Database
+) -> None:
     before = row_counts(database.engine)
-    calls = service.keys.calls
+    calls = runtime.key_calls.count
     bad = dict(ALICE, card_number="4111111111111112")  # fails Luhn
     with pytest.raises(ValidationError) as info:
         service.create_subject(bad, external_id="bad")
     assert info.value.errors == {"card_number": "luhn_check_failed"}
     assert "4111111111111112" not in str(info.value)
     assert row_counts(database.engine) == before
-    assert service.keys.calls == calls  # rejected before any key was made
+    assert runtime.key_calls.count == calls  # rejected before any key was made
 
     created = service.create_subject({"email": "keep@example.com"})
     before = row_counts(database.engine)
@@ -135,25 +141,30 @@ def test_one_invalid_field_stores_nothing(service: VaultService, database: Datab
 
 def test_tokenize_batch_per_item(service: VaultService, database: Database) -> None:
     existing = service.create_subject({"email": "e@example.com"}, external_id="ext-1")
+    with pytest.raises(ValidationError) as bad:
+        service.prepare_record(
+            TokenizeRecord(fields={"card_number": "4111111111111112"}, external_id="ext-2")
+        )
+    assert bad.value.errors == {"card_number": "luhn_check_failed"}
+    with pytest.raises(ValidationError) as nobody:
+        service.prepare_record(TokenizeRecord(fields={"email": "x@example.com"}))
+    assert nobody.value.errors == {"record": "no_subject"}
     results = service.tokenize(
         [
-            TokenizeRecord(fields={"phone": "+14155550101"}, external_id="ext-1"),
-            TokenizeRecord(fields={"card_number": "4111111111111112"}, external_id="ext-2"),
-            TokenizeRecord(fields={"email": "n@example.com"}, external_id="ext-3"),
-            TokenizeRecord(fields={"email": "x@example.com"}, subject_id=str(uuid.uuid4())),
-            TokenizeRecord(fields={"phone": "+14155550102"}, external_id="ext-3"),
-            TokenizeRecord(fields={"email": "x@example.com"}),
+            service.prepare_record(r)
+            for r in (
+                TokenizeRecord(fields={"phone": "+14155550101"}, external_id="ext-1"),
+                TokenizeRecord(fields={"email": "n@example.com"}, external_id="ext-3"),
+                TokenizeRecord(fields={"email": "x@example.com"}, subject_id=str(uuid.uuid4())),
+                TokenizeRecord(fields={"phone": "+14155550102"}, external_id="ext-3"),
+            )
         ]
     )
     assert results[0].subject_id == existing.subject_id and results[0].tokens
-    assert results[1].error == "invalid" and results[1].errors == {
-        "card_number": "luhn_check_failed"
-    }
-    assert results[2].tokens and results[4].subject_id == results[2].subject_id
-    assert results[3].error == "not_found"
-    assert results[5].error == "invalid"
+    assert results[1].tokens and results[3].subject_id == results[1].subject_id
+    assert results[2].error == "not_found"
     assert len(service.lookup("email", "n@example.com")) == 1
-    view = service.masked_view(str(results[2].subject_id))
+    view = service.masked_view(str(results[1].subject_id))
     assert set(view.fields) == {"email", "phone"}
 
 
@@ -229,9 +240,7 @@ def test_rotation_keeps_old_data_readable(service: VaultService, database: Datab
     assert service.reveal(created.subject_id, ["email"]) == {"email": "rot@example.com"}
 
 
-def test_data_key_rotates_before_its_nonce_budget(
-    database: Database, provider: KeyProvider
-) -> None:
+def test_data_key_rotates_before_its_nonce_budget(database: Database, provider: KeyBackend) -> None:
     service = VaultService(database.engine, provider, max_dek_encryptions=3)
     created = service.create_subject({"email": "a@example.com", "phone": "+14155550100"})
     tokens = dict(created.tokens)
@@ -251,38 +260,41 @@ def test_data_key_rotates_before_its_nonce_budget(
 
 
 def test_configured_cache_is_used_and_ttl_honoured(
-    database: Database, provider: KeyProvider, tmp_path: Path
+    database: Database, provider: KeyBackend, tmp_path: Path
 ) -> None:
     cache = DataKeyCache(max_entries=7, ttl_seconds=1e-6)
-    service = VaultService(database.engine, provider, cache=cache)
+    counter = CallCounter()
+    service = VaultService(database.engine, counter.wrap(provider), cache=cache)
     assert service.cache is cache
     created = service.create_subject({"email": "ttl@example.com"})
-    calls = provider.calls
+    calls = counter.count
     for _ in range(3):
         assert service.detokenize([created.tokens["email"]])[0].value == "ttl@example.com"
-    assert provider.calls - calls == 3  # expired every time: one unwrap per read
+    assert counter.count - calls == 3  # expired every time: one unwrap per read
     settings = Settings(home=tmp_path / "home", dek_cache_size=5, dek_cache_ttl=9.0)
-    built = VaultService.from_settings(settings)
-    assert (built.cache.max_entries, built.cache.ttl) == (5, 9.0)
+    built = open_runtime(settings)
+    assert (built.vault.cache.max_entries, built.vault.cache.ttl) == (5, 9.0)
     built.close()
 
 
-def test_cache_saves_key_provider_calls(service: VaultService) -> None:
+def test_cache_saves_key_provider_calls(service: VaultService, runtime: Runtime) -> None:
     created = service.create_subject({"email": "c@example.com"})
     service.cache.clear()
     service.detokenize([created.tokens["email"]])
-    calls = service.keys.calls
+    calls = runtime.key_calls.count
     for _ in range(20):
         service.detokenize([created.tokens["email"]])
         service.masked_view(created.subject_id)
-    assert service.keys.calls == calls
+    assert runtime.key_calls.count == calls
     assert service.cache.stats.hits >= 40
 
 
 # -- no plaintext at rest ----------------------------------------------------------------
 
 
-def test_no_plaintext_or_key_material_at_rest(service: VaultService, database: Database) -> None:
+def test_no_plaintext_or_key_material_at_rest(
+    service: VaultService, provider: KeyBackend, database: Database
+) -> None:
     created = service.create_subject(ALICE, external_id="at-rest")
     service.put_fields(created.subject_id, {"recipient_name": "Quentin Zarathustra"})
     storage = raw_storage(database)
@@ -292,7 +304,7 @@ def test_no_plaintext_or_key_material_at_rest(service: VaultService, database: D
     with database.engine.connect() as conn:
         wrapped = conn.execute(select(DataKeyRecord.wrapped)).scalars().all()
     for w in wrapped:
-        assert not leaked(storage, service.keys.unwrap_data_key(created.subject_id, w))
+        assert not leaked(storage, provider.unwrap_data_key(created.subject_id, w))
 
 
 # -- Hypothesis round trips ----------------------------------------------------------------
@@ -353,9 +365,9 @@ def test_retention_purge_deletes_only_expired_values(service: VaultService) -> N
     created = service.create_subject(
         {"email": "keep@example.com", "transaction_record": "order 1: umbrella"}
     )
-    assert service.purge_expired() == 0
+    assert purge_expired(service.tx) == 0
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 366)
-    assert service.purge_expired(now=later) == 1
+    assert purge_expired(service.tx, now=later) == 1
     results = service.detokenize(list(created.tokens.values()))
     by_token = {r.token: r for r in results}
     assert by_token[created.tokens["email"]].value == "keep@example.com"

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from access.runtime import compose
 from keys.errors import KeyDestroyed, KeyUnavailable
-from keys.provider import DataKey, KeyProvider
+from keys.provider import DataKey, KeyBackend
 from keys.transit import TransitKeyProvider
-from tests.conftest import Database, OpenBaoServer
+from tests.conftest import Database, OpenBaoServer, shredder_of
 from tests.helpers import ALICE, copy_database, row_counts
 from vault.errors import (
     KeyProviderUnavailable,
@@ -21,14 +22,17 @@ from vault.errors import (
 from vault.models import FieldValue, Subject
 from vault.receipts import verify_receipt
 from vault.service import VaultService
+from vault.shredding import Shredder
 
 
-def test_shred_destroys_key_data_and_tokens(service: VaultService, database: Database) -> None:
+def test_shred_destroys_key_data_and_tokens(
+    service: VaultService, shredder: Shredder, provider: KeyBackend, database: Database
+) -> None:
     alice = service.create_subject(ALICE, external_id="alice")
     bob = service.create_subject({"email": "bob@example.com"}, external_id="bob")
-    receipt = service.shred(alice.subject_id)
+    receipt = shredder.shred(alice.subject_id)
 
-    assert not service.keys.subject_key_exists(alice.subject_id)
+    assert not provider.subject_key_exists(alice.subject_id)
     assert service.status(alice.subject_id) == "shredded"
     results = service.detokenize(list(alice.tokens.values()))
     assert {r.error for r in results} == {"not_found"}
@@ -60,21 +64,25 @@ def test_shred_destroys_key_data_and_tokens(service: VaultService, database: Dat
 
     # The receipt is signed by the provider's key and tamper-evident.
     data = receipt.to_dict()
-    assert verify_receipt(data, service.keys.signing_public_key())
+    assert verify_receipt(data, provider.signing_public_key())
     assert not verify_receipt(dict(data, subject_id=bob.subject_id))
     assert not verify_receipt(dict(data, signature=base64.b64encode(bytes(64)).decode()))
     # Idempotent: shredding again returns the same receipt.
-    assert service.shred(alice.subject_id) == receipt
+    assert shredder.shred(alice.subject_id) == receipt
 
 
 def test_backup_taken_before_shred_decrypts_nothing(
-    service: VaultService, database: Database, provider: KeyProvider, tmp_path: Path
+    service: VaultService,
+    shredder: Shredder,
+    database: Database,
+    provider: KeyBackend,
+    tmp_path: Path,
 ) -> None:
     alice = service.create_subject(ALICE)
     service.detokenize(list(alice.tokens.values()))  # warm the cache, as production would be
     backup = copy_database(database, tmp_path)
     try:
-        service.shred(alice.subject_id)
+        shredder.shred(alice.subject_id)
         restored = VaultService(backup.engine, provider)  # fresh process: empty cache
         assert restored.status(alice.subject_id) == "active"  # the backup predates the shred
         for token in alice.tokens.values():
@@ -87,23 +95,23 @@ def test_backup_taken_before_shred_decrypts_nothing(
         with backup.engine.connect() as conn:
             rows = conn.execute(select(FieldValue)).all()
         assert len(rows) == len(ALICE)
-        with restored._tx(read_only=True) as session:
+        with restored.tx.begin(read_only=True) as session:
             for row in rows:
                 value = session.get(FieldValue, (row.subject_id, row.field))
                 assert value is not None
                 with pytest.raises(KeyDestroyed):  # the key is gone, so is the data
-                    restored._decrypt(session, row.subject_id, value)
+                    restored.store.decrypt(session, row.subject_id, value)
     finally:
         backup.engine.dispose()
 
 
 def test_shred_blocks_reads_in_other_processes_at_once(
-    service: VaultService, database: Database, provider: KeyProvider
+    service: VaultService, shredder: Shredder, database: Database, provider: KeyBackend
 ) -> None:
     alice = service.create_subject({"email": "a@example.com"})
     other = VaultService(database.new_engine(), provider)  # another worker, warm cache
     assert other.detokenize([alice.tokens["email"]])[0].value == "a@example.com"
-    service.shred(alice.subject_id)
+    shredder.shred(alice.subject_id)
     assert other.detokenize([alice.tokens["email"]])[0].error == "not_found"
     with pytest.raises(SubjectShredded):
         other.masked_view(alice.subject_id)
@@ -117,7 +125,9 @@ def test_shred_blocks_reads_in_other_processes_at_once(
 def test_shred_with_vault_down_stays_shredding_then_completes(
     database: Database, own_openbao: OpenBaoServer
 ) -> None:
-    service = VaultService(database.engine, own_openbao.provider())
+    provider = own_openbao.provider()
+    service = VaultService(database.engine, provider)
+    shredder = shredder_of(service, provider)
     other = VaultService(database.new_engine(), own_openbao.provider())
     alice = service.create_subject(ALICE)
     bob = service.create_subject({"email": "bob@example.com"})
@@ -125,7 +135,7 @@ def test_shred_with_vault_down_stays_shredding_then_completes(
 
     own_openbao.server.stop()
     with pytest.raises(ShredPending, match="key provider is unavailable") as info:
-        service.shred(alice.subject_id)
+        shredder.shred(alice.subject_id)
     assert isinstance(info.value, KeyProviderUnavailable)  # -> 503 in the API
     assert service.status(alice.subject_id) == "shredding"
     # Reads are blocked at once, everywhere, even from a warm cache.
@@ -133,17 +143,17 @@ def test_shred_with_vault_down_stays_shredding_then_completes(
     assert result.error == "shredded" and result.value is None
     with pytest.raises(SubjectShredded):
         other.masked_view(alice.subject_id)
-    assert service.pending_shreds() == [alice.subject_id]
-    outcome = service.complete_pending_shreds()
+    assert shredder.pending() == [alice.subject_id]
+    outcome = shredder.complete_pending()
     assert outcome.completed == [] and outcome.pending == [alice.subject_id]
 
     own_openbao.server.start()
-    outcome = service.complete_pending_shreds()
+    outcome = shredder.complete_pending()
     assert [r.subject_id for r in outcome.completed] == [alice.subject_id]
     assert outcome.pending == []
     assert service.status(alice.subject_id) == "shredded"
-    assert not service.keys.subject_key_exists(alice.subject_id)
-    assert verify_receipt(outcome.completed[0].to_dict(), service.keys.signing_public_key())
+    assert not provider.subject_key_exists(alice.subject_id)
+    assert verify_receipt(outcome.completed[0].to_dict(), provider.signing_public_key())
     assert other.detokenize([bob.tokens["email"]])[0].value == "bob@example.com"
     other.engine.dispose()
 
@@ -206,14 +216,13 @@ def test_unreachable_provider_fails_closed_on_reads(
 ) -> None:
     service = VaultService(database.engine, openbao.provider())
     created = service.create_subject({"email": "closed@example.com"})
-    from keys.bao import free_port
+    from api.demo.openbao import free_port
 
-    broken = VaultService(
-        database.engine, TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
-    )
+    backend = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
+    broken = compose(database.engine, backend)
     with pytest.raises(KeyProviderUnavailable, match="key provider unavailable"):
-        broken.detokenize([created.tokens["email"]])
+        broken.vault.detokenize([created.tokens["email"]])
     with pytest.raises(KeyProviderUnavailable):
         broken.check()
     with pytest.raises(KeyUnavailable):
-        broken.keys.check()
+        backend.check()

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from api.app import caller, runtime
+from api.context import caller, runtime
 from api.models import ConsentBody, ConsentPath, ConsentResponse
 
 bp = APIBlueprint(

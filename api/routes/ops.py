@@ -8,7 +8,7 @@ from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.app import runtime
+from api.context import runtime
 from api.models import HealthResponse, ReadyResponse
 from vault.errors import ServiceUnavailable
 
@@ -25,11 +25,11 @@ def readyz() -> tuple[dict[str, Any], int]:
     rt = runtime()
     state = {"database": "ok", "key_provider": "ok"}
     try:
-        rt.vault.check_database()
+        rt.check_database()
     except ServiceUnavailable:
         state["database"] = "unavailable"
     try:
-        rt.vault.check_key_provider()
+        rt.check_key_provider()
     except ServiceUnavailable:
         state["key_provider"] = "unavailable"
     ready = all(v == "ok" for v in state.values())

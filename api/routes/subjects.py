@@ -7,7 +7,7 @@ from typing import Any
 from flask_openapi3 import APIBlueprint, Tag
 
 from access.purposes import Justification
-from api.app import caller, runtime
+from api.context import caller, runtime
 from api.models import (
     CreatedResponse,
     CreateSubjectBody,

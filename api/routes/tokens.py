@@ -6,11 +6,12 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from api.app import caller, runtime
+from access.batch import TokenizeItem, Undecodable
+from api.context import caller, runtime
 from api.models import DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse
 from api.routes import fields_in, justification_in, value_out
 from vault.errors import ValidationError
-from vault.service import TokenizeRecord, TokenizeResult
+from vault.results import TokenizeRecord, TokenizeResult
 
 bp = APIBlueprint(
     "tokens",
@@ -32,37 +33,27 @@ def _item(result: TokenizeResult) -> dict[str, Any]:
 
 @bp.post("/tokenize", responses={200: TokenizeResponse})
 def tokenize(body: TokenizeBody) -> dict[str, Any]:
-    rt = runtime()
-    results: list[dict[str, Any] | None] = [None] * len(body.records)
-    records: list[tuple[int, TokenizeRecord]] = []
-    for i, rec in enumerate(body.records):
+    schema = runtime().vault.schema
+    items: list[TokenizeItem] = []
+    for rec in body.records:
         try:
-            values = fields_in(rec.fields, rt.vault.schema)
-        except ValidationError as exc:
-            results[i] = {"error": {"code": "invalid", "fields": exc.errors}}
+            values = fields_in(rec.fields, schema)
+        except ValidationError as exc:  # undecodable: the guard answers it, in its place
+            items.append(Undecodable(exc.errors))
             continue
-        records.append(
-            (
-                i,
-                TokenizeRecord(
-                    fields=values,
-                    subject_id=rec.subject_id,
-                    external_id=rec.external_id,
-                    region=rec.region,
-                    is_minor=rec.is_minor,
-                ),
+        items.append(
+            TokenizeRecord(
+                fields=values,
+                subject_id=rec.subject_id,
+                external_id=rec.external_id,
+                region=rec.region,
+                is_minor=rec.is_minor,
             )
         )
-    outcome = (
-        rt.guard.tokenize(
-            caller(), body.purpose, [r for _, r in records], justification_in(body.justification)
-        )
-        if records
-        else []
+    results = runtime().guard.tokenize(
+        caller(), body.purpose, items, justification_in(body.justification)
     )
-    for (i, _), result in zip(records, outcome, strict=True):
-        results[i] = _item(result)
-    return {"results": results}
+    return {"results": [_item(r) for r in results]}
 
 
 @bp.post("/detokenize", responses={200: DetokenizeResponse})

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import logging
 import shutil
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
@@ -21,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from access.runtime import open_runtime
 from api.app import AppConfig, create_app
-from keys.bao import ManagedOpenBao, free_port
+from api.demo.openbao import ManagedOpenBao, free_port
+from api.demo.probes import copy_rows, files_hold, rows_hold, sqlite_backup
 from keys.factory import KeyProviderSettings
 from keys.transit import SUBJECT_KEY_PREFIX, TransitKeyProvider
 from vault.config import Settings
-from vault.db import make_engine, migrate
+from vault.db import make_engine
 from vault.errors import SubjectShredded
-from vault.models import Base
 from vault.receipts import verify_receipt
 from vault.service import VaultService
 
@@ -84,37 +82,6 @@ class _Story:
         self.echo(line)
 
 
-def _at_rest(paths: list[Path], values: list[bytes]) -> int:
-    blob = b"".join(p.read_bytes() for p in paths if p.exists())
-    return sum(1 for v in values if v in blob)
-
-
-VAULT_TABLES = ("subjects", "data_keys", "field_values", "tokens", "blind_index")
-
-
-def _rows_hold(vault: VaultService, values: list[bytes]) -> int:
-    with vault.engine.connect() as conn:
-        blob = b"\n".join(
-            repr(row).encode()
-            for table in VAULT_TABLES
-            for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
-        )
-    return sum(1 for v in values if v in blob or v.hex().encode() in blob)
-
-
-def _copy_rows(vault: VaultService, target: Path) -> None:
-    """A backup of the vault tables into SQLite, as of now."""
-    engine = make_engine(f"sqlite:///{target}")
-    migrate(engine)
-    with vault.engine.connect() as src, engine.begin() as dst:
-        for name in VAULT_TABLES:
-            table = Base.metadata.tables[name]
-            rows = [dict(r._mapping) for r in src.execute(table.select())]
-            if rows:
-                dst.execute(table.insert(), rows)
-    engine.dispose()
-
-
 def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: str = "") -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="pii-vault-demo-"))
     bao = ManagedOpenBao(workdir / "openbao")
@@ -130,10 +97,9 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             ),
         )
         runtime = open_runtime(settings, migrate=True)
-        runtime.access.seed_default_policy()
+        runtime.policy.seed_default()
         keys = {
-            who: runtime.access.create_principal(name, [role])[1]
-            for who, (name, role) in PARTIES.items()
+            who: runtime.principals.create(name, [role])[1] for who, (name, role) in PARTIES.items()
         }
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per step, no more
         port = free_port()
@@ -276,20 +242,17 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
         values = [v.encode() for v in PERSON.values()] + [FACE, CARD.encode()]
         backup = workdir / "backup-before-shred.db"
         if database_url:  # another database: the rows, as a dump would hold them
-            leaks = _rows_hold(runtime.vault, values)
+            leaks = rows_hold(runtime.vault.engine, values)
             s.step(f"at rest: {leaks} of 6 values found in any database row", leaks == 0)
-            _copy_rows(runtime.vault, backup)
+            copy_rows(runtime.vault.engine, backup)
         else:
             db = workdir / "vault.db"
-            leaks = _at_rest([db, Path(f"{db}-wal")], values)
+            leaks = files_hold([db, Path(f"{db}-wal")], values)
             s.step(
                 f"at rest: {leaks} of 6 values found in vault.db + WAL (ciphertext only)",
                 leaks == 0,
             )
-            src, dst = sqlite3.connect(db), sqlite3.connect(backup)
-            src.backup(dst)
-            src.close()
-            dst.close()
+            sqlite_backup(db, backup)
 
         r = s.call(
             "privacy",
@@ -298,7 +261,7 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             json={"purpose": "subject_access_request", "reason": "user asked to delete"},
         )
         receipt = r.json().get("receipt", {}) if r.ok else {}
-        pinned = runtime.vault.keys.signing_public_key()
+        pinned = runtime.backend.signing_public_key()
         s.step(
             f"privacy officer shreds: {r.status_code} {r.json().get('status')}; signed "
             f"receipt verifies: {verify_receipt(receipt, pinned)}",

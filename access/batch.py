@@ -1,0 +1,198 @@
+"""The one batch pipeline: tokenize and detokenize, item by item, in input order.
+
+The route hands over raw items (an item it could not even decode arrives as
+``Undecodable``); here each item is validated once, decided on its own subject
+and fields, the whole batch is audited as one event, and only allowed items
+reach the vault. Every item ends with exactly one result: a missing one is a
+bug (an assertion), never a silent placeholder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from access.audit import AuditLog
+from access.consents import SubjectFacts
+from access.decisions import Decider, FieldDecision, verdict_of
+from access.errors import JustificationRequired
+from access.events import Caller, batch
+from access.purposes import Justification
+from vault.errors import SubjectNotFound, ValidationError
+from vault.models import STATUS_ACTIVE
+from vault.results import (
+    DetokenizeResult,
+    PreparedWrite,
+    SubjectInfo,
+    TokenizeRecord,
+    TokenizeResult,
+)
+from vault.service import VaultService
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """An item the transport could not decode (e.g. bad base64): ``errors`` maps field -> code."""
+
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+TokenizeItem = TokenizeRecord | Undecodable
+
+
+def _filled(results: Sequence[Any | None]) -> list[Any]:
+    missing = [i for i, r in enumerate(results) if r is None]
+    assert not missing, f"batch items without a result: {missing}"
+    return list(results)
+
+
+class BatchGuard:
+    def __init__(self, vault: VaultService, decider: Decider, audit: AuditLog) -> None:
+        self.vault = vault
+        self.decider = decider
+        self.audit = audit
+
+    def _subject(self, write: PreparedWrite) -> SubjectInfo | None:
+        """The existing subject an item names, or None for one it would create."""
+        if write.subject_id is not None:
+            return self.vault.describe(write.subject_id)
+        try:
+            return self.vault.describe(external_id=write.external_id)
+        except SubjectNotFound:
+            return None
+
+    def tokenize(
+        self,
+        caller: Caller,
+        purpose: str,
+        items: Sequence[TokenizeItem],
+        justification: Justification | None = None,
+    ) -> list[TokenizeResult]:
+        """Per item: decided on its own fields and subject; nothing stored unless allowed."""
+        self.decider.purposes.get(purpose)  # an unknown purpose is a 400, whatever the items
+        results: list[TokenizeResult | None] = [None] * len(items)
+        allowed: list[tuple[int, PreparedWrite]] = []
+        outcome: dict[str, Any] = {}
+        subject_ids: list[str] = []
+        names: list[str] = []
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, Undecodable):
+                    raise ValidationError("invalid fields; nothing was stored", item.errors)
+                write = self.vault.prepare_record(item)
+                info = self._subject(write)
+            except ValidationError as exc:
+                results[i] = TokenizeResult(error="invalid", errors=exc.errors)
+                outcome[str(i)] = {"error": "invalid"}
+                continue
+            except SubjectNotFound:
+                results[i] = TokenizeResult(error="not_found")
+                outcome[str(i)] = {"error": "not_found"}
+                continue
+            if info is not None and info.status != STATUS_ACTIVE:
+                results[i] = TokenizeResult(subject_id=info.subject_id, error="shredded")
+                outcome[str(i)] = {"error": "shredded"}
+                continue
+            facts = SubjectFacts(
+                info.subject_id if info else f"new:{i}",
+                info.is_minor if info else write.is_minor,
+            )
+            decision = self.decider.decide(
+                caller.principal, list(write.values), "write", purpose, facts, justification
+            )
+            outcome[str(i)] = {k: v.as_dict() for k, v in decision.fields.items()}
+            names.extend(decision.fields)
+            if info is not None:
+                subject_ids.append(info.subject_id)
+            if decision.allowed:
+                allowed.append((i, write))
+            else:
+                results[i] = TokenizeResult(error=decision.denial_reason() or "forbidden")
+        self.audit.append(
+            batch(
+                caller,
+                "write",
+                purpose,
+                verdict=verdict_of([r is None for r in results]),
+                subject_ids=subject_ids,
+                fields=names,
+                items=outcome,
+                justification=justification,
+            )
+        )
+        if allowed:
+            written = self.vault.tokenize([w for _, w in allowed])
+            for (i, _), result in zip(allowed, written, strict=True):
+                results[i] = result
+        return _filled(results)
+
+    def detokenize(
+        self,
+        caller: Caller,
+        purpose: str,
+        tokens: Sequence[str],
+        justification: Justification | None = None,
+    ) -> list[DetokenizeResult]:
+        """Per token, in input order: plain, masked, or an error code."""
+        self.decider.purposes.get(purpose)  # even when no token resolves
+        refs = self.vault.resolve_tokens(tokens)
+        policy = self.decider.policy.current()  # one revision check for the whole batch
+        decided: dict[tuple[str, str], FieldDecision] = {}
+        outcome: dict[str, Any] = {}
+        for i, ref in enumerate(refs):
+            if ref.error is not None or ref.subject_id is None or ref.field is None:
+                outcome[str(i)] = {"error": ref.error}
+                continue
+            key = (ref.subject_id, ref.field)
+            if key not in decided:
+                decision = self.decider.decide(
+                    caller.principal,
+                    [ref.field],
+                    "detokenize",
+                    purpose,
+                    SubjectFacts(ref.subject_id, ref.is_minor),
+                    justification,
+                    policy=policy,
+                )
+                decided[key] = decision.fields[ref.field]
+            outcome[str(i)] = {"field": ref.field, **decided[key].as_dict()}
+        self.audit.append(
+            batch(
+                caller,
+                "detokenize",
+                purpose,
+                verdict=verdict_of([d.visible for d in decided.values()]),
+                subject_ids=[s for s, _ in decided],
+                fields=[f"{s}:{f}" for s, f in decided],
+                items=outcome,
+                justification=justification,
+            )
+        )
+        if any(d.reason == "justification_required" for d in decided.values()):
+            raise JustificationRequired(
+                f"detokenize for purpose {purpose} needs a justification: a ticket and a reason"
+            )
+        verdicts = [
+            decided.get((r.subject_id, r.field)) if r.subject_id and r.field else None for r in refs
+        ]
+        readable = [r.token for r, d in zip(refs, verdicts, strict=True) if d and d.visible]
+        masked = {
+            r.token for r, d in zip(refs, verdicts, strict=True) if d and d.redaction == "masked"
+        }
+        values = {
+            r.token: r for r in (self.vault.detokenize(readable, masked=masked) if readable else [])
+        }
+        out: list[DetokenizeResult] = []
+        for ref, d in zip(refs, verdicts, strict=True):
+            if ref.error is not None or d is None:
+                out.append(DetokenizeResult(token=ref.token, field=ref.field, error=ref.error))
+            elif not d.visible:
+                out.append(
+                    DetokenizeResult(
+                        token=ref.token, field=ref.field, error=d.reason or "forbidden"
+                    )
+                )
+            else:
+                out.append(values[ref.token])
+        return out

@@ -1,0 +1,166 @@
+"""The one decision function every data path uses: policy, then the purpose's gates.
+
+Vocabulary, one name per concept:
+- a *redaction* is what one field gets: ``plain``, ``masked`` or ``denied``;
+- a *reason* says why a field is denied;
+- a *verdict* sums up a request for the audit log: ``allow``, ``deny`` or
+  ``partial`` (plus ``completed`` and ``operator`` for events that record an
+  action rather than a decision); the audit event stores it as ``decision``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from access.consents import Consents, SubjectFacts
+from access.errors import InvalidRequest
+from access.policy import NO_PURPOSE, PURPOSELESS, WHOLE_SUBJECT, Match, PolicyEngine
+from access.policy_store import PolicyStore
+from access.purposes import Justification, Purposes
+
+Redaction = Literal["plain", "masked", "denied"]
+Reason = Literal["forbidden", "consent_required", "justification_required"]
+Verdict = Literal["allow", "deny", "partial", "completed", "operator"]
+SUBJECT_WIDE_ACTIONS = ("export", "shred", "consent_write", "audit_read", "admin")
+
+
+def verdict_of(allowed: Sequence[bool]) -> Verdict:
+    """``allow`` if every part is allowed, ``deny`` if none is (or none exists), else partial."""
+    if allowed and all(allowed):
+        return "allow"
+    return "partial" if any(allowed) else "deny"
+
+
+@dataclass(frozen=True)
+class FieldDecision:
+    field: str
+    redaction: Redaction
+    reason: Reason | None
+    rule: str | None
+
+    @property
+    def visible(self) -> bool:
+        return self.redaction != "denied"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"redaction": self.redaction, "reason": self.reason, "rule": self.rule}
+
+
+@dataclass(frozen=True)
+class Decision:
+    principal: str
+    action: str
+    purpose: str | None
+    subject_id: str | None
+    fields: dict[str, FieldDecision]
+
+    @property
+    def allowed(self) -> bool:
+        """True when every field is plain or masked."""
+        return bool(self.fields) and all(d.visible for d in self.fields.values())
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of([d.visible for d in self.fields.values()])
+
+    def denial_reason(self) -> Reason | None:
+        for d in self.fields.values():
+            if not d.visible:
+                return d.reason
+        return None
+
+
+DecisionListener = Callable[[Decision], None]
+
+
+class Decider:
+    def __init__(
+        self,
+        policy: PolicyStore,
+        consents: Consents,
+        field_categories: Mapping[str, str],
+        purposes: Purposes,
+    ) -> None:
+        self.policy = policy
+        self.consents = consents
+        self.field_categories = dict(field_categories)
+        self.purposes = purposes
+        self.listeners: list[DecisionListener] = []  # e.g. metrics
+
+    def decide(
+        self,
+        principal: str,
+        fields: Sequence[str],
+        action: str,
+        purpose: str | None,
+        subject: SubjectFacts | None = None,
+        justification: Justification | None = None,
+        *,
+        gates: bool = True,
+        policy: PolicyEngine | None = None,
+    ) -> Decision:
+        """Per field: ``plain``, ``masked`` or ``denied`` with a reason and the matched rule.
+
+        Redaction: for ``detokenize``, plain if detokenize is allowed, else
+        masked if read_masked is, else denied. Then the purpose's gates: a
+        missing or malformed justification denies plaintext (masked stays
+        visible); missing consent denies everything. ``gates=False`` evaluates
+        the policy alone (``policy explain``); ``policy`` reuses an engine
+        already fetched for this request (one revision check per request).
+        """
+        if action in PURPOSELESS:
+            purpose_spec = None
+            request_purpose = NO_PURPOSE
+        else:
+            if purpose is None:
+                raise InvalidRequest("a purpose is required")
+            purpose_spec = self.purposes.get(purpose)
+            request_purpose = purpose
+        engine = policy if policy is not None else self.policy.current()
+        objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE_ACTIONS else list(fields)
+        if not objects:
+            raise InvalidRequest("no fields named")
+        chain: list[tuple[str, Redaction]] = (
+            [("detokenize", "plain"), ("read_masked", "masked")]
+            if action == "detokenize"
+            else [("read_masked", "masked")]
+            if action == "read_masked"
+            else [(action, "plain")]
+        )
+        decisions: dict[str, FieldDecision] = {}
+        for obj in objects:
+            if obj != WHOLE_SUBJECT and obj not in self.field_categories:
+                decisions[obj] = FieldDecision(obj, "denied", "forbidden", None)
+                continue
+            deny_rule: str | None = None
+            for act, redaction in chain:
+                match: Match = engine.enforce(principal, obj, act, request_purpose)
+                if match.allowed:
+                    decisions[obj] = FieldDecision(obj, redaction, None, match.rule)
+                    break
+                deny_rule = deny_rule or match.rule
+            else:
+                decisions[obj] = FieldDecision(obj, "denied", "forbidden", deny_rule)
+
+        if gates and purpose_spec is not None and action != "consent_write":
+            # Justification guards plaintext (support sees masked records without one);
+            # consent guards any processing for a consent-based purpose.
+            unjustified = purpose_spec.requires_justification and not (
+                justification is not None and justification.valid
+            )
+            no_consent = purpose_spec.requires_consent and (
+                subject is None or not self.consents.in_force(subject, purpose_spec.name)
+            )
+            for k, d in list(decisions.items()):
+                if d.redaction == "plain" and unjustified:
+                    decisions[k] = FieldDecision(k, "denied", "justification_required", d.rule)
+                elif d.visible and no_consent:
+                    decisions[k] = FieldDecision(k, "denied", "consent_required", d.rule)
+        decision = Decision(
+            principal, action, purpose, subject.subject_id if subject else None, decisions
+        )
+        for listener in self.listeners:
+            listener(decision)
+        return decision

@@ -1,0 +1,114 @@
+"""The audit-event builder: the one place that says what an event holds for each kind of call.
+
+Every event names its principal, action, purpose, verdict, subjects and fields
+(plain field names, never values) and an ``outcome`` keyed by field (or ``*``
+for the whole subject, or by item index for batches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from access.audit import AuditRecord
+from access.decisions import Decision, Verdict
+from access.policy import WHOLE_SUBJECT
+from access.purposes import Justification
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal and the request it is making."""
+
+    principal: str
+    request_id: str = "-"
+
+
+def _names(fields: Sequence[str]) -> list[str]:
+    return [f for f in dict.fromkeys(fields) if f != WHOLE_SUBJECT]
+
+
+def decided(
+    caller: Caller,
+    decision: Decision,
+    justification: Justification | None,
+    *,
+    verdict: Verdict | None = None,
+    outcome: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """A single-subject decision, field by field as decided."""
+    return AuditRecord(
+        principal=caller.principal,
+        action=decision.action,
+        purpose=decision.purpose,
+        verdict=verdict or decision.verdict,
+        request_id=caller.request_id,
+        subject_ids=[decision.subject_id] if decision.subject_id else [],
+        fields=_names(list(decision.fields)),
+        outcome=outcome
+        if outcome is not None
+        else {k: v.as_dict() for k, v in decision.fields.items()},
+        justification=justification,
+    )
+
+
+def batch(
+    caller: Caller,
+    action: str,
+    purpose: str,
+    *,
+    verdict: Verdict,
+    subject_ids: Sequence[str],
+    fields: Sequence[str],
+    items: Mapping[str, Any],
+    justification: Justification | None,
+) -> AuditRecord:
+    """One event for a whole batch: ``items`` maps each item's index to its own outcome."""
+    return AuditRecord(
+        principal=caller.principal,
+        action=action,
+        purpose=purpose,
+        verdict=verdict,
+        request_id=caller.request_id,
+        subject_ids=list(dict.fromkeys(subject_ids)),
+        fields=_names(fields),
+        outcome=dict(items),
+        justification=justification,
+    )
+
+
+def completed(
+    caller: Caller,
+    action: str,
+    purpose: str | None,
+    subject_id: str,
+    result: Mapping[str, Any],
+    justification: Justification | None,
+) -> AuditRecord:
+    """An action carried out after its decision was recorded (e.g. a shred finished)."""
+    return AuditRecord(
+        principal=caller.principal,
+        action=action,
+        purpose=purpose,
+        verdict="completed",
+        request_id=caller.request_id,
+        subject_ids=[subject_id],
+        outcome={"*": dict(result)},
+        justification=justification,
+    )
+
+
+def operator(
+    principal: str, action: str, subject_ids: Sequence[str], verdict: Verdict
+) -> AuditRecord:
+    """An operator command run with direct database and Vault access (the CLI)."""
+    return AuditRecord(
+        principal=principal,
+        action=action,
+        purpose=None,
+        verdict=verdict,
+        request_id="cli",
+        subject_ids=list(subject_ids),
+        outcome={"*": {"rule": "operator CLI (direct database and Vault access)"}},
+    )

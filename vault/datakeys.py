@@ -1,0 +1,85 @@
+"""The data-key lifecycle: which data key encrypts, how often it may, and unwrapping with a cache.
+
+Like aws-encryption-sdk's caching materials manager, this sits in front of the
+key provider and enforces usage limits itself: a data key encrypts at most
+``max_encryptions`` values (a nonce budget far below AES-GCM's 2^32 bound),
+then a fresh one is generated; unwraps go through the bounded cache, so a warm
+read makes no key-provider call.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keys.provider import SubjectKeys
+from vault.cache import CacheStats, DataKeyCache
+from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
+from vault.models import DataKeyRecord, utcnow
+
+
+class DataKeyManager:
+    def __init__(
+        self,
+        keys: SubjectKeys,
+        cache: DataKeyCache | None = None,
+        *,
+        max_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
+    ) -> None:
+        self.keys = keys
+        # `is None`, not `or`: an empty cache is falsy (it has __len__) but is still the caller's.
+        self.cache = cache if cache is not None else DataKeyCache()
+        self.max_encryptions = max_encryptions
+
+    @property
+    def stats(self) -> CacheStats:
+        return self.cache.stats
+
+    def for_decryption(self, subject_id: str, record: DataKeyRecord) -> bytes:
+        return self.cache.get(
+            subject_id, record.id, lambda: self.keys.unwrap_data_key(subject_id, record.wrapped)
+        )
+
+    def for_encryption(
+        self, session: Session, subject_id: str, needed: int
+    ) -> tuple[DataKeyRecord, bytes]:
+        """The active data key with room for ``needed`` encryptions, counted; else a fresh one."""
+        record = session.execute(
+            select(DataKeyRecord)
+            .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.active.is_(True))
+            .with_for_update()
+        ).scalar_one_or_none()
+        if record is not None and record.encryptions + needed <= self.max_encryptions:
+            key = self.for_decryption(subject_id, record)
+        else:
+            if record is not None:
+                record.active = False  # nonce budget spent: rotate to a fresh data key
+            fresh = self.keys.generate_data_key(subject_id)
+            record = DataKeyRecord(
+                id=str(uuid.uuid4()),
+                subject_id=subject_id,
+                wrapped=fresh.wrapped,
+                active=True,
+                encryptions=0,
+                created_at=utcnow(),
+            )
+            session.add(record)
+            session.flush()
+            self.cache.put(subject_id, record.id, fresh.plaintext)
+            key = fresh.plaintext
+        record.encryptions = DataKeyRecord.encryptions + needed
+        return record, key
+
+    @staticmethod
+    def records(session: Session, subject_id: str) -> list[DataKeyRecord]:
+        return list(
+            session.scalars(select(DataKeyRecord).where(DataKeyRecord.subject_id == subject_id))
+        )
+
+    def evict_subject(self, subject_id: str) -> None:
+        self.cache.evict_subject(subject_id)
+
+    def clear(self) -> None:
+        self.cache.clear()

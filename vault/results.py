@@ -1,0 +1,108 @@
+"""What the vault returns: value objects with no behaviour, and the vocabularies they use.
+
+Kept apart from the service so callers (access, api) can name results without
+depending on how they are produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Literal
+
+from vault.schema import Value
+
+SubjectStatus = Literal["active", "shredding", "shredded"]
+# Why a batch item has no result. The vault itself answers the first three; the
+# access layer adds the denial reasons (decisions are not the vault's business).
+ItemError = Literal[
+    "invalid", "not_found", "shredded", "forbidden", "consent_required", "justification_required"
+]
+VaultItemError = Literal["invalid", "not_found", "shredded"]
+ValueRedaction = Literal["plain", "masked"]
+
+
+@dataclass(frozen=True)
+class CreatedSubject:
+    subject_id: str
+    tokens: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PreparedWrite:
+    """Input validated and normalised once (``Vault.prepare``): what a write stores."""
+
+    values: Mapping[str, bytes] = dc_field(repr=False)
+    subject_id: str | None = None
+    external_id: str | None = None
+    region: str | None = None
+    is_minor: bool = False
+
+
+@dataclass(frozen=True)
+class TokenizeRecord:
+    """One raw tokenize item: which subject (by id or external id) and its field values."""
+
+    fields: Mapping[str, Value] = dc_field(repr=False)
+    subject_id: str | None = None
+    external_id: str | None = None
+    region: str | None = None
+    is_minor: bool = False
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    subject_id: str | None = None
+    tokens: dict[str, str] | None = None
+    error: ItemError | None = None
+    errors: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DetokenizeResult:
+    token: str
+    field: str | None = None
+    subject_id: str | None = None
+    value: Value | None = dc_field(default=None, repr=False)
+    error: ItemError | None = None
+    redaction: ValueRedaction | None = None  # set when a value is returned
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """What a token points at, without decrypting anything (for access decisions)."""
+
+    token: str
+    subject_id: str | None = None
+    field: str | None = None
+    is_minor: bool = False
+    error: VaultItemError | None = None
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """Facts about a subject that access decisions need; no values."""
+
+    subject_id: str
+    external_id: str | None
+    status: SubjectStatus
+    is_minor: bool
+    fields: list[str]
+
+
+@dataclass(frozen=True)
+class FieldView:
+    category: str
+    masked: str
+    token: str | None
+
+
+@dataclass(frozen=True)
+class SubjectView:
+    subject_id: str
+    external_id: str | None
+    region: str | None
+    is_minor: bool
+    status: SubjectStatus
+    fields: dict[str, FieldView]

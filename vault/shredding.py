@@ -1,0 +1,141 @@
+"""Crypto-shredding: the protocol, pending shreds and signed deletion receipts.
+
+Protocol (docs/ARCHITECTURE.md): mark ``shredding`` and commit (no read
+returns plaintext from then on, in any process), hard-delete the subject key,
+delete the rows and keep a tombstone, return an Ed25519-signed receipt. Data
+kept outside the vault's tables (consents) goes through ``on_shredded``, which
+the runtime wires explicitly when it is composed.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from keys.provider import Signer, SubjectKeys
+from vault.datakeys import DataKeyManager
+from vault.errors import KeyProviderUnavailable, ShredPending, SubjectShredded
+from vault.models import (
+    STATUS_ACTIVE,
+    STATUS_SHREDDED,
+    STATUS_SHREDDING,
+    BlindIndex,
+    DataKeyRecord,
+    FieldValue,
+    Subject,
+    Token,
+    iso,
+    utcnow,
+)
+from vault.receipts import DeletionReceipt, receipt_payload
+from vault.storage import FieldStore
+from vault.transactions import Transactions, translating
+
+ShredListener = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PendingShreds:
+    completed: list[DeletionReceipt]
+    pending: list[str]
+
+
+class Shredder:
+    def __init__(
+        self,
+        tx: Transactions,
+        keys: SubjectKeys,
+        datakeys: DataKeyManager,
+        signer: Signer,
+        *,
+        on_shredded: ShredListener | None = None,
+    ) -> None:
+        self.tx = tx
+        self.keys = keys
+        self.datakeys = datakeys
+        self.signer = signer
+        self.on_shredded = on_shredded
+
+    def shred(self, subject_id: str) -> DeletionReceipt:
+        """Crypto-shred a subject. Idempotent: a repeat returns the same receipt."""
+        with self.tx.begin() as session:
+            subject = FieldStore.subject(session, subject_id, lock="update")
+            if subject.status == STATUS_ACTIVE:
+                subject.status = STATUS_SHREDDING
+                subject.shred_requested_at = utcnow()
+            status, sid = subject.status, subject.id
+        self.datakeys.evict_subject(sid)
+        if status == STATUS_SHREDDED:
+            self._notify(sid)  # a retry also finishes what a failed listener left
+            with self.tx.begin() as session:
+                return self.receipt(FieldStore.subject(session, sid))
+        return self._finish(sid)
+
+    def pending(self) -> list[str]:
+        with self.tx.begin(read_only=True) as session:
+            return list(
+                session.scalars(
+                    select(Subject.id)
+                    .where(Subject.status == STATUS_SHREDDING)
+                    .order_by(Subject.shred_requested_at)
+                )
+            )
+
+    def complete_pending(self) -> PendingShreds:
+        """Finish every shred left in ``shredding`` (e.g. Vault was down). Safe to run any time."""
+        completed: list[DeletionReceipt] = []
+        pending: list[str] = []
+        for subject_id in self.pending():
+            self.datakeys.evict_subject(subject_id)
+            try:
+                completed.append(self._finish(subject_id))
+            except ShredPending:
+                pending.append(subject_id)
+        return PendingShreds(completed, pending)
+
+    def receipt(self, subject: Subject) -> DeletionReceipt:
+        requested, shredded = iso(subject.shred_requested_at), iso(subject.shredded_at)
+        if requested is None or shredded is None:
+            raise SubjectShredded("subject is not shredded")
+        payload = receipt_payload(subject.id, requested, shredded, self.signer.name)
+        with translating():
+            signature = self.signer.sign(payload)
+            public_key = self.signer.signing_public_key()
+        return DeletionReceipt(
+            subject_id=subject.id,
+            requested_at=requested,
+            shredded_at=shredded,
+            key_provider=self.signer.name,
+            signature=base64.b64encode(signature).decode(),
+            public_key=base64.b64encode(public_key).decode(),
+        )
+
+    def _notify(self, subject_id: str) -> None:
+        if self.on_shredded is not None:
+            self.on_shredded(subject_id)
+
+    def _finish(self, subject_id: str) -> DeletionReceipt:
+        try:
+            with translating():
+                self.keys.destroy_subject_key(subject_id)
+        except KeyProviderUnavailable as exc:
+            raise ShredPending(
+                f"subject {subject_id} is marked shredding and blocked, but the key provider is "
+                "unavailable; the shred completes on retry or with `pii-vault shred --pending`"
+            ) from exc
+        with self.tx.begin() as session:
+            subject = FieldStore.subject(session, subject_id, lock="update")
+            for model in (BlindIndex, Token, FieldValue, DataKeyRecord):
+                session.execute(delete(model).where(model.subject_id == subject_id))
+            subject.status = STATUS_SHREDDED
+            subject.shredded_at = utcnow()
+            subject.external_id = None
+            subject.region = None
+            subject.is_minor = False
+            subject.updated_at = subject.shredded_at
+        self.datakeys.evict_subject(subject_id)
+        self._notify(subject_id)
+        return self.receipt(subject)

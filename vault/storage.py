@@ -1,0 +1,238 @@
+"""How values, tokens and blind-index entries are stored and read back, inside a transaction.
+
+Also the one validation of write input (``prepare``): a write normalises every
+value once, before any key or row is touched, and stores only what passed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from keys.errors import KeyProviderError
+from keys.provider import BlindIndexer
+from vault.crypto import decrypt_field, encrypt_field
+from vault.datakeys import DataKeyManager
+from vault.errors import DecryptionError, SubjectNotFound, SubjectShredded, ValidationError
+from vault.models import (
+    STATUS_ACTIVE,
+    BlindIndex,
+    DataKeyRecord,
+    FieldValue,
+    Subject,
+    Token,
+    utcnow,
+)
+from vault.results import PreparedWrite, VaultItemError
+from vault.schema import FieldSpec, FieldValueError, Schema, Value
+from vault.tokens import card_token, looks_like_token, random_token
+
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+_REGION = re.compile(r"^[A-Za-z0-9-]{2,16}$")
+TokenTarget = tuple[str, Token | None, Subject | None, VaultItemError | None]
+
+
+def canonical_subject_id(subject_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(subject_id)))
+    except ValueError:
+        raise SubjectNotFound("unknown subject") from None
+
+
+class FieldStore:
+    def __init__(self, schema: Schema, datakeys: DataKeyManager, index: BlindIndexer) -> None:
+        self.schema = schema
+        self.datakeys = datakeys
+        self.index = index
+
+    # -- validation -----------------------------------------------------------------
+
+    def prepare(
+        self,
+        fields: Mapping[str, Value],
+        *,
+        subject_id: str | None = None,
+        external_id: str | None = None,
+        region: str | None = None,
+        is_minor: bool = False,
+        allow_empty: bool = True,
+    ) -> PreparedWrite:
+        """Validate and normalise write input, or raise ValidationError naming every bad field."""
+        if not isinstance(fields, Mapping):
+            raise ValidationError("fields must be an object", {"fields": "not_an_object"})
+        if not fields and not allow_empty:
+            raise ValidationError("no fields given", {"fields": "empty"})
+        errors: dict[str, str] = {}
+        values: dict[str, bytes] = {}
+        for name, value in fields.items():
+            if name not in self.schema:
+                errors[str(name)[:64]] = "unknown_field"
+                continue
+            try:
+                values[name] = self.schema[name].normalize(value)
+            except FieldValueError as exc:
+                errors[name] = exc.reason
+        if errors:
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+            raise ValidationError(f"invalid fields ({detail}); nothing was stored", errors)
+        attrs: dict[str, str] = {}
+        if external_id is not None and not _EXTERNAL_ID.match(str(external_id)):
+            attrs["external_id"] = "invalid_format"
+        if region is not None and not _REGION.match(str(region)):
+            attrs["region"] = "invalid_format"
+        if attrs:
+            raise ValidationError("invalid subject attributes; nothing was stored", attrs)
+        return PreparedWrite(
+            values,
+            subject_id=canonical_subject_id(subject_id) if subject_id is not None else None,
+            external_id=external_id,
+            region=region,
+            is_minor=bool(is_minor),
+        )
+
+    # -- subjects -----------------------------------------------------------------
+
+    @staticmethod
+    def subject(
+        session: Session, subject_id: str, lock: Literal["share", "update"] | None = None
+    ) -> Subject:
+        stmt = select(Subject).where(Subject.id == canonical_subject_id(subject_id))
+        if lock == "update":
+            stmt = stmt.with_for_update()
+        elif lock == "share":
+            stmt = stmt.with_for_update(read=True)
+        subject = session.execute(stmt).scalar_one_or_none()
+        if subject is None:
+            raise SubjectNotFound("unknown subject")
+        return subject
+
+    @staticmethod
+    def require_active(subject: Subject) -> None:
+        if subject.status != STATUS_ACTIVE:
+            raise SubjectShredded(f"subject is {subject.status}")
+
+    def readable_subject(self, session: Session, subject_id: str) -> Subject:
+        """The subject, share-locked against a concurrent shred, and only if active."""
+        subject = self.subject(session, subject_id, lock="share")
+        self.require_active(subject)
+        return subject
+
+    @staticmethod
+    def new_subject(
+        external_id: str | None, region: str, is_minor: bool, subject_id: str | None = None
+    ) -> Subject:
+        now = utcnow()
+        return Subject(
+            id=subject_id or str(uuid.uuid4()),
+            external_id=external_id,
+            region=region.upper(),
+            is_minor=bool(is_minor),
+            status=STATUS_ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+
+    # -- values and tokens ----------------------------------------------------------
+
+    @staticmethod
+    def token_map(session: Session, subject_id: str) -> dict[str, str]:
+        rows = session.scalars(select(Token).where(Token.subject_id == subject_id))
+        return {t.field: t.token for t in rows}
+
+    @staticmethod
+    def _new_token(session: Session, spec: FieldSpec, plaintext: bytes) -> str:
+        for _ in range(16):
+            token = card_token(plaintext.decode()) if spec.token == "card" else random_token()
+            if session.get(Token, token) is None:
+                return token
+        raise KeyProviderError("could not find a free token")  # pragma: no cover
+
+    def store(
+        self, session: Session, subject: Subject, values: Mapping[str, bytes]
+    ) -> dict[str, str]:
+        """Encrypt and upsert values, re-issue their tokens and index entries."""
+        if not values:
+            return {}
+        record, dek = self.datakeys.for_encryption(session, subject.id, len(values))
+        searchable = [name for name in values if self.schema[name].searchable]
+        digests = self.index.blind_index(
+            [self.schema[name].index_form(values[name]) for name in searchable]
+        )
+        now = utcnow()
+        sid, kid = uuid.UUID(subject.id), uuid.UUID(record.id)
+        tokens: dict[str, str] = {}
+        for name, plaintext in values.items():
+            spec = self.schema[name]
+            row = session.get(FieldValue, (subject.id, name))
+            if row is None:
+                row = FieldValue(subject_id=subject.id, field=name, created_at=now)
+                session.add(row)
+            row.ciphertext = encrypt_field(dek, kid, sid, name, plaintext)
+            row.dek_id = record.id
+            row.updated_at = now
+            row.retain_until = spec.retention.expires(now)
+            session.execute(
+                delete(Token).where(Token.subject_id == subject.id, Token.field == name)
+            )
+            token = self._new_token(session, spec, plaintext)
+            session.add(Token(token=token, subject_id=subject.id, field=name, created_at=now))
+            tokens[name] = token
+        for name, digest in zip(searchable, digests, strict=True):
+            session.merge(BlindIndex(subject_id=subject.id, field=name, digest=digest))
+        subject.updated_at = now
+        session.flush()
+        return tokens
+
+    def decrypt(self, session: Session, subject_id: str, row: FieldValue) -> bytes:
+        record = session.get(DataKeyRecord, row.dek_id)
+        if record is None:
+            raise DecryptionError()
+        dek = self.datakeys.for_decryption(subject_id, record)
+        return decrypt_field(dek, uuid.UUID(subject_id), row.field, row.ciphertext)
+
+    def plain_fields(
+        self, session: Session, subject: Subject, names: Sequence[str] | None = None
+    ) -> dict[str, tuple[FieldValue, bytes]]:
+        stmt = select(FieldValue).where(FieldValue.subject_id == subject.id)
+        if names is not None:
+            stmt = stmt.where(FieldValue.field.in_(list(names)))
+        rows = session.scalars(stmt.order_by(FieldValue.field)).all()
+        return {row.field: (row, self.decrypt(session, subject.id, row)) for row in rows}
+
+    @staticmethod
+    def token_targets(
+        session: Session, tokens: Sequence[str], *, share_lock: bool
+    ) -> list[TokenTarget]:
+        """Per token: its row and subject, or why there is none (invalid, not_found, shredded)."""
+        wanted = list(
+            dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
+        )
+        rows = (
+            {r.token: r for r in session.scalars(select(Token).where(Token.token.in_(wanted)))}
+            if wanted
+            else {}
+        )
+        ids = sorted({r.subject_id for r in rows.values()})
+        stmt = select(Subject).where(Subject.id.in_(ids))
+        if share_lock:  # a concurrent shred waits until this read is done
+            stmt = stmt.with_for_update(read=True)
+        subjects = {x.id: x for x in session.scalars(stmt)} if ids else {}
+        out: list[TokenTarget] = []
+        for token in tokens:
+            if not isinstance(token, str) or not looks_like_token(token):
+                out.append((str(token)[:64], None, None, "invalid"))
+                continue
+            row = rows.get(token)
+            if row is None:
+                out.append((token, None, None, "not_found"))
+                continue
+            subject = subjects[row.subject_id]
+            out.append(
+                (token, row, subject, None if subject.status == STATUS_ACTIVE else "shredded")
+            )
+        return out

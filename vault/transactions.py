@@ -1,0 +1,65 @@
+"""Transactions and the translation of key-provider and database errors into ``vault.errors``.
+
+Every vault module opens its transactions here, so "which third-party error
+means what to a caller" is decided in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from keys.errors import (
+    KeyDestroyed,
+    KeyProviderConfigError,
+    KeyProviderError,
+    KeyUnavailable,
+    UnwrapFailed,
+)
+from vault.db import READ_ONLY
+from vault.errors import (
+    DatabaseUnavailable,
+    DecryptionError,
+    KeyProviderUnavailable,
+    SubjectShredded,
+)
+
+
+@contextlib.contextmanager
+def translating() -> Iterator[None]:
+    """Key-provider and database errors as vault errors. IntegrityError passes (callers decide)."""
+    try:
+        yield
+    except KeyUnavailable as exc:
+        raise KeyProviderUnavailable(str(exc)) from exc
+    except KeyDestroyed as exc:
+        raise SubjectShredded("subject key destroyed: the subject is shredded") from exc
+    except UnwrapFailed as exc:
+        raise DecryptionError() from exc
+    except KeyProviderConfigError as exc:
+        raise KeyProviderUnavailable(f"key provider misconfigured: {exc}") from exc
+    except KeyProviderError as exc:
+        raise KeyProviderUnavailable(f"key provider error: {exc}") from exc
+    except IntegrityError:
+        raise
+    except DBAPIError as exc:
+        raise DatabaseUnavailable("database unavailable") from exc
+
+
+class Transactions:
+    """Sessions over one engine, each in a translated transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def begin(self, *, read_only: bool = False) -> Iterator[Session]:
+        with translating(), self._sessions.begin() as session:
+            if read_only:
+                session.connection(execution_options=READ_ONLY)
+            yield session
