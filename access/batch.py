@@ -80,7 +80,7 @@ class BatchGuard:
             try:
                 if isinstance(item, Undecodable):
                     raise ValidationError("invalid fields; nothing was stored", item.errors)
-                write = self.vault.prepare_record(item)
+                write = self.vault.validator.prepare_record(item)
                 info = self._subject(write)
             except ValidationError as exc:
                 results[i] = TokenizeResult(error="invalid", errors=exc.errors)

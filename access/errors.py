@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
+# The stable codes callers see (``api/`` maps each to an HTTP status).
+AccessErrorCode = Literal[
+    "access_error",
+    "config",
+    "unknown_purpose",
+    "invalid",
+    "unauthenticated",
+    "forbidden",
+    "consent_required",
+    "justification_required",
+    "principal_exists",
+    "principal_not_found",
+    "audit_unavailable",
+]
+
 
 class AccessError(Exception):
-    code = "access_error"
+    code: ClassVar[AccessErrorCode] = "access_error"
 
 
 class AccessConfigError(AccessError):
     """Policy, purposes or model files are invalid; raised at start-up."""
 
-    code = "config"
+    code: ClassVar[AccessErrorCode] = "config"
 
 
 class UnknownPurpose(AccessError):
     """A purpose not in purposes.toml: an error, never a silent deny-all."""
 
-    code = "unknown_purpose"
+    code: ClassVar[AccessErrorCode] = "unknown_purpose"
 
 
 class InvalidRequest(AccessError):
-    code = "invalid"
+    code: ClassVar[AccessErrorCode] = "invalid"
 
 
 class AuthenticationFailed(AccessError):
     """Missing, malformed, unknown or disabled API key. Says nothing about which."""
 
-    code = "unauthenticated"
+    code: ClassVar[AccessErrorCode] = "unauthenticated"
 
     def __init__(self) -> None:
         super().__init__("authentication failed")
@@ -35,37 +52,30 @@ class AuthenticationFailed(AccessError):
 class Forbidden(AccessError):
     """The whole request is denied by policy (nothing stored or revealed)."""
 
-    code = "forbidden"
-
-    def __init__(self, message: str, reason: str = "forbidden") -> None:
-        super().__init__(message)
-        self.reason = reason
+    code: ClassVar[AccessErrorCode] = "forbidden"
 
 
 class PrincipalExists(AccessError):
-    code = "principal_exists"
+    code: ClassVar[AccessErrorCode] = "principal_exists"
 
 
 class PrincipalNotFound(AccessError):
-    code = "principal_not_found"
+    code: ClassVar[AccessErrorCode] = "principal_not_found"
 
 
 class AuditUnavailable(AccessError):
     """The audit log could not record an event: fail closed, return no plaintext."""
 
-    code = "audit_unavailable"
+    code: ClassVar[AccessErrorCode] = "audit_unavailable"
 
 
 class JustificationRequired(AccessError):
     """The purpose needs a ticket reference and a reason (a 400: the request is incomplete)."""
 
-    code = "justification_required"
+    code: ClassVar[AccessErrorCode] = "justification_required"
 
 
 class ConsentRequired(Forbidden):
     """The purpose needs the subject's (or a guardian's) current consent."""
 
-    code = "consent_required"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="consent_required")
+    code: ClassVar[AccessErrorCode] = "consent_required"

@@ -25,8 +25,27 @@ class Caller:
     request_id: str = "-"
 
 
-def _names(fields: Sequence[str]) -> list[str]:
-    return [f for f in dict.fromkeys(fields) if f != WHOLE_SUBJECT]
+def _event(
+    caller: Caller,
+    action: str,
+    purpose: str | None,
+    verdict: Verdict,
+    subject_ids: Sequence[str],
+    fields: Sequence[str],
+    outcome: Mapping[str, Any],
+    justification: Justification | None,
+) -> AuditRecord:
+    return AuditRecord(
+        principal=caller.principal,
+        action=action,
+        purpose=purpose,
+        verdict=verdict,
+        request_id=caller.request_id,
+        subject_ids=list(dict.fromkeys(subject_ids)),
+        fields=[f for f in dict.fromkeys(fields) if f != WHOLE_SUBJECT],
+        outcome=dict(outcome),
+        justification=justification,
+    )
 
 
 def decided(
@@ -38,18 +57,15 @@ def decided(
     outcome: Mapping[str, Any] | None = None,
 ) -> AuditRecord:
     """A single-subject decision, field by field as decided."""
-    return AuditRecord(
-        principal=caller.principal,
-        action=decision.action,
-        purpose=decision.purpose,
-        verdict=verdict or decision.verdict,
-        request_id=caller.request_id,
-        subject_ids=[decision.subject_id] if decision.subject_id else [],
-        fields=_names(list(decision.fields)),
-        outcome=outcome
-        if outcome is not None
-        else {k: v.as_dict() for k, v in decision.fields.items()},
-        justification=justification,
+    return _event(
+        caller,
+        decision.action,
+        decision.purpose,
+        verdict or decision.verdict,
+        [decision.subject_id] if decision.subject_id else [],
+        list(decision.fields),
+        outcome if outcome is not None else {k: v.as_dict() for k, v in decision.fields.items()},
+        justification,
     )
 
 
@@ -65,17 +81,7 @@ def batch(
     justification: Justification | None,
 ) -> AuditRecord:
     """One event for a whole batch: ``items`` maps each item's index to its own outcome."""
-    return AuditRecord(
-        principal=caller.principal,
-        action=action,
-        purpose=purpose,
-        verdict=verdict,
-        request_id=caller.request_id,
-        subject_ids=list(dict.fromkeys(subject_ids)),
-        fields=_names(fields),
-        outcome=dict(items),
-        justification=justification,
-    )
+    return _event(caller, action, purpose, verdict, subject_ids, fields, items, justification)
 
 
 def completed(
@@ -87,15 +93,8 @@ def completed(
     justification: Justification | None,
 ) -> AuditRecord:
     """An action carried out after its decision was recorded (e.g. a shred finished)."""
-    return AuditRecord(
-        principal=caller.principal,
-        action=action,
-        purpose=purpose,
-        verdict="completed",
-        request_id=caller.request_id,
-        subject_ids=[subject_id],
-        outcome={"*": dict(result)},
-        justification=justification,
+    return _event(
+        caller, action, purpose, "completed", [subject_id], [], {"*": dict(result)}, justification
     )
 
 
@@ -103,12 +102,5 @@ def operator(
     principal: str, action: str, subject_ids: Sequence[str], verdict: Verdict
 ) -> AuditRecord:
     """An operator command run with direct database and Vault access (the CLI)."""
-    return AuditRecord(
-        principal=principal,
-        action=action,
-        purpose=None,
-        verdict=verdict,
-        request_id="cli",
-        subject_ids=list(subject_ids),
-        outcome={"*": {"rule": "operator CLI (direct database and Vault access)"}},
-    )
+    rule = {"*": {"rule": "operator CLI (direct database and Vault access)"}}
+    return _event(Caller(principal, "cli"), action, None, verdict, subject_ids, [], rule, None)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from access.audit import AuditLog, VerifyResult
-from access.batch import BatchGuard, TokenizeItem
+from access.batch import BatchGuard
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.errors import ConsentRequired, Forbidden, JustificationRequired
@@ -23,7 +23,7 @@ from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from vault.errors import ValidationError
 from vault.receipts import DeletionReceipt
-from vault.results import CreatedSubject, DetokenizeResult, SubjectView, TokenizeResult
+from vault.results import CreatedSubject, SubjectView
 from vault.schema import Value
 from vault.service import VaultService
 from vault.shredding import Shredder
@@ -44,7 +44,9 @@ def _refuse(decision: Decision) -> NoReturn:
     raise Forbidden(f"{what} is not allowed for {', '.join(denied)}")
 
 
-class GuardedVault:
+class GuardedVault(BatchGuard):
+    """Single-subject calls here; ``tokenize`` and ``detokenize`` come from ``BatchGuard``."""
+
     def __init__(
         self,
         vault: VaultService,
@@ -53,12 +55,9 @@ class GuardedVault:
         consents: Consents,
         audit: AuditLog,
     ) -> None:
-        self.vault = vault
+        super().__init__(vault, decider, audit)
         self.shredder = shredder
-        self.decider = decider
         self.consents = consents
-        self.audit = audit
-        self.batches = BatchGuard(vault, decider, audit)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -96,7 +95,7 @@ class GuardedVault:
         is_minor: bool = False,
         justification: Justification | None = None,
     ) -> CreatedSubject:
-        write = self.vault.prepare(
+        write = self.vault.validator.prepare(
             fields,
             subject_id=str(uuid.uuid4()),
             external_id=external_id,
@@ -147,19 +146,10 @@ class GuardedVault:
         fields: Mapping[str, Value],
         justification: Justification | None = None,
     ) -> dict[str, str]:
-        write = self.vault.prepare(fields, allow_empty=False)
+        write = self.vault.validator.prepare(fields, allow_empty=False)
         facts = self._facts(subject_id)
         self._decide_and_record(caller, list(write.values), "write", purpose, facts, justification)
         return self.vault.put_fields(facts.subject_id, write)
-
-    def tokenize(
-        self,
-        caller: Caller,
-        purpose: str,
-        items: Sequence[TokenizeItem],
-        justification: Justification | None = None,
-    ) -> list[TokenizeResult]:
-        return self.batches.tokenize(caller, purpose, items, justification)
 
     def set_consent(
         self,
@@ -185,15 +175,6 @@ class GuardedVault:
         )
 
     # -- reads ---------------------------------------------------------------------------
-
-    def detokenize(
-        self,
-        caller: Caller,
-        purpose: str,
-        tokens: Sequence[str],
-        justification: Justification | None = None,
-    ) -> list[DetokenizeResult]:
-        return self.batches.detokenize(caller, purpose, tokens, justification)
 
     def masked_view(
         self,

@@ -20,6 +20,7 @@ from keys.provider import KeyBackend
 from keys.transit import TransitKeyProvider
 from tests.conftest import Database, OpenBaoServer
 from tests.helpers import ALICE, ALL_ROLES, leaked, row_counts
+from tests.test_cli import assert_demo_story
 from vault.config import Settings
 
 JUST = {"ticket": "CS-7", "reason": "customer called about their order"}
@@ -224,20 +225,24 @@ def test_oversized_and_malformed_bodies_store_nothing(api: Api) -> None:
     huge = {"purpose": "account_registration", "fields": {"full_name": "x" * (70 * 1024)}}
     r = api.client.post("/v1/subjects", headers=h, json=huge)
     assert r.status_code == 413 and r.json["code"] == "payload_too_large"
-    bad_bodies: list[dict[str, Any]] = [
-        {"data": "{not json", "content_type": "application/json"},
-        {"json": ["a", "list"]},
-        {"json": {"purpose": "account_registration", "fields": {"email": 42}}},
-        {"json": {"purpose": "account_registration", "fields": {}, "surprise": 1}},
-        {"json": {"fields": {"email": "a@example.com"}}},
-        {"json": {"purpose": "account_registration", "fields": {"face_template": "%%%"}}},
-        {"json": {"purpose": "account_registration", "fields": {"card_number": "4111"}}},
-        {"json": {"purpose": "account_registration", "fields": {"shoe_size": "44"}}},
-        {"json": {"purpose": "no_such_purpose", "fields": {"email": "a@example.com"}}},
+    reg = "account_registration"
+    bad_bodies: list[tuple[dict[str, Any], str]] = [
+        ({"data": "{not json", "content_type": "application/json"}, "invalid"),
+        ({"json": ["a", "list"]}, "invalid"),
+        ({"json": {"purpose": reg, "fields": {"email": 42}}}, "invalid"),
+        ({"json": {"purpose": reg, "fields": {}, "surprise": 1}}, "invalid"),
+        ({"json": {"fields": {"email": "a@example.com"}}}, "invalid"),
+        ({"json": {"purpose": reg, "fields": {"face_template": "%%%"}}}, "invalid"),
+        ({"json": {"purpose": reg, "fields": {"card_number": "4111"}}}, "invalid"),
+        ({"json": {"purpose": reg, "fields": {"shoe_size": "44"}}}, "invalid"),
+        (
+            {"json": {"purpose": "no_such_purpose", "fields": {"email": "a@x.org"}}},
+            "unknown_purpose",
+        ),
     ]
-    for kwargs in bad_bodies:
+    for kwargs, code in bad_bodies:
         r = api.client.post("/v1/subjects", headers=h, **kwargs)
-        assert 400 <= r.status_code < 500, (kwargs, r.status_code)
+        assert (r.status_code, r.json["code"]) == (400, code), (kwargs, r.status_code)
         assert r.mimetype == "application/problem+json"
         assert "4111" not in r.get_data(as_text=True)
     assert row_counts(api.database.engine) == before
@@ -329,8 +334,22 @@ def test_readyz_reports_a_missing_database(
     client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["database"] == "unavailable"
-    r = client.get("/v1/audit", headers=api.h("auditor"))
-    assert r.status_code == 503
+    r = client.get("/v1/audit", headers=api.h("auditor"))  # authentication needs the database
+    assert (r.status_code, r.json["code"]) == (503, "database_unavailable")
+
+
+def test_audit_log_down_returns_503_and_no_plaintext(api: Api) -> None:
+    """Authentication and the data still work; only the audit log cannot record: fail closed."""
+    sid, _ = api.register()
+    with api.database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_events"))
+    r = api.client.post(
+        f"/v1/subjects/{sid}/reveal",
+        headers=api.h("support-agent"),
+        json={"purpose": "customer_support", "fields": ["passport_number"], "justification": JUST},
+    )
+    assert (r.status_code, r.json["code"]) == (503, "audit_unavailable")
+    assert PERSON["passport_number"] not in r.get_data(as_text=True)
 
 
 def test_metrics(api: Api) -> None:
@@ -370,7 +389,7 @@ def test_demo_story_end_to_end(database: Database) -> None:
     lines: list[str] = []
     report = run_demo(lines.append, database_url=url)
     assert report.ok, report.failures
-    assert len(report.lines) == 17
+    assert_demo_story(report.lines)
 
 
 def test_unknown_purpose_is_400_even_when_nothing_resolves(api: Api) -> None:

@@ -12,13 +12,17 @@ from nacl.signing import SigningKey
 from sqlalchemy import delete, select, text, update
 
 from access.audit import AuditLog, AuditRecord, checkpoint_payload, event_hash
-from access.errors import AuditUnavailable
+from access.errors import AuditUnavailable, Forbidden
+from access.events import Caller
 from access.models import AuditCheckpoint, AuditEvent, AuditHead
 from access.purposes import Justification
+from access.runtime import compose
 from keys.local import LocalKeyProvider
 from keys.provider import KeyBackend
 from tests.conftest import Database
+from tests.helpers import ALICE
 from vault.db import make_engine
+from vault.results import TokenizeRecord
 
 
 def record(i: int, subject: str = "s-1") -> AuditRecord:
@@ -52,7 +56,37 @@ def test_intact_log_verifies(log: AuditLog) -> None:
     assert log.verify().checkpoints == 3
 
 
-def test_events_hold_no_values_and_filter_by_subject(log: AuditLog) -> None:
+def test_events_hold_no_values(database: Database, provider: KeyBackend) -> None:
+    """Every kind of call, allowed and denied, leaves names and decisions, never a value."""
+    rt = compose(database.engine, provider)
+    rt.policy.seed_default()
+    who = {role: Caller(f"svc:{role}") for role in ("registration-service", "support-agent")}
+    for caller in who.values():
+        rt.principals.create(caller.principal, [caller.principal[4:]])
+    reg, support = who["registration-service"], who["support-agent"]
+    fields = {k: ALICE[k] for k in ("full_name", "email", "phone", "passport_number")}
+    created = rt.guard.create_subject(reg, "account_registration", fields, external_id="a-1")
+    sid = created.subject_id
+    just = Justification("CS-1", "customer asked")
+    rt.guard.detokenize(reg, "identity_verification", list(created.tokens.values()))
+    rt.guard.masked_view(support, sid, "customer_support")
+    rt.guard.reveal(support, sid, "customer_support", ["passport_number", "email"], just)
+    with pytest.raises(Forbidden):
+        rt.guard.reveal(support, sid, "customer_support", ["face_template"], just)
+    rt.guard.tokenize(
+        reg,
+        "account_registration",
+        [TokenizeRecord(fields={"phone": ALICE["phone"]}, subject_id=sid)],
+    )
+    with database.engine.connect() as conn:
+        stored = repr(conn.execute(select(AuditEvent)).all())
+    events = rt.audit.events(limit=1000)
+    assert len(events) >= 6 and stored.count("svc:support-agent") >= 3
+    for value in fields.values():
+        assert value not in stored and value not in repr(events), value
+
+
+def test_events_filter_by_subject(log: AuditLog) -> None:
     log.append(record(99, subject="s-2"))
     events = log.events(subject_id="s-2")
     assert [e["request_id"] for e in events] == ["req-99"]

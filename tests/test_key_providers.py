@@ -239,12 +239,20 @@ def test_local_wrong_master_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_local_keystore_holds_no_raw_keys(tmp_path: Path) -> None:
-    provider = LocalKeyProvider(tmp_path / "keys.db", os.urandom(32))
+    """Every key the keystore keeps (subject keys of each version, index and signing keys)
+    is stored only wrapped under the master key."""
+    master = os.urandom(32)
+    provider = LocalKeyProvider(tmp_path / "keys.db", master)
     subject = new_subject(provider)
-    dk = provider.generate_data_key(subject)
+    provider.rotate_subject_key(subject)
+    subject_keys = list(provider._subject_keys(subject).values())  # white box: the raw keys
+    assert len(subject_keys) == 2 and all(len(k) == 32 for k in subject_keys)
+    service_keys = [provider._index_key, bytes(provider._signing_key)]
     provider.close()
-    raw = (tmp_path / "keys.db").read_bytes()
-    assert dk.plaintext not in raw
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))
+    assert b"subject_keys" in raw  # really the keystore file
+    for key in [*subject_keys, *service_keys, master]:
+        assert key not in raw
 
 
 def test_factory_rejects_bad_configuration(tmp_path: Path) -> None:

@@ -39,8 +39,13 @@ def test_migrate_is_idempotent(database: Database) -> None:
         }
 
 
-def test_sqlite_pragmas(database: Database) -> None:
-    if database.kind != "sqlite":
+def test_connection_settings(database: Database) -> None:
+    """SQLite: WAL, foreign keys, secure_delete. PostgreSQL: the engine stays in its schema."""
+    if database.kind == "postgresql":
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SELECT current_schema()")).scalar_one() == database.schema
+            tables = set(inspect(conn).get_table_names())
+        assert {"subjects", "audit_events", "principals"} <= tables
         return
     with database.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -142,16 +142,16 @@ def test_one_invalid_field_stores_nothing(
 def test_tokenize_batch_per_item(service: VaultService, database: Database) -> None:
     existing = service.create_subject({"email": "e@example.com"}, external_id="ext-1")
     with pytest.raises(ValidationError) as bad:
-        service.prepare_record(
+        service.validator.prepare_record(
             TokenizeRecord(fields={"card_number": "4111111111111112"}, external_id="ext-2")
         )
     assert bad.value.errors == {"card_number": "luhn_check_failed"}
     with pytest.raises(ValidationError) as nobody:
-        service.prepare_record(TokenizeRecord(fields={"email": "x@example.com"}))
+        service.validator.prepare_record(TokenizeRecord(fields={"email": "x@example.com"}))
     assert nobody.value.errors == {"record": "no_subject"}
     results = service.tokenize(
         [
-            service.prepare_record(r)
+            service.validator.prepare_record(r)
             for r in (
                 TokenizeRecord(fields={"phone": "+14155550101"}, external_id="ext-1"),
                 TokenizeRecord(fields={"email": "n@example.com"}, external_id="ext-3"),

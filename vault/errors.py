@@ -6,24 +6,40 @@ Messages name fields, codes and ids, never values: they may end up in logs.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+# The stable codes callers see (``api/`` maps each to an HTTP status).
+VaultErrorCode = Literal[
+    "error",
+    "config",
+    "invalid",
+    "not_found",
+    "shredded",
+    "duplicate_external_id",
+    "decryption_failed",
+    "unavailable",
+    "key_provider_unavailable",
+    "database_unavailable",
+    "shred_pending",
+]
 
 
 class VaultError(Exception):
     """Base class for every error the vault service raises."""
 
-    code = "error"
+    code: ClassVar[VaultErrorCode] = "error"
 
 
 class ConfigError(VaultError):
     """Configuration is invalid; raised at start-up."""
 
-    code = "config"
+    code: ClassVar[VaultErrorCode] = "config"
 
 
 class ValidationError(VaultError):
     """Input was rejected; nothing was stored. ``errors`` maps field -> reason code."""
 
-    code = "invalid"
+    code: ClassVar[VaultErrorCode] = "invalid"
 
     def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -31,23 +47,23 @@ class ValidationError(VaultError):
 
 
 class SubjectNotFound(VaultError):
-    code = "not_found"
+    code: ClassVar[VaultErrorCode] = "not_found"
 
 
 class SubjectShredded(VaultError):
     """The subject is shredded, or being shredded: no plaintext, ever."""
 
-    code = "shredded"
+    code: ClassVar[VaultErrorCode] = "shredded"
 
 
 class DuplicateExternalId(VaultError):
-    code = "duplicate_external_id"
+    code: ClassVar[VaultErrorCode] = "duplicate_external_id"
 
 
 class DecryptionError(VaultError):
     """A stored ciphertext did not decrypt. Deliberately says nothing about why."""
 
-    code = "decryption_failed"
+    code: ClassVar[VaultErrorCode] = "decryption_failed"
 
     def __init__(self) -> None:
         super().__init__("stored value could not be decrypted")
@@ -56,18 +72,18 @@ class DecryptionError(VaultError):
 class ServiceUnavailable(VaultError):
     """A dependency (key provider, database) cannot do its part: fail closed, retry later."""
 
-    code = "unavailable"
+    code: ClassVar[VaultErrorCode] = "unavailable"
 
 
 class KeyProviderUnavailable(ServiceUnavailable):
-    code = "key_provider_unavailable"
+    code: ClassVar[VaultErrorCode] = "key_provider_unavailable"
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    code = "database_unavailable"
+    code: ClassVar[VaultErrorCode] = "database_unavailable"
 
 
 class ShredPending(KeyProviderUnavailable):
     """The subject is marked ``shredding`` (reads blocked) but its key is not destroyed yet."""
 
-    code = "shred_pending"
+    code: ClassVar[VaultErrorCode] = "shred_pending"

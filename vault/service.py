@@ -44,13 +44,13 @@ from vault.results import (
     SubjectInfo,
     SubjectStatus,
     SubjectView,
-    TokenizeRecord,
     TokenizeResult,
     TokenRef,
 )
 from vault.schema import Schema, Value
 from vault.storage import FieldStore
 from vault.transactions import Transactions, translating
+from vault.validation import Validator
 
 
 class VaultService:
@@ -79,6 +79,7 @@ class VaultService:
         self.tx = Transactions(engine)
         self.datakeys = DataKeyManager(keys, cache, max_encryptions=max_dek_encryptions)
         self.store = FieldStore(self.schema, self.datakeys, index)
+        self.validator = Validator(self.schema)
 
     @property
     def cache(self) -> DataKeyCache:
@@ -93,39 +94,6 @@ class VaultService:
             session.execute(select(1))
 
     # -- writes -------------------------------------------------------------------
-
-    def prepare(
-        self,
-        fields: Mapping[str, Value],
-        *,
-        subject_id: str | None = None,
-        external_id: str | None = None,
-        region: str | None = None,
-        is_minor: bool = False,
-        allow_empty: bool = True,
-    ) -> PreparedWrite:
-        """Validate and normalise a write (ValidationError names every bad field)."""
-        return self.store.prepare(
-            fields,
-            subject_id=subject_id,
-            external_id=external_id,
-            region=region,
-            is_minor=is_minor,
-            allow_empty=allow_empty,
-        )
-
-    def prepare_record(self, record: TokenizeRecord) -> PreparedWrite:
-        """A tokenize item, validated: non-empty fields and a subject id or external id."""
-        if record.subject_id is None and record.external_id is None:
-            raise ValidationError("need subject_id or external_id", {"record": "no_subject"})
-        return self.prepare(
-            record.fields,
-            subject_id=record.subject_id,
-            external_id=record.external_id,
-            region=record.region,
-            is_minor=record.is_minor,
-            allow_empty=False,
-        )
 
     def _discard_key(self, subject_id: str) -> None:
         """Best effort: a key created for a write that did not commit protects nothing."""
@@ -148,7 +116,7 @@ class VaultService:
         write = (
             fields
             if isinstance(fields, PreparedWrite)
-            else self.prepare(
+            else self.validator.prepare(
                 fields or {},
                 subject_id=subject_id,
                 external_id=external_id,
@@ -188,7 +156,9 @@ class VaultService:
     ) -> dict[str, str]:
         """Add or correct fields; each gets a new token (the old one stops resolving)."""
         write = (
-            fields if isinstance(fields, PreparedWrite) else self.prepare(fields, allow_empty=False)
+            fields
+            if isinstance(fields, PreparedWrite)
+            else self.validator.prepare(fields, allow_empty=False)
         )
         with self.tx.begin() as session:
             subject = self.store.subject(session, subject_id, lock="update")
@@ -339,7 +309,7 @@ class VaultService:
         if field_name not in self.schema or not self.schema[field_name].searchable:
             raise ValidationError("field is not searchable", {field_name[:64]: "not_searchable"})
         spec = self.schema[field_name]
-        normalized = self.prepare({field_name: value}).values[field_name]
+        normalized = self.validator.prepare({field_name: value}).values[field_name]
         with translating():
             (digest,) = self.store.index.blind_index([spec.index_form(normalized)])
         with self.tx.begin(read_only=True) as session:

@@ -1,12 +1,7 @@
-"""How values, tokens and blind-index entries are stored and read back, inside a transaction.
-
-Also the one validation of write input (``prepare``): a write normalises every
-value once, before any key or row is touched, and stores only what passed.
-"""
+"""How values, tokens and blind-index entries are stored and read back, inside a transaction."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -18,7 +13,7 @@ from keys.errors import KeyProviderError
 from keys.provider import BlindIndexer
 from vault.crypto import decrypt_field, encrypt_field
 from vault.datakeys import DataKeyManager
-from vault.errors import DecryptionError, SubjectNotFound, SubjectShredded, ValidationError
+from vault.errors import DecryptionError, SubjectNotFound, SubjectShredded
 from vault.models import (
     STATUS_ACTIVE,
     BlindIndex,
@@ -28,20 +23,12 @@ from vault.models import (
     Token,
     utcnow,
 )
-from vault.results import PreparedWrite, VaultItemError
-from vault.schema import FieldSpec, FieldValueError, Schema, Value
+from vault.results import VaultItemError
+from vault.schema import FieldSpec, Schema
 from vault.tokens import card_token, looks_like_token, random_token
+from vault.validation import canonical_subject_id
 
-_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
-_REGION = re.compile(r"^[A-Za-z0-9-]{2,16}$")
 TokenTarget = tuple[str, Token | None, Subject | None, VaultItemError | None]
-
-
-def canonical_subject_id(subject_id: str) -> str:
-    try:
-        return str(uuid.UUID(str(subject_id)))
-    except ValueError:
-        raise SubjectNotFound("unknown subject") from None
 
 
 class FieldStore:
@@ -49,51 +36,6 @@ class FieldStore:
         self.schema = schema
         self.datakeys = datakeys
         self.index = index
-
-    # -- validation -----------------------------------------------------------------
-
-    def prepare(
-        self,
-        fields: Mapping[str, Value],
-        *,
-        subject_id: str | None = None,
-        external_id: str | None = None,
-        region: str | None = None,
-        is_minor: bool = False,
-        allow_empty: bool = True,
-    ) -> PreparedWrite:
-        """Validate and normalise write input, or raise ValidationError naming every bad field."""
-        if not isinstance(fields, Mapping):
-            raise ValidationError("fields must be an object", {"fields": "not_an_object"})
-        if not fields and not allow_empty:
-            raise ValidationError("no fields given", {"fields": "empty"})
-        errors: dict[str, str] = {}
-        values: dict[str, bytes] = {}
-        for name, value in fields.items():
-            if name not in self.schema:
-                errors[str(name)[:64]] = "unknown_field"
-                continue
-            try:
-                values[name] = self.schema[name].normalize(value)
-            except FieldValueError as exc:
-                errors[name] = exc.reason
-        if errors:
-            detail = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
-            raise ValidationError(f"invalid fields ({detail}); nothing was stored", errors)
-        attrs: dict[str, str] = {}
-        if external_id is not None and not _EXTERNAL_ID.match(str(external_id)):
-            attrs["external_id"] = "invalid_format"
-        if region is not None and not _REGION.match(str(region)):
-            attrs["region"] = "invalid_format"
-        if attrs:
-            raise ValidationError("invalid subject attributes; nothing was stored", attrs)
-        return PreparedWrite(
-            values,
-            subject_id=canonical_subject_id(subject_id) if subject_id is not None else None,
-            external_id=external_id,
-            region=region,
-            is_minor=bool(is_minor),
-        )
 
     # -- subjects -----------------------------------------------------------------
 
