@@ -405,3 +405,22 @@ def test_unknown_purpose_is_400_even_when_nothing_resolves(api: Api) -> None:
         json={"purpose": "nope", "records": [{"external_id": "x", "fields": {"email": "a@b.co"}}]},
     )
     assert r.status_code == 400
+
+
+def test_tokenize_batch_of_undecodable_records_is_decided_and_audited(api: Api) -> None:
+    """Every item reaches the one batch pipeline, even when none could be decoded."""
+    h = api.h("registration-service")
+    bad = {"external_id": "x-1", "fields": {"face_template": "%%% not base64"}}
+    r = api.client.post("/v1/tokenize", headers=h, json={"purpose": "nope", "records": [bad]})
+    assert (r.status_code, r.json["code"]) == (400, "unknown_purpose")
+    events = len(api.runtime.audit.events(limit=1000))
+    body = {"purpose": "account_registration", "records": [bad, bad]}
+    r = api.client.post("/v1/tokenize", headers=h, json=body)
+    assert r.status_code == 200
+    assert [x["error"] for x in r.json["results"]] == [
+        {"code": "invalid", "fields": {"face_template": "not_base64"}}
+    ] * 2
+    after = api.runtime.audit.events(limit=1000)
+    assert len(after) == events + 1
+    assert after[0]["action"] == "write" and after[0]["decision"] == "deny"
+    assert after[0]["outcome"] == {"0": {"error": "invalid"}, "1": {"error": "invalid"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import stat
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 import hvac
 import hvac.exceptions
 import pytest
+import requests
 
 from api.demo.openbao import free_port
 from keys import (
@@ -18,6 +20,7 @@ from keys import (
     KeyBackend,
     KeyDestroyed,
     KeyProviderConfigError,
+    KeyProviderError,
     KeyProviderSettings,
     KeyUnavailable,
     UnwrapFailed,
@@ -26,7 +29,7 @@ from keys import (
 )
 from keys.local import LocalKeyProvider, load_master_key
 from keys.transit import TransitKeyProvider, policy_text
-from tests.conftest import OpenBaoServer
+from tests.conftest import Database, OpenBaoServer
 
 
 def new_subject(provider: KeyBackend) -> str:
@@ -269,3 +272,71 @@ def test_factory_rejects_bad_configuration(tmp_path: Path) -> None:
     )
     assert "secret-token" not in repr(settings)
     assert isinstance(build_key_provider(KeyProviderSettings(home=tmp_path)), LocalKeyProvider)
+
+
+# -- one translation point: hvac/requests errors never escape ---------------------------------
+
+
+class _Refusing:
+    """Stands in for hvac's transit API: every call fails the way a real Vault can."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> object:
+        def fail(*_args: object, **_kwargs: object) -> object:
+            raise self.error
+
+        return fail
+
+
+def _refusing_provider(error: Exception) -> TransitKeyProvider:
+    client = hvac.Client(url="http://127.0.0.1:1")
+    client.secrets.transit = _Refusing(error)  # type: ignore[misc]
+    client.adapter.post = _Refusing(error).post  # type: ignore[method-assign]
+    return TransitKeyProvider("http://127.0.0.1:1", "t", client=client)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        hvac.exceptions.InvalidRequest("unsupported operation"),
+        hvac.exceptions.InvalidRequest("no existing key named pii-subject-x could be found"),
+        hvac.exceptions.InvalidPath("no handler for route"),
+        hvac.exceptions.Forbidden("permission denied"),
+        hvac.exceptions.InternalServerError("boom"),
+        hvac.exceptions.UnexpectedError("teapot"),
+        requests.exceptions.ChunkedEncodingError("cut"),
+        KeyError("data"),
+    ],
+)
+def test_transit_raises_only_key_errors(error: Exception) -> None:
+    provider = _refusing_provider(error)
+    calls = [
+        lambda: provider.create_subject_key("s"),
+        lambda: provider.subject_key_exists("s"),
+        lambda: provider.generate_data_key("s"),
+        lambda: provider.unwrap_data_key("s", "vault:v1:x"),
+        lambda: provider.rotate_subject_key("s"),
+        lambda: provider.rewrap_data_keys("s", ["vault:v1:x"]),
+        lambda: provider.destroy_subject_key("s"),
+        lambda: provider.blind_index([b"x"]),
+        lambda: provider.sign(b"x"),
+        lambda: provider.signing_public_key(),
+    ]
+    for call in calls:
+        with contextlib.suppress(KeyProviderError):  # the only kind allowed out
+            call()
+
+
+def test_a_refused_rotation_is_a_503_not_a_500(database: Database, tmp_path: Path) -> None:
+    """Seen before: rotate let hvac's InvalidRequest escape, which the API answered with 500."""
+    from vault.errors import KeyProviderUnavailable
+    from vault.service import VaultService
+
+    local = LocalKeyProvider(tmp_path / "keys.db", os.urandom(32))
+    created = VaultService(database.engine, local).create_subject({"email": "r@example.com"})
+    refusing = _refusing_provider(hvac.exceptions.InvalidRequest("unsupported operation"))
+    with pytest.raises(KeyProviderUnavailable):
+        VaultService(database.engine, refusing).rotate_subject_key(created.subject_id)
+    local.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Final
 
 from sqlalchemy import (
     Boolean,
@@ -18,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from vault.results import SubjectStatus
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -26,9 +29,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-STATUS_ACTIVE = "active"
-STATUS_SHREDDING = "shredding"
-STATUS_SHREDDED = "shredded"
+STATUS_ACTIVE: Final[SubjectStatus] = "active"
+STATUS_SHREDDING: Final[SubjectStatus] = "shredding"
+STATUS_SHREDDED: Final[SubjectStatus] = "shredded"
 
 
 def utcnow() -> dt.datetime:
