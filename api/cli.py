@@ -188,22 +188,19 @@ def demo(keep: bool) -> None:
 def serve(host: str, port: int, workers: int, max_body: int) -> None:
     """Serve the HTTP API. Configuration is checked before the first request is taken."""
     settings = Settings.from_env()
-    runtime = open_runtime(settings)  # bad configuration fails here, in one line
-    try:
+    with _runtime(settings) as runtime:  # bad configuration fails here, in one line
         runtime.check()
         runtime.policy.current()
-    except BaseException:
-        runtime.close()
-        raise
-    if workers:
-        runtime.close()  # each worker opens its own connections after the fork
-        from api.server import run_gunicorn
+        if not workers:
+            config = AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime)
+            app = create_app(config)
+            click.echo(f"pii-vault serving on http://{host}:{port} (development server)", err=True)
+            app.run(host=host, port=port, threaded=True, use_reloader=False)
+            return
+    # Each gunicorn worker opens its own connections after the fork.
+    from api.server import run_gunicorn
 
-        run_gunicorn(host, port, workers, max_body)
-        return
-    app = create_app(AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime))
-    click.echo(f"pii-vault serving on http://{host}:{port} (development server)", err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    run_gunicorn(host, port, workers, max_body)
 
 
 @main.command("purge-expired")
