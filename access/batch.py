@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from access.audit import AuditLog
 from access.consents import SubjectFacts
@@ -39,12 +39,14 @@ class Undecodable:
 
 
 TokenizeItem = TokenizeRecord | Undecodable
+T = TypeVar("T")
 
 
-def _filled(results: Sequence[Any | None]) -> list[Any]:
-    missing = [i for i, r in enumerate(results) if r is None]
-    assert not missing, f"batch items without a result: {missing}"
-    return list(results)
+def _filled(results: Sequence[T | None]) -> list[T]:
+    """Every slot holds a result: one missing is a bug, never something to paper over."""
+    filled = [r for r in results if r is not None]
+    assert len(filled) == len(results), "a batch item has no result"
+    return filled
 
 
 class BatchGuard:

@@ -35,8 +35,8 @@ class PolicyStore:
         self.tx = tx
         self.field_categories = dict(field_categories)
         self.purposes = purposes
-        self._engine: PolicyEngine | None = None
-        self._revision = -1
+        self._built: PolicyEngine | None = None
+        self._built_revision = -1
         self._lock = threading.Lock()
 
     def seed_default(self) -> bool:
@@ -85,8 +85,8 @@ class PolicyStore:
             if revision is None:
                 raise AccessConfigError("access tables are not initialised: run `pii-vault init`")
             with self._lock:
-                if self._engine is not None and revision == self._revision:
-                    return self._engine
+                if self._built is not None and revision == self._built_revision:
+                    return self._built
             rules = [
                 Rule(r.v0, r.v1, r.v2, r.v3, r.v4)
                 for r in session.scalars(select(PolicyRule).order_by(PolicyRule.id))
@@ -96,5 +96,5 @@ class PolicyStore:
             roles = {p.name: p.roles.split(",") for p in principals}
         engine = PolicyEngine(rules, roles, self.field_categories, self.purposes)
         with self._lock:
-            self._engine, self._revision = engine, int(revision)
+            self._built, self._built_revision = engine, int(revision)
         return engine
