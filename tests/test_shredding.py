@@ -65,8 +65,9 @@ def test_shred_destroys_key_data_and_tokens(
     # The receipt is signed by the provider's key and tamper-evident.
     data = receipt.to_dict()
     assert verify_receipt(data, provider.signing_public_key())
-    assert not verify_receipt(dict(data, subject_id=bob.subject_id))
-    assert not verify_receipt(dict(data, signature=base64.b64encode(bytes(64)).decode()))
+    assert not verify_receipt(dict(data, subject_id=bob.subject_id), provider.signing_public_key())
+    forged = dict(data, signature=base64.b64encode(bytes(64)).decode())
+    assert not verify_receipt(forged, provider.signing_public_key())
     # Idempotent: shredding again returns the same receipt.
     assert shredder.shred(alice.subject_id) == receipt
 
@@ -226,3 +227,29 @@ def test_unreachable_provider_fails_closed_on_reads(
         broken.check()
     with pytest.raises(KeyUnavailable):
         backend.check()
+
+
+def test_receipt_signed_by_another_key_is_refused(
+    service: VaultService, shredder: Shredder, provider: KeyBackend
+) -> None:
+    """Attack: forge a receipt with any key and put that key's public half inside it."""
+    from nacl.signing import SigningKey
+
+    from vault.receipts import receipt_payload
+
+    alice = service.create_subject({"email": "forged@example.com"})
+    real = shredder.shred(alice.subject_id).to_dict()
+    forger = SigningKey.generate()
+    payload = receipt_payload(
+        real["subject_id"], real["requested_at"], real["shredded_at"], real["key_provider"]
+    )
+    forged = dict(
+        real,
+        signature=base64.b64encode(forger.sign(payload).signature).decode(),
+        public_key=base64.b64encode(bytes(forger.verify_key)).decode(),
+    )
+    pinned = provider.signing_public_key()
+    assert verify_receipt(real, pinned)
+    assert not verify_receipt(forged, pinned)
+    with pytest.raises(TypeError):
+        verify_receipt(forged)  # type: ignore[call-arg]  # no pinned key: an error, never a pass

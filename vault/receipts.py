@@ -58,8 +58,13 @@ def receipt_payload(subject_id: str, requested_at: str, shredded_at: str, provid
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def verify_receipt(receipt: Mapping[str, Any], public_key: bytes | None = None) -> bool:
-    """True when the receipt's signature verifies (against ``public_key`` if given: pin it)."""
+def verify_receipt(receipt: Mapping[str, Any], public_key: bytes) -> bool:
+    """True when the receipt's signature verifies against ``public_key``, the vault's pinned key.
+
+    The ``public_key`` inside a receipt is informational: anyone can sign a
+    receipt with their own key and put its public half there, so it is never
+    used to verify.
+    """
     try:
         payload = receipt_payload(
             str(receipt["subject_id"]),
@@ -68,7 +73,6 @@ def verify_receipt(receipt: Mapping[str, Any], public_key: bytes | None = None) 
             str(receipt["key_provider"]),
         )
         signature = base64.b64decode(str(receipt["signature"]), validate=True)
-        key = public_key or base64.b64decode(str(receipt["public_key"]), validate=True)
     except (KeyError, binascii.Error, ValueError):
         return False
-    return verify_signature(key, payload, signature)
+    return verify_signature(public_key, payload, signature)
