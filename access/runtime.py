@@ -28,6 +28,7 @@ from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
 from vault.db import make_engine
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable
+from vault.maintenance import Maintenance
 from vault.schema import Schema
 from vault.service import VaultService
 from vault.shredding import Shredder
@@ -46,6 +47,7 @@ class Runtime:
     guard: GuardedVault
     backend: KeyBackend
     key_calls: CallCounter
+    maintenance: Maintenance
 
     def check_database(self) -> None:
         self.vault.check_database()
@@ -59,7 +61,12 @@ class Runtime:
         self.check_database()
         self.check_key_provider()
 
+    def start_maintenance(self) -> None:
+        """Background work of a serving process (key sweeps, shreds elsewhere, audit anchors)."""
+        self.maintenance.start()
+
     def close(self) -> None:
+        self.maintenance.stop()
         self.vault.close()
         self.backend.close()
 
@@ -75,6 +82,7 @@ def compose(
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
     default_region: str = "CN",
     checkpoint_every: int = 100,
+    maintenance_interval: float = 30.0,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -107,6 +115,7 @@ def compose(
         guard=GuardedVault(vault, shredder, decider, consents, audit),
         backend=backend,
         key_calls=key_calls,
+        maintenance=Maintenance(maintenance_interval, [("data_keys", vault.maintain)]),
     )
 
 
@@ -140,4 +149,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         cache=DataKeyCache(settings.dek_cache_size, settings.dek_cache_ttl),
         max_dek_encryptions=settings.max_dek_encryptions,
         default_region=settings.default_region,
+        maintenance_interval=settings.maintenance_interval,
     )

@@ -65,7 +65,11 @@ def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
 
 def create_app(config: AppConfig | None = None) -> OpenAPI:
     config = config or AppConfig()
-    rt = config.runtime or open_runtime(config.settings)
+    if config.runtime is None:  # a serving process of its own (e.g. a gunicorn worker)
+        rt = open_runtime(config.settings)
+        rt.start_maintenance()
+    else:
+        rt = config.runtime
     app = OpenAPI(
         __name__,
         info=Info(title="pii-vault", version="1"),

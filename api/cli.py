@@ -192,6 +192,7 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
         runtime.check()
         runtime.policy.current()
         if not workers:
+            runtime.start_maintenance()
             config = AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime)
             app = create_app(config)
             click.echo(f"pii-vault serving on http://{host}:{port} (development server)", err=True)

@@ -253,3 +253,56 @@ def test_receipt_signed_by_another_key_is_refused(
     assert not verify_receipt(forged, pinned)
     with pytest.raises(TypeError):
         verify_receipt(forged)  # type: ignore[call-arg]  # no pinned key: an error, never a pass
+
+
+# -- a shred reaches every process's cache ------------------------------------------------------
+
+
+def test_shred_evicts_the_key_in_other_processes_at_their_next_request(
+    service: VaultService, shredder: Shredder, database: Database, provider: KeyBackend
+) -> None:
+    """Attack: another worker kept the shredded subject's data key in memory for minutes."""
+    alice = service.create_subject({"email": "a@example.com"})
+    bob = service.create_subject({"email": "b@example.com"})
+    other = VaultService(database.new_engine(), provider)  # another worker, warm cache
+    other.detokenize([alice.tokens["email"], bob.tokens["email"]])
+    assert other.cache.holds(alice.subject_id)
+    shredder.shred(alice.subject_id)
+    other.detokenize([bob.tokens["email"]])  # its next request, about someone else
+    assert not other.cache.holds(alice.subject_id)
+    assert other.cache.holds(bob.subject_id)
+    other.engine.dispose()
+
+
+def test_idle_process_drops_shredded_and_expired_keys_by_itself(
+    service: VaultService, shredder: Shredder, database: Database, provider: KeyBackend
+) -> None:
+    """No request needed: the maintenance thread sweeps expired keys and reads the shred log."""
+    import time
+
+    from vault.cache import DataKeyCache
+    from vault.maintenance import Maintenance
+
+    alice = service.create_subject({"email": "a@example.com"})
+    bob = service.create_subject({"email": "b@example.com"})
+    other = VaultService(database.new_engine(), provider, cache=DataKeyCache(ttl_seconds=3600))
+    short = VaultService(database.new_engine(), provider, cache=DataKeyCache(ttl_seconds=0.2))
+    for svc in (other, short):
+        svc.detokenize([alice.tokens["email"], bob.tokens["email"]])
+    assert len(short.cache) == 2 and other.cache.holds(alice.subject_id)
+    shredder.shred(alice.subject_id)
+    threads = [Maintenance(0.1, [("keys", svc.maintain)]).start() for svc in (other, short)]
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+            len(short.cache) or other.cache.holds(alice.subject_id)
+        ):
+            time.sleep(0.05)
+    finally:
+        for thread in threads:
+            thread.stop()
+    assert len(short.cache) == 0  # expired, swept without any request for them
+    assert not other.cache.holds(alice.subject_id)  # shredded elsewhere, no request needed
+    assert other.cache.holds(bob.subject_id)
+    for svc in (other, short):
+        svc.engine.dispose()

@@ -2,10 +2,11 @@
 
 Why: every decrypt needs its data key, and unwrapping is a Vault round trip.
 The cache keeps that to one call per data key per TTL, however many threads
-ask at once. ``evict_subject`` (called at the start of a shred) drops the
-subject's keys and poisons loads already in flight, so a shredded subject can
-never be decrypted from here; the service also checks the subject's status in
-the database before every use, which covers other processes.
+ask at once. ``evict_subject`` (called at the start of a shred, and in every
+other process when it reads the shred log) drops the subject's keys and
+poisons loads already in flight, so a shredded subject can never be decrypted
+from here; ``sweep`` (run periodically) makes the TTL hold for keys nobody
+asks for again.
 """
 
 from __future__ import annotations
@@ -105,6 +106,20 @@ class DataKeyCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
                 self.stats.evictions += 1
+
+    def holds(self, subject_id: str) -> bool:
+        """Whether any data key of the subject is cached (expired or not)."""
+        with self._lock:
+            return any(k[0] == subject_id for k in self._entries)
+
+    def sweep(self) -> int:
+        """Drop expired entries now, so a TTL holds even for keys never asked for again."""
+        now = self._clock()
+        with self._lock:
+            expired = [k for k, (_, until) in self._entries.items() if until <= now]
+            for key in expired:
+                del self._entries[key]
+            return len(expired)
 
     def evict_subject(self, subject_id: str) -> None:
         with self._lock:

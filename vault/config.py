@@ -36,6 +36,9 @@ class Settings:
     dek_cache_ttl: float = 300.0
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS
     default_region: str = "CN"
+    maintenance_interval: float = 30.0
+    audit_anchor_every: int = 500
+    audit_anchor_seconds: float = 10.0
 
     @property
     def effective_database_url(self) -> str:
@@ -70,4 +73,7 @@ class Settings:
                 env, "PII_VAULT_MAX_DEK_ENCRYPTIONS", DEFAULT_MAX_DEK_ENCRYPTIONS, 1
             ),
             default_region=region.upper(),
+            maintenance_interval=float(_int(env, "PII_VAULT_MAINTENANCE_INTERVAL", 30, 1)),
+            audit_anchor_every=_int(env, "PII_VAULT_AUDIT_ANCHOR_EVERY", 500, 1),
+            audit_anchor_seconds=float(_int(env, "PII_VAULT_AUDIT_ANCHOR_SECONDS", 10, 1)),
         )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from keys.provider import SubjectKeys
 from vault.cache import CacheStats, DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
-from vault.models import DataKeyRecord, utcnow
+from vault.models import DataKeyRecord, ShredLogEntry, utcnow
 
 
 class DataKeyManager:
@@ -32,6 +32,7 @@ class DataKeyManager:
         # `is None`, not `or`: an empty cache is falsy (it has __len__) but is still the caller's.
         self.cache = cache if cache is not None else DataKeyCache()
         self.max_encryptions = max_encryptions
+        self._seen_shreds: int | None = None  # the shred log is read from here on
 
     @property
     def stats(self) -> CacheStats:
@@ -71,6 +72,26 @@ class DataKeyManager:
             key = fresh.plaintext
         record.encryptions = DataKeyRecord.encryptions + needed
         return record, key
+
+    def sync(self, session: Session) -> None:
+        """Evict the keys of every subject shredded (by any process) since the last sync.
+
+        Called at the start of every transaction that uses data keys, and by the
+        periodic maintenance: a shred elsewhere reaches this process's cache at
+        its next request or within the maintenance interval, whichever is first.
+        """
+        if self._seen_shreds is None:  # nothing is cached before the first sync
+            latest = session.scalar(select(func.max(ShredLogEntry.seq)))
+            self._seen_shreds = int(latest or 0)
+            return
+        rows = session.execute(
+            select(ShredLogEntry.seq, ShredLogEntry.subject_id).where(
+                ShredLogEntry.seq > self._seen_shreds
+            )
+        ).all()
+        for seq, subject_id in rows:
+            self.cache.evict_subject(subject_id)
+            self._seen_shreds = max(self._seen_shreds, int(seq))
 
     @staticmethod
     def records(session: Session, subject_id: str) -> list[DataKeyRecord]:

@@ -127,3 +127,13 @@ class BlindIndex(Base):
     )
     field: Mapped[str] = mapped_column(String(64), primary_key=True)
     digest: Mapped[str] = mapped_column(String(128))
+
+
+class ShredLogEntry(Base):
+    """One row per shred, in shred order: how every process learns which cached keys to drop."""
+
+    __tablename__ = "shred_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(36))
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from keys.errors import KeyProviderError
 from keys.provider import BlindIndexer, SubjectKeys
@@ -31,6 +32,7 @@ from vault.datakeys import DataKeyManager
 from vault.errors import (
     ConfigError,
     DuplicateExternalId,
+    ServiceUnavailable,
     SubjectNotFound,
     SubjectShredded,
     ValidationError,
@@ -81,6 +83,13 @@ class VaultService:
         self.store = FieldStore(self.schema, self.datakeys, index)
         self.validator = Validator(self.schema)
 
+    @contextlib.contextmanager
+    def _keyed(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A transaction that uses data keys: first drop those of subjects shredded elsewhere."""
+        with self.tx.begin(read_only=read_only) as session:
+            self.datakeys.sync(session)
+            yield session
+
     @property
     def cache(self) -> DataKeyCache:
         return self.datakeys.cache
@@ -88,6 +97,20 @@ class VaultService:
     def close(self) -> None:
         self.datakeys.clear()
         self.engine.dispose()
+
+    def maintain(self) -> None:
+        """Periodic: drop expired keys, and the keys of subjects shredded by other processes.
+
+        If the shred log cannot be read, every cached key is dropped: a process
+        that cannot learn about shreds must not keep keys (fail closed).
+        """
+        self.datakeys.cache.sweep()
+        try:
+            with self.tx.begin(read_only=True) as session:
+                self.datakeys.sync(session)
+        except ServiceUnavailable:
+            self.datakeys.clear()
+            raise
 
     def check_database(self) -> None:
         with self.tx.begin(read_only=True) as session:
@@ -139,7 +162,7 @@ class VaultService:
         with translating():
             self.keys.create_subject_key(subject.id)
         try:
-            with self.tx.begin() as session:
+            with self._keyed() as session:
                 session.add(subject)
                 session.flush()
                 tokens = self.store.store(session, subject, write.values)
@@ -160,7 +183,7 @@ class VaultService:
             if isinstance(fields, PreparedWrite)
             else self.validator.prepare(fields, allow_empty=False)
         )
-        with self.tx.begin() as session:
+        with self._keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
             return self.store.store(session, subject, write.values)
@@ -175,7 +198,7 @@ class VaultService:
         results: list[TokenizeResult] = []
         created: list[str] = []
         try:
-            with self.tx.begin() as session:
+            with self._keyed() as session:
                 by_external: dict[str, Subject] = {}
                 for write in writes:
                     subject: Subject | None
@@ -224,7 +247,7 @@ class VaultService:
         The active data key is retired too, so new writes use a data key born
         under the new version. Existing ciphertext stays readable.
         """
-        with self.tx.begin() as session:
+        with self._keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
             records = self.datakeys.records(session, subject.id)
@@ -240,7 +263,7 @@ class VaultService:
         self, tokens: Sequence[str], *, masked: Collection[str] = ()
     ) -> list[DetokenizeResult]:
         """Per token, in input order: the current value (masked for tokens in ``masked``)."""
-        with self.tx.begin(read_only=True) as session:
+        with self._keyed(read_only=True) as session:
             out: list[DetokenizeResult] = []
             for token, row, _, error in self.store.token_targets(session, tokens, share_lock=True):
                 if error is not None or row is None:
@@ -267,7 +290,7 @@ class VaultService:
 
     def masked_view(self, subject_id: str, fields: Sequence[str] | None = None) -> SubjectView:
         """Masked values (and tokens) of the subject's fields, or of ``fields`` only."""
-        with self.tx.begin(read_only=True) as session:
+        with self._keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             tokens = self.store.token_map(session, subject.id)
             views = {
@@ -295,7 +318,7 @@ class VaultService:
         if unknown or not fields:
             errors = {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"}
             raise ValidationError("invalid field list", errors)
-        with self.tx.begin(read_only=True) as session:
+        with self._keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             return {
                 name: self.schema[name].decode(plaintext)
@@ -328,7 +351,7 @@ class VaultService:
 
     def export(self, subject_id: str) -> dict[str, Any]:
         """Everything held about the subject (policy §5 access right), binary as base64."""
-        with self.tx.begin(read_only=True) as session:
+        with self._keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             tokens = self.store.token_map(session, subject.id)
             fields: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from vault.models import (
     BlindIndex,
     DataKeyRecord,
     FieldValue,
+    ShredLogEntry,
     Subject,
     Token,
     iso,
@@ -66,6 +67,10 @@ class Shredder:
             if subject.status == STATUS_ACTIVE:
                 subject.status = STATUS_SHREDDING
                 subject.shred_requested_at = utcnow()
+                # Every other process drops this subject's cached keys when it reads this.
+                session.add(
+                    ShredLogEntry(subject_id=subject.id, requested_at=subject.shred_requested_at)
+                )
             status, sid = subject.status, subject.id
         self.datakeys.evict_subject(sid)
         if status == STATUS_SHREDDED:
