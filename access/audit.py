@@ -1,12 +1,13 @@
-"""The tamper-evident audit log: append-only, hash-chained, with signed checkpoints.
+"""The tamper-evident audit log: append-only, hash-chained, anchored outside the database.
 
 Each event's hash covers its content and the previous event's hash, so a
 modified, deleted, inserted or reordered event breaks the chain. Appends lock
 the single head row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers
 are serialised by ``BEGIN IMMEDIATE``), so sequence numbers stay gap-free with
-many writer processes. Every ``checkpoint_every`` events the head (sequence,
-hash) is signed with the key provider's Ed25519 key; verification pins the
-provider's public key, so a forger with database access cannot re-sign.
+many writer processes. A chain alone proves nothing to someone who can
+rewrite the whole table, so the head is anchored outside the database
+(``access/anchoring.py``) every ``checkpoint_every`` events and at every
+maintenance tick; verification checks every anchor with the pinned public key.
 
 Events never hold plaintext values: field names, decisions, rules and ids only.
 Any failure to append is ``AuditUnavailable``: callers must then return no plaintext.
@@ -14,7 +15,6 @@ Any failure to append is ``AuditUnavailable``: callers must then return no plain
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -27,13 +27,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from access.anchoring import Anchorer
 from access.decisions import Verdict
 from access.errors import AuditUnavailable
-from access.models import AuditCheckpoint, AuditEvent, AuditHead
+from access.models import AuditEvent, AuditHead
 from access.purposes import MAX_REASON, Justification
 from keys.errors import KeyProviderError
-from keys.provider import Signer
-from keys.signing import verify_signature
+from keys.provider import AnchorStore, Signer
 
 GENESIS = "0" * 64
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class VerifyResult:
     def summary(self) -> str:
         if self.ok:
             return (
-                f"audit log intact: {self.events} events, {self.checkpoints} signed checkpoints, "
+                f"audit log intact: {self.events} events, {self.checkpoints} signed anchors, "
                 f"head {self.head[:16]}"
             )
         return f"audit log TAMPERED at seq {self.first_bad_seq}: {self.problem}"
@@ -101,21 +101,40 @@ def _text(value: str | None, limit: int) -> str | None:
     return None if value is None else str(value).replace("\x00", "\ufffd")[:limit]
 
 
-def checkpoint_payload(seq: int, head_hash: str) -> bytes:
-    return f"pii-vault/audit-checkpoint/v1|{seq}|{head_hash}".encode()
-
-
 class AuditLog:
     def __init__(
-        self, engine: Engine, signer: Signer | None = None, *, checkpoint_every: int = 100
+        self,
+        engine: Engine,
+        signer: Signer | None = None,
+        *,
+        anchors: AnchorStore | None = None,
+        checkpoint_every: int = 500,
+        max_unanchored: int | None = None,
     ) -> None:
+        """``checkpoint_every``: anchor after this many events (the maintenance tick anchors
+        sooner). ``max_unanchored``: refuse to append (fail closed) once this many events
+        are not anchored because anchoring keeps failing (default 10 x checkpoint_every)."""
         self.engine = engine
         self.signer = signer
         self.checkpoint_every = checkpoint_every
+        self.max_unanchored = max_unanchored or 10 * checkpoint_every
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.anchorer = (
+            Anchorer(self._sessions, signer, anchors, every=checkpoint_every)
+            if signer is not None and anchors is not None
+            else None
+        )
+        self.anchor_failures = 0
+        self._last_seq = 0
 
     def append(self, record: AuditRecord) -> int:
         """Commit one event; returns its sequence number. Raises AuditUnavailable on any failure."""
+        anchorer = self.anchorer
+        behind = (
+            anchorer is not None and self._last_seq - (anchorer.tip or 0) >= self.max_unanchored
+        )
+        if behind and not self._anchor_quietly():
+            raise AuditUnavailable("audit log unavailable: too many events are not anchored")
         justification = record.justification
         reason = _text(justification.reason, MAX_REASON) if justification is not None else None
         try:
@@ -144,38 +163,34 @@ class AuditLog:
             seq = row.seq
         except SQLAlchemyError as exc:
             raise AuditUnavailable("audit log unavailable: the event was not recorded") from exc
-        if self.signer is not None and self.checkpoint_every and seq % self.checkpoint_every == 0:
-            try:
-                self.checkpoint()
-            except (AuditUnavailable, KeyProviderError):
-                # The event is committed; a missed checkpoint is caught up by the next one.
-                log.warning("audit checkpoint at seq %d could not be signed", seq)
+        self._last_seq = seq
+        if anchorer is not None and seq - (anchorer.tip or 0) >= self.checkpoint_every:
+            self._anchor_quietly()  # due by count; a failure is retried, never skipped
         return seq
 
-    def checkpoint(self) -> int:
-        """Sign the current head. Returns its sequence number (0 for an empty log)."""
-        if self.signer is None:
-            raise AuditUnavailable("no signing key configured for audit checkpoints")
+    def _anchor_quietly(self) -> bool:
+        """Anchor now; on failure log it, count it and report False (the next call retries)."""
         try:
-            with self._sessions.begin() as session:
-                head = session.execute(
-                    select(AuditHead).where(AuditHead.id == 1).with_for_update(read=True)
-                ).scalar_one()
-                if head.seq == 0 or session.get(AuditCheckpoint, head.seq) is not None:
-                    return head.seq
-                signature = self.signer.sign(checkpoint_payload(head.seq, head.hash))
-                session.add(
-                    AuditCheckpoint(
-                        seq=head.seq,
-                        head_hash=head.hash,
-                        signature=base64.b64encode(signature).decode(),
-                        public_key=base64.b64encode(self.signer.signing_public_key()).decode(),
-                        created_at=dt.datetime.now(dt.UTC).isoformat(),
-                    )
-                )
-                return head.seq
-        except SQLAlchemyError as exc:
-            raise AuditUnavailable("audit log unavailable: checkpoint not written") from exc
+            self.checkpoint()
+        except AuditUnavailable:
+            self.anchor_failures += 1
+            log.warning("audit anchoring failed; it is retried at the next event or tick")
+            return False
+        return True
+
+    def checkpoint(self) -> int:
+        """Anchor every event up to the head outside the database; returns the anchored seq."""
+        if self.anchorer is None:
+            raise AuditUnavailable("no signer and anchor store configured for audit anchors")
+        try:
+            return self.anchorer.anchor()
+        except (SQLAlchemyError, KeyProviderError, RuntimeError) as exc:
+            raise AuditUnavailable("audit anchor not written") from exc
+
+    def anchor_if_due(self) -> None:
+        """Maintenance task: anchor whatever is not anchored yet (the time bound)."""
+        if self.anchorer is not None and self.anchorer.head_seq() > (self.anchorer.tip or -1):
+            self.checkpoint()
 
     def events(self, subject_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(1, min(int(limit), 1000))
@@ -187,11 +202,25 @@ class AuditLog:
             return [_event_dict(r) for r in rows]
 
     def verify(self, public_key: bytes | None = None) -> VerifyResult:
-        """Recompute the chain and check checkpoint signatures (against ``public_key``)."""
+        """Recompute the chain, then check it against every anchor (with the pinned key)."""
         if public_key is None and self.signer is not None:
             public_key = self.signer.signing_public_key()
-        with self._sessions.begin() as session:
-            return _verify(session, public_key)
+        try:
+            with self._sessions.begin() as session:
+                chain = _verify_chain(session)
+                if not chain.ok or self.anchorer is None or public_key is None:
+                    return chain.result
+                anchors, finding = self.anchorer.verify(
+                    session, chain.hashes, chain.result.events, public_key
+                )
+        except KeyProviderError as exc:
+            raise AuditUnavailable("audit anchors cannot be read: nothing verified") from exc
+        result = chain.result
+        if finding is not None:
+            return VerifyResult(
+                False, result.events, result.head, anchors, finding.seq, finding.problem
+            )
+        return VerifyResult(True, result.events, result.head, anchors)
 
 
 def _event_dict(row: AuditEvent) -> dict[str, Any]:
@@ -215,12 +244,22 @@ def _event_dict(row: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _verify(session: Session, public_key: bytes | None) -> VerifyResult:
+@dataclass(frozen=True)
+class _Chain:
+    result: VerifyResult
+    hashes: dict[int, str]
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def _verify_chain(session: Session) -> _Chain:
     prev, expected_seq, count = GENESIS, 1, 0
     hashes: dict[int, str] = {}
 
-    def bad(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(False, count, prev, 0, seq, problem)
+    def bad(seq: int, problem: str) -> _Chain:
+        return _Chain(VerifyResult(False, count, prev, 0, seq, problem), hashes)
 
     for row in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).yield_per(1000):
         if row.seq != expected_seq:
@@ -241,22 +280,4 @@ def _verify(session: Session, public_key: bytes | None) -> VerifyResult:
             min(head.seq if head else 0, count) + 1,
             "head does not match the last event (truncated log or tampered head)",
         )
-
-    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()
-    for cp in checkpoints:
-        if hashes.get(cp.seq) != cp.head_hash:
-            return VerifyResult(
-                False, count, prev, 0, cp.seq, "signed checkpoint does not match the chain"
-            )
-        if public_key is not None:
-            try:
-                signature = base64.b64decode(cp.signature, validate=True)
-            except ValueError:
-                signature = b""
-            if not verify_signature(
-                public_key, checkpoint_payload(cp.seq, cp.head_hash), signature
-            ):
-                return VerifyResult(
-                    False, count, prev, 0, cp.seq, "checkpoint signature is invalid"
-                )
-    return VerifyResult(True, count, prev, len(checkpoints))
+    return _Chain(VerifyResult(True, count, prev, 0), hashes)

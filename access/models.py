@@ -97,14 +97,16 @@ class AuditHead(AccessBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    log_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # anchors' namespace
 
 
 class AuditCheckpoint(AccessBase):
-    """A signed (sequence, head hash) pair."""
+    """The database's copy of an anchor (signed head); the anchor store holds the original."""
 
     __tablename__ = "audit_checkpoints"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    prev_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     head_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(Text)
     public_key: Mapped[str] = mapped_column(Text)

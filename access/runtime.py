@@ -81,7 +81,8 @@ def compose(
     cache: DataKeyCache | None = None,
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
     default_region: str = "CN",
-    checkpoint_every: int = 100,
+    checkpoint_every: int = 500,
+    anchor_seconds: float = 10.0,
     maintenance_interval: float = 30.0,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
@@ -103,7 +104,9 @@ def compose(
     decider = Decider(policy, consents, categories, purposes)
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for)
-    audit = AuditLog(engine, keys, checkpoint_every=checkpoint_every)
+    audit = AuditLog(
+        engine, keys, anchors=backend.anchor_store(), checkpoint_every=checkpoint_every
+    )
     return Runtime(
         vault=vault,
         shredder=shredder,
@@ -115,7 +118,11 @@ def compose(
         guard=GuardedVault(vault, shredder, decider, consents, audit),
         backend=backend,
         key_calls=key_calls,
-        maintenance=Maintenance(maintenance_interval, [("data_keys", vault.maintain)]),
+        # The tick is the audit anchor's time bound too: the shorter of the two intervals.
+        maintenance=Maintenance(
+            min(maintenance_interval, anchor_seconds),
+            [("data_keys", vault.maintain), ("audit_anchor", audit.anchor_if_due)],
+        ),
     )
 
 
@@ -150,4 +157,6 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         max_dek_encryptions=settings.max_dek_encryptions,
         default_region=settings.default_region,
         maintenance_interval=settings.maintenance_interval,
+        checkpoint_every=settings.audit_anchor_every,
+        anchor_seconds=settings.audit_anchor_seconds,
     )

@@ -29,3 +29,7 @@ class UnwrapFailed(KeyProviderError):
 
     def __init__(self) -> None:
         super().__init__("wrapped data key could not be unwrapped")
+
+
+class AnchorNotFound(KeyProviderError):
+    """No anchor is stored under that key (the tip of the anchor chain was reached)."""

@@ -33,7 +33,7 @@ from keys.errors import (
     KeyUnavailable,
     UnwrapFailed,
 )
-from keys.provider import DataKey
+from keys.provider import AnchorStore, DataKey
 
 MASTER_KEY_ENV = "PII_VAULT_LOCAL_MASTER_KEY"
 _NONCE = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -277,6 +277,11 @@ class LocalKeyProvider:
 
     def signing_public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
+
+    def anchor_store(self) -> AnchorStore:
+        from keys.anchors import LocalAnchors
+
+        return LocalAnchors(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:

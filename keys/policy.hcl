@@ -46,3 +46,13 @@ path "transit/sign/pii-audit/*" {
 path "transit/keys/pii-audit" {
   capabilities = ["read"]
 }
+
+# Audit anchors (KV v2, mount "pii-audit-anchors"): the service may create an
+# anchor and read and list anchors, but never overwrite one ("update"), delete,
+# destroy or undelete a version, or change metadata or the mount's settings.
+path "pii-audit-anchors/data/anchors/*" {
+  capabilities = ["create", "read"]
+}
+path "pii-audit-anchors/metadata/anchors/*" {
+  capabilities = ["list", "read"]
+}

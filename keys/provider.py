@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,29 @@ class Signer(Protocol):
 
 
 @runtime_checkable
+class AnchorStore(Protocol):
+    """Write-once records outside the database (audit anchors): create and read, never change."""
+
+    def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
+        """Create the record under ``key`` of ``log``; False (nothing written) if one exists."""
+        ...
+
+    def get(self, log: str, key: int) -> dict[str, Any] | None:
+        """The record under ``key`` of ``log``, or None."""
+        ...
+
+    def keys(self, log: str) -> list[int]:
+        """Every key of ``log`` holding a record, ascending."""
+        ...
+
+
+@runtime_checkable
 class KeyBackend(SubjectKeys, BlindIndexer, Signer, Protocol):
     """What a backend (transit, local) implements: every primitive plus its lifecycle."""
+
+    def anchor_store(self) -> AnchorStore:
+        """Where audit anchors go: outside the database, append-only for the service."""
+        ...
 
     def check(self) -> None:
         """Raise KeyUnavailable unless the backend can serve requests now."""

@@ -2,14 +2,15 @@
 
 Subject keys never leave Vault: they are created non-exportable without a
 plaintext backup, data keys come from ``transit/datakey/plaintext`` and only
-their wrapped form is kept. Every hvac/requests error is translated here.
+their wrapped form is kept. Every call goes through ``keys.hvac_errors.vault_errors``.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import hvac
 import hvac.exceptions as hv
 import requests
 
+from keys.anchors import ANCHOR_MOUNT, KvAnchors
 from keys.errors import (
     KeyDestroyed,
     KeyProviderConfigError,
@@ -24,7 +26,16 @@ from keys.errors import (
     KeyUnavailable,
     UnwrapFailed,
 )
-from keys.provider import DataKey
+from keys.hvac_errors import (
+    MISSING_MOUNT,
+    REFUSED,
+    ErrorFactory,
+    config_error,
+    destroyed,
+    provider_error,
+    vault_errors,
+)
+from keys.provider import AnchorStore, DataKey
 
 T = TypeVar("T")
 
@@ -50,71 +61,10 @@ def _strip_vault_prefix(value: str) -> bytes:
     return _unb64(parts[2])
 
 
-def _is_not_found(exc: hv.VaultError) -> bool:
-    text = " ".join(str(e) for e in (exc.errors or [])) if exc.errors else str(exc)
-    text = text.lower()
-    return "not found" in text or "no existing key" in text or "could not be found" in text
-
-
 def policy_text(mount: str = "transit") -> str:
     """The shipped least-privilege HCL policy, rewritten for ``mount``."""
     text = resources.files("keys").joinpath("policy.hcl").read_text(encoding="utf-8")
     return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
-
-
-ErrorFactory = Callable[[], KeyProviderError]
-
-
-def _config(message: str) -> ErrorFactory:
-    return lambda: KeyProviderConfigError(message)
-
-
-def _error(message: str) -> ErrorFactory:
-    return lambda: KeyProviderError(message)
-
-
-def _destroyed() -> KeyProviderError:
-    return KeyDestroyed("subject key does not exist")
-
-
-_MISSING_MOUNT = _config("transit mount or key missing: run `pii-vault init`")
-_REFUSED = _error("key provider refused the request")
-_DENIED = _config("key provider denied the call: check the Vault policy")
-
-
-@contextlib.contextmanager
-def vault_errors(
-    *,
-    missing: ErrorFactory = _MISSING_MOUNT,
-    invalid: ErrorFactory = _REFUSED,
-    denied: ErrorFactory = _DENIED,
-) -> Iterator[None]:
-    """The one place hvac and requests errors become ``keys.errors`` types.
-
-    ``missing`` is what "no such key or path" means for the call (KeyDestroyed
-    for a subject key), ``invalid`` what a 400 means (UnwrapFailed for a
-    decrypt), ``denied`` what a 403 means.
-    """
-    try:
-        yield
-    except requests.exceptions.RequestException as exc:
-        raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
-    except hv.VaultDown as exc:
-        raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
-    except (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:
-        raise KeyUnavailable("key provider unavailable: Vault returned an error") from exc
-    except hv.Unauthorized as exc:
-        raise KeyProviderConfigError("key provider rejected the Vault token") from exc
-    except hv.Forbidden as exc:
-        raise (missing() if _is_not_found(exc) else denied()) from exc
-    except hv.InvalidPath as exc:
-        raise missing() from exc
-    except hv.InvalidRequest as exc:
-        raise (missing() if _is_not_found(exc) else invalid()) from exc
-    except hv.VaultError as exc:
-        raise KeyProviderError("key provider error") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # unexpected response shape
-        raise KeyProviderError("unexpected response from key provider") from exc
 
 
 class TransitKeyProvider:
@@ -148,8 +98,8 @@ class TransitKeyProvider:
         self,
         fn: Callable[..., T],
         *args: Any,
-        missing: ErrorFactory = _MISSING_MOUNT,
-        invalid: ErrorFactory = _REFUSED,
+        missing: ErrorFactory = MISSING_MOUNT,
+        invalid: ErrorFactory = REFUSED,
         **kwargs: Any,
     ) -> T:
         """One Vault round trip, through the one translation."""
@@ -176,6 +126,9 @@ class TransitKeyProvider:
         if code not in (200, 429, 473):
             raise KeyUnavailable("key provider unavailable: Vault is not ready")
 
+    def anchor_store(self) -> AnchorStore:
+        return KvAnchors(self._client)
+
     def close(self) -> None:
         adapter = getattr(self._client, "adapter", None)
         if adapter is not None and hasattr(adapter, "close"):
@@ -191,7 +144,7 @@ class TransitKeyProvider:
             exportable=False,
             allow_plaintext_backup=False,
             mount_point=self._mount,
-            invalid=_error("key provider refused to create the subject key"),
+            invalid=provider_error("key provider refused to create the subject key"),
         )
 
     def subject_key_exists(self, subject_id: str) -> bool:
@@ -200,7 +153,7 @@ class TransitKeyProvider:
                 self._transit.read_key,
                 self._key_name(subject_id),
                 mount_point=self._mount,
-                missing=_destroyed,
+                missing=destroyed,
             )
         except KeyDestroyed:
             return False
@@ -213,8 +166,8 @@ class TransitKeyProvider:
             key_type="plaintext",
             bits=256,
             mount_point=self._mount,
-            missing=_destroyed,
-            invalid=_error("key provider refused to generate a data key"),
+            missing=destroyed,
+            invalid=provider_error("key provider refused to generate a data key"),
         )
         try:
             data = resp["data"]
@@ -228,7 +181,7 @@ class TransitKeyProvider:
             self._key_name(subject_id),
             ciphertext=wrapped,
             mount_point=self._mount,
-            missing=_destroyed,
+            missing=destroyed,
             invalid=UnwrapFailed,
         )
         try:
@@ -244,8 +197,8 @@ class TransitKeyProvider:
             self._transit.rotate_key,
             self._key_name(subject_id),
             mount_point=self._mount,
-            missing=_destroyed,
-            invalid=_error("key provider refused to rotate the subject key"),
+            missing=destroyed,
+            invalid=provider_error("key provider refused to rotate the subject key"),
         )
 
     def rewrap_data_keys(self, subject_id: str, wrapped: Sequence[str]) -> list[str]:
@@ -257,7 +210,7 @@ class TransitKeyProvider:
             ciphertext=None,
             batch_input=[{"ciphertext": w} for w in wrapped],
             mount_point=self._mount,
-            missing=_destroyed,
+            missing=destroyed,
             invalid=UnwrapFailed,
         )
         try:
@@ -276,15 +229,15 @@ class TransitKeyProvider:
                 name,
                 deletion_allowed=True,
                 mount_point=self._mount,
-                missing=_destroyed,
-                invalid=_error("key provider refused to allow deletion"),
+                missing=destroyed,
+                invalid=provider_error("key provider refused to allow deletion"),
             )
             self._call(
                 self._transit.delete_key,
                 name,
                 mount_point=self._mount,
-                missing=_destroyed,
-                invalid=_error("key provider refused to delete the subject key"),
+                missing=destroyed,
+                invalid=provider_error("key provider refused to delete the subject key"),
             )
         except KeyDestroyed:
             return  # already gone: shredding is idempotent
@@ -296,7 +249,7 @@ class TransitKeyProvider:
     def blind_index(self, messages: Sequence[bytes]) -> list[str]:
         if not messages:
             return []
-        missing = _config("blind-index key missing: run `pii-vault init`")
+        missing = config_error("blind-index key missing: run `pii-vault init`")
         resp = self._call(
             self._client.adapter.post,
             f"/v1/{self._mount}/hmac/{INDEX_KEY}/sha2-256",
@@ -315,7 +268,7 @@ class TransitKeyProvider:
     # -- Signer -----------------------------------------------------------------
 
     def sign(self, message: bytes) -> bytes:
-        missing = _config("signing key missing: run `pii-vault init`")
+        missing = config_error("signing key missing: run `pii-vault init`")
         resp = self._call(
             self._transit.sign_data,
             SIGNING_KEY,
@@ -331,7 +284,7 @@ class TransitKeyProvider:
 
     def signing_public_key(self) -> bytes:
         if self._public_key is None:
-            missing = _config("signing key missing: run `pii-vault init`")
+            missing = config_error("signing key missing: run `pii-vault init`")
             resp = self._call(
                 self._transit.read_key,
                 SIGNING_KEY,
@@ -355,9 +308,11 @@ def bootstrap_transit(
 
     Used by ``pii-vault init`` and by the managed OpenBao of tests and the demo.
     """
-    privileged = _config("init needs a privileged Vault token (mounts, policies, transit keys)")
+    privileged = config_error(
+        "init needs a privileged Vault token (mounts, policies, transit keys)"
+    )
     with vault_errors(
-        missing=privileged, invalid=_error("Vault bootstrap failed"), denied=privileged
+        missing=privileged, invalid=provider_error("Vault bootstrap failed"), denied=privileged
     ):
         mounts = client.sys.list_mounted_secrets_engines()
         mounts = mounts.get("data", mounts)
@@ -376,14 +331,35 @@ def bootstrap_transit(
                     allow_plaintext_backup=False,
                     mount_point=mount,
                 )
+        if f"{ANCHOR_MOUNT}/" not in mounts:
+            client.sys.enable_secrets_engine("kv", path=ANCHOR_MOUNT, options={"version": "2"})
+            _configure_anchor_mount(client)
         client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
+
+
+def _configure_anchor_mount(client: hvac.Client) -> None:
+    """One version per anchor (they are never rewritten), check-and-set always.
+
+    A new KV v2 mount on persistent storage upgrades itself for a moment after
+    it is enabled and refuses requests meanwhile: wait for it (up to ~20 s).
+    """
+    for attempt in range(100):
+        try:
+            client.secrets.kv.v2.configure(
+                max_versions=1, cas_required=True, mount_point=ANCHOR_MOUNT
+            )
+            return
+        except hv.InvalidRequest as exc:
+            if "upgrading" not in str(exc).lower() or attempt == 99:
+                raise
+            time.sleep(0.2)
 
 
 def create_service_token(
     client: hvac.Client, *, policy_name: str = POLICY_NAME, ttl: str = "768h"
 ) -> str:
     """A token limited to the service policy (for the managed server and operators)."""
-    failed = _error("could not create a service token")
+    failed = provider_error("could not create a service token")
     with vault_errors(missing=failed, invalid=failed, denied=failed):
         resp = client.auth.token.create(policies=[policy_name], ttl=ttl, renewable=True)
         return str(resp["auth"]["client_token"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,22 +126,35 @@ class TenLineSigner:
         return bytes(self._key.verify_key)
 
 
-def test_audit_log_needs_only_a_signer(database: Database) -> None:
-    signer = TenLineSigner()
-    log = AuditLog(database.engine, signer, checkpoint_every=2)
+class DictAnchors:
+    """Everything the audit log needs from an anchor store (create-only, readable)."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
+        return self.records.setdefault((log, key), record) is record
+
+    def get(self, log: str, key: int) -> dict[str, Any] | None:
+        return self.records.get((log, key))
+
+    def keys(self, log: str) -> list[int]:
+        return sorted(k for lg, k in self.records if lg == log)
+
+
+def test_audit_log_needs_only_a_signer_and_an_anchor_store(database: Database) -> None:
+    signer, anchors = TenLineSigner(), DictAnchors()
+    log = AuditLog(database.engine, signer, anchors=anchors, checkpoint_every=2)
     for _ in range(4):
         log.append(AuditRecord(principal="user:a", action="reveal", purpose=None, verdict="deny"))
     result = log.verify()
     assert result.ok and result.checkpoints == 2, result
     assert not log.verify(public_key=TenLineSigner().signing_public_key()).ok
-    with database.engine.connect() as conn:
-        from access.models import AuditCheckpoint
-
-        (signature,) = conn.execute(
-            AuditCheckpoint.__table__.select().with_only_columns(AuditCheckpoint.signature)
-        ).first() or (None,)
-    assert signature and len(base64.b64decode(signature)) == 64
-    assert not verify_signature(signer.signing_public_key(), b"other", base64.b64decode(signature))
+    ((_, first),) = [(k, r) for k, r in anchors.records.items() if k[1] == 0]
+    assert first["seq"] == 2 and len(base64.b64decode(first["signature"])) == 64
+    assert not verify_signature(
+        signer.signing_public_key(), b"other", base64.b64decode(first["signature"])
+    )
 
 
 def test_long_modules_say_why() -> None:

@@ -11,7 +11,8 @@ import pytest
 from nacl.signing import SigningKey
 from sqlalchemy import delete, select, text, update
 
-from access.audit import AuditLog, AuditRecord, checkpoint_payload, event_hash
+from access.anchoring import anchor_payload
+from access.audit import AuditLog, AuditRecord, event_hash
 from access.errors import AuditUnavailable, Forbidden
 from access.events import Caller
 from access.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -41,7 +42,9 @@ def record(i: int, subject: str = "s-1") -> AuditRecord:
 
 @pytest.fixture
 def log(database: Database, provider: KeyBackend) -> AuditLog:
-    audit = AuditLog(database.engine, provider, checkpoint_every=10)
+    audit = AuditLog(
+        database.engine, provider, anchors=provider.anchor_store(), checkpoint_every=10
+    )
     for i in range(25):
         audit.append(record(i))
     return audit
@@ -51,7 +54,7 @@ def test_intact_log_verifies(log: AuditLog) -> None:
     result = log.verify()
     assert result.ok, result
     assert result.events == 25 and result.checkpoints == 2
-    assert result.summary().startswith("audit log intact: 25 events, 2 signed checkpoints")
+    assert result.summary().startswith("audit log intact: 25 events, 2 signed anchors")
     assert log.checkpoint() == 25
     assert log.verify().checkpoints == 3
 
@@ -181,10 +184,8 @@ def test_truncated_tail_is_found(log: AuditLog, database: Database) -> None:
     assert not result.ok and result.first_bad_seq == 23
 
 
-def test_full_chain_rewrite_is_caught_by_the_signed_checkpoint(
-    log: AuditLog, database: Database
-) -> None:
-    """Rewrite event 5 and re-hash everything after it, head included: only a signature holds."""
+def test_full_chain_rewrite_is_caught_by_the_anchors(log: AuditLog, database: Database) -> None:
+    """Rewrite event 5 and re-hash everything after it, head included: the anchors hold."""
     rows = dict(sorted(_rows(database).items()))
     prev = rows[4].hash
     with database.engine.begin() as conn:
@@ -210,8 +211,8 @@ def test_full_chain_rewrite_is_caught_by_the_signed_checkpoint(
             )
         conn.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
     result = log.verify()
-    assert not result.ok and result.first_bad_seq == 10
-    assert "checkpoint does not match" in str(result.problem)
+    assert not result.ok and result.first_bad_seq == 5
+    assert "anchored hash" in str(result.problem)
 
 
 def test_bad_checkpoint_signature_is_found(log: AuditLog, database: Database) -> None:
@@ -222,7 +223,7 @@ def test_bad_checkpoint_signature_is_found(log: AuditLog, database: Database) ->
             .values(signature=base64.b64encode(bytes(64)).decode())
         )
     result = log.verify()
-    assert not result.ok and result.first_bad_seq == 20 and "signature" in str(result.problem)
+    assert not result.ok and result.first_bad_seq == 20 and "forged" in str(result.problem)
 
 
 def test_checkpoint_resigned_with_another_key_is_found(log: AuditLog, database: Database) -> None:
@@ -230,7 +231,7 @@ def test_checkpoint_resigned_with_another_key_is_found(log: AuditLog, database: 
     mallory = SigningKey.generate()
     with database.engine.connect() as conn:
         cp = conn.execute(select(AuditCheckpoint).where(AuditCheckpoint.seq == 10)).one()
-    forged = mallory.sign(checkpoint_payload(10, cp.head_hash)).signature
+    forged = mallory.sign(anchor_payload({"seq": 10, "head": cp.head_hash})).signature
     with database.engine.begin() as conn:
         conn.execute(
             update(AuditCheckpoint)
@@ -241,7 +242,7 @@ def test_checkpoint_resigned_with_another_key_is_found(log: AuditLog, database: 
             )
         )
     result = log.verify()
-    assert not result.ok and result.first_bad_seq == 10
+    assert not result.ok and result.first_bad_seq == 10 and "forged" in str(result.problem)
 
 
 def test_failed_append_raises_audit_unavailable(database: Database) -> None:
@@ -259,7 +260,7 @@ def test_failed_append_raises_audit_unavailable(database: Database) -> None:
 def _writer(url: str, schema: str | None, keystore: str, master: bytes, n: int) -> None:
     engine = make_engine(url, schema=schema)
     signer = LocalKeyProvider(keystore, master)
-    audit = AuditLog(engine, signer, checkpoint_every=7)
+    audit = AuditLog(engine, signer, anchors=signer.anchor_store(), checkpoint_every=7)
     for i in range(n):
         audit.append(record(i, subject=f"proc-{i}"))
     engine.dispose()
@@ -280,7 +281,8 @@ def test_eight_concurrent_writer_processes_keep_the_chain(
     for p in procs:
         p.join(timeout=240)
     assert [p.exitcode for p in procs] == [0] * 8
-    audit = AuditLog(database.engine, LocalKeyProvider(keystore, master))
+    signer = LocalKeyProvider(keystore, master)
+    audit = AuditLog(database.engine, signer, anchors=signer.anchor_store(), checkpoint_every=7)
     result = audit.verify()
     assert result.ok, result
     assert result.events == 200

@@ -179,6 +179,34 @@ def test_transit_service_token_is_least_privilege(openbao: OpenBaoServer) -> Non
     assert '"pii/keys/pii-subject-*"' in policy_text("pii")
 
 
+def test_anchor_store_is_create_only_for_the_service_token(openbao: OpenBaoServer) -> None:
+    """An insider with the service token can add anchors but never rewrite or remove one."""
+    store = openbao.provider().anchor_store()
+    log = str(uuid.uuid4())
+    assert store.put(log, 0, {"seq": 3, "head": "a"})
+    assert not store.put(log, 0, {"seq": 3, "head": "forged"})  # create-only
+    assert store.get(log, 0) == {"seq": 3, "head": "a"}
+    assert store.keys(log) == [0] and store.get(log, 7) is None and store.keys("other") == []
+    kv = openbao.server.client(openbao.service_token).secrets.kv.v2
+    path, mount = f"anchors/{log}/{0:020d}", "pii-audit-anchors"
+    refused = [
+        lambda: kv.create_or_update_secret(path, {"seq": 9}, cas=1, mount_point=mount),
+        lambda: kv.create_or_update_secret(path, {"seq": 9}, mount_point=mount),
+        lambda: kv.delete_latest_version_of_secret(path, mount_point=mount),
+        lambda: kv.delete_secret_versions(path, [1], mount_point=mount),
+        lambda: kv.undelete_secret_versions(path, [1], mount_point=mount),
+        lambda: kv.destroy_secret_versions(path, [1], mount_point=mount),
+        lambda: kv.delete_metadata_and_all_versions(path, mount_point=mount),
+        lambda: kv.update_metadata(path, max_versions=5, mount_point=mount),
+        lambda: kv.configure(max_versions=0, cas_required=False, mount_point=mount),
+        lambda: openbao.server.client(openbao.service_token).sys.disable_secrets_engine(mount),
+    ]
+    for attempt in refused:
+        with pytest.raises(hvac.exceptions.Forbidden):
+            attempt()
+    assert store.get(log, 0) == {"seq": 3, "head": "a"}
+
+
 def test_transit_unreachable_is_key_unavailable() -> None:
     provider = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "token", timeout=1)
     with pytest.raises(KeyUnavailable, match="key provider unavailable"):
