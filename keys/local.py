@@ -120,7 +120,7 @@ class LocalKeyProvider:
             )
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
-        self._index_key = self._service_key("index")
+        self._service_key("index")  # version 1 of the index key, created on first open
         self._signing_key = SigningKey(self._service_key("signing"))
 
     @classmethod
@@ -266,11 +266,54 @@ class LocalKeyProvider:
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
 
-    def blind_index(self, messages: Sequence[bytes]) -> list[str]:
+    def _index_keys(self) -> dict[int, bytes]:
+        """Every live index-key version (read each time: another process may have rotated)."""
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT name, wrapped FROM service_keys"
+                    " WHERE name = 'index' OR name LIKE 'index.v%'"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        keys = {}
+        for name, wrapped in rows:
+            version = 1 if name == "index" else int(name.removeprefix("index.v"))
+            aad = f"pii-vault/local/service/{name}".encode()
+            try:
+                keys[version] = _open(self._master, bytes(wrapped), aad)
+            except UnwrapFailed as exc:
+                raise KeyProviderConfigError(
+                    "local master key does not match the keystore"
+                ) from exc
+        return keys
+
+    def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:
+        keys = self._index_keys()
+        if not keys:
+            raise KeyProviderConfigError("blind-index key missing")
+        version = max(keys) if version is None else version
+        if version not in keys:
+            raise KeyProviderError("index key version not available (retired?)")
+        key = keys[version]
         return [
-            base64.b64encode(hmac.new(self._index_key, m, hashlib.sha256).digest()).decode()
+            f"v{version}:" + base64.b64encode(hmac.new(key, m, hashlib.sha256).digest()).decode()
             for m in messages
         ]
+
+    def rotate_index_key(self) -> int:
+        version = max(self._index_keys(), default=0) + 1
+        self._service_key(f"index.v{version}")
+        return version
+
+    def retire_index_keys_before(self, version: int) -> None:
+        doomed = ["index" if v == 1 else f"index.v{v}" for v in self._index_keys() if v < version]
+        try:
+            with self._lock:
+                for name in doomed:
+                    self._db.execute("DELETE FROM service_keys WHERE name = ?", (name,))
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._signing_key.sign(message).signature)

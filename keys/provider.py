@@ -54,11 +54,29 @@ class SubjectKeys(Protocol):
 
 @runtime_checkable
 class BlindIndexer(Protocol):
-    """Deterministic keyed MACs for exact-match lookup."""
+    """Deterministic keyed MACs for exact-match lookup, under versioned keys.
 
-    def blind_index(self, messages: Sequence[bytes]) -> list[str]:
-        """One MAC per message, in order."""
+    A digest reads ``v<N>:<base64>``: N is the index-key version that made it.
+    Old versions are retired by an operator (``IndexKeyAdmin``) once live
+    digests are recomputed, so digests in old backups can no longer be
+    confirmed by anyone, the service included.
+    """
+
+    def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:
+        """One MAC per message, in order, under ``version`` (default: the newest)."""
         ...
+
+
+@runtime_checkable
+class IndexKeyAdmin(Protocol):
+    """Privileged index-key operations (``pii-vault reindex``); the service token cannot."""
+
+    def rotate_index_key(self) -> int:
+        """Add an index-key version; returns it (new digests are made under it)."""
+        ...
+
+    def retire_index_keys_before(self, version: int) -> None:
+        """Make every older version unusable and delete it for good."""
 
 
 @runtime_checkable

@@ -53,6 +53,14 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
+def _digest(value: str) -> str:
+    """Vault's ``vault:v3:<base64>`` as the vault's ``v3:<base64>``."""
+    parts = value.split(":", 2)
+    if len(parts) != 3 or parts[0] != "vault" or not parts[1].startswith("v"):
+        raise KeyProviderError("unexpected response format from key provider")
+    return f"{parts[1]}:{_b64(_unb64(parts[2]))}"
+
+
 def _strip_vault_prefix(value: str) -> bytes:
     # "vault:v1:<base64>" -> raw bytes
     parts = value.split(":", 2)
@@ -246,24 +254,43 @@ class TransitKeyProvider:
 
     # -- BlindIndexer ---------------------------------------------------------
 
-    def blind_index(self, messages: Sequence[bytes]) -> list[str]:
+    def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:
         if not messages:
             return []
-        missing = config_error("blind-index key missing: run `pii-vault init`")
+        missing = config_error("blind-index key or version missing: run `pii-vault init`")
+        body: dict[str, Any] = {"batch_input": [{"input": _b64(m)} for m in messages]}
+        if version is not None:
+            body["key_version"] = version
         resp = self._call(
             self._client.adapter.post,
             f"/v1/{self._mount}/hmac/{INDEX_KEY}/sha2-256",
-            json={"key_version": 1, "batch_input": [{"input": _b64(m)} for m in messages]},
+            json=body,
             missing=missing,
-            invalid=missing,
+            invalid=provider_error("index key version not available (retired?)"),
         )
         try:
             results = resp["data"]["batch_results"]
             if len(results) != len(messages) or any(r.get("error") for r in results):
                 raise KeyProviderError("key provider could not compute the blind index")
-            return [_b64(_strip_vault_prefix(r["hmac"])) for r in results]
+            return [_digest(str(r["hmac"])) for r in results]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise KeyProviderError("unexpected response from key provider") from exc
+
+    # -- IndexKeyAdmin (needs a privileged token) -------------------------------
+
+    def rotate_index_key(self) -> int:
+        self._call(self._transit.rotate_key, INDEX_KEY, mount_point=self._mount)
+        resp = self._call(self._transit.read_key, INDEX_KEY, mount_point=self._mount)
+        return int(resp["data"]["latest_version"])
+
+    def retire_index_keys_before(self, version: int) -> None:
+        # A direct call: hvac refuses equal min encryption and decryption versions; Vault not.
+        self._call(
+            self._client.adapter.post,
+            f"/v1/{self._mount}/keys/{INDEX_KEY}/config",
+            json={"min_decryption_version": version, "min_encryption_version": version},
+        )
+        self._call(self._transit.trim_key, INDEX_KEY, min_version=version, mount_point=self._mount)
 
     # -- Signer -----------------------------------------------------------------
 

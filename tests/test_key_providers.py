@@ -8,6 +8,7 @@ import os
 import stat
 import uuid
 from pathlib import Path
+from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -110,13 +111,36 @@ def test_destroying_one_subject_leaves_others(provider: KeyBackend) -> None:
     assert provider.unwrap_data_key(bob, dk.wrapped) == dk.plaintext
 
 
+def test_index_keys_rotate_and_retired_versions_are_gone(
+    provider: KeyBackend, request: pytest.FixtureRequest
+) -> None:
+    """After a rotation and a retirement, nobody can compute a digest of the old version."""
+    admin: Any = provider
+    if isinstance(provider, TransitKeyProvider):
+        bao: OpenBaoServer = request.getfixturevalue("openbao")
+        with pytest.raises(KeyProviderConfigError):  # the service token may not rotate...
+            provider.rotate_index_key()
+        with pytest.raises(KeyProviderConfigError):  # ...nor retire versions
+            provider.retire_index_keys_before(1)
+        admin = TransitKeyProvider(bao.addr, bao.server.root_token)
+    (old,) = provider.blind_index([b"phone\x00+14155550100"])
+    version = admin.rotate_index_key()
+    (new,) = provider.blind_index([b"phone\x00+14155550100"])
+    assert new.startswith(f"v{version}:") and new != old
+    assert provider.blind_index([b"phone\x00+14155550100"], version=version - 1) == [old]
+    admin.retire_index_keys_before(version)
+    with pytest.raises(KeyProviderError):
+        provider.blind_index([b"phone\x00+14155550100"], version=version - 1)
+    assert provider.blind_index([b"phone\x00+14155550100"]) == [new]
+
+
 def test_blind_index_is_deterministic_and_keyed(provider: KeyBackend) -> None:
     a1, b, a2 = provider.blind_index(
         [b"email\x00a@example.com", b"email\x00b@example.com", b"email\x00a@example.com"]
     )
     assert a1 == a2 and a1 != b
-    assert "a@example.com" not in a1
-    assert base64.b64decode(a1) != b"email\x00a@example.com"
+    assert "a@example.com" not in a1 and a1.split(":", 1)[0][1:].isdigit()
+    assert base64.b64decode(a1.split(":", 1)[1]) != b"email\x00a@example.com"
     assert provider.blind_index([]) == []
 
 
@@ -278,7 +302,7 @@ def test_local_keystore_holds_no_raw_keys(tmp_path: Path) -> None:
     provider.rotate_subject_key(subject)
     subject_keys = list(provider._subject_keys(subject).values())  # white box: the raw keys
     assert len(subject_keys) == 2 and all(len(k) == 32 for k in subject_keys)
-    service_keys = [provider._index_key, bytes(provider._signing_key)]
+    service_keys = [*provider._index_keys().values(), bytes(provider._signing_key)]
     provider.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))
     assert b"subject_keys" in raw  # really the keystore file
