@@ -57,7 +57,12 @@ class Subject(Base):
     __tablename__ = "subjects"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Legacy clear-text column, never written since migration 0003 (`pii-vault reindex`
+    # converts what an older version left in it).
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    # The external id is personal data: a keyed digest for lookup, ciphertext to return it.
+    external_id_digest: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    external_id_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     region: Mapped[str | None] = mapped_column(String(16), nullable=True)
     is_minor: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=STATUS_ACTIVE, index=True)
@@ -137,3 +142,12 @@ class ShredLogEntry(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subject_id: Mapped[str] = mapped_column(String(36))
     requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IndexState(Base):
+    """One row: the index-key version `pii-vault reindex` is retiring, while it runs."""
+
+    __tablename__ = "index_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    retiring: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -85,7 +85,6 @@ class SubjectInfo:
     """Facts about a subject that access decisions need; no values."""
 
     subject_id: str
-    external_id: str | None
     status: SubjectStatus
     is_minor: bool
     fields: list[str]

@@ -148,16 +148,11 @@ class VaultService:
             )
         )
         if write.external_id is not None:
-            with self.tx.begin() as session:
-                if session.scalar(
-                    select(Subject.id).where(Subject.external_id == write.external_id)
-                ):
+            with self.tx.begin(read_only=True) as session, translating():
+                if self.store.by_external_ids(session, [write.external_id]):
                     raise DuplicateExternalId("external_id already exists")
         subject = self.store.new_subject(
-            write.external_id,
-            write.region or self.default_region,
-            write.is_minor,
-            write.subject_id,
+            write.region or self.default_region, write.is_minor, write.subject_id
         )
         with translating():
             self.keys.create_subject_key(subject.id)
@@ -165,7 +160,9 @@ class VaultService:
             with self._keyed() as session:
                 session.add(subject)
                 session.flush()
-                tokens = self.store.store(session, subject, write.values)
+                tokens = self.store.store(
+                    session, subject, write.values, external_id=write.external_id
+                )
         except IntegrityError as exc:
             self._discard_key(subject.id)
             raise DuplicateExternalId("external_id already exists") from exc
@@ -199,7 +196,8 @@ class VaultService:
         created: list[str] = []
         try:
             with self._keyed() as session:
-                by_external: dict[str, Subject] = {}
+                named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
+                by_external = self.store.by_external_ids(session, named, lock=True)
                 for write in writes:
                     subject: Subject | None
                     if write.subject_id is not None:
@@ -210,21 +208,21 @@ class VaultService:
                             continue
                     else:
                         ext = str(write.external_id)
-                        subject = (
-                            by_external.get(ext)
-                            or session.execute(
-                                select(Subject).where(Subject.external_id == ext).with_for_update()
-                            ).scalar_one_or_none()
-                        )
+                        subject = by_external.get(ext)
                         if subject is None:
                             subject = self.store.new_subject(
-                                ext, write.region or self.default_region, write.is_minor
+                                write.region or self.default_region, write.is_minor
                             )
                             self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
                             session.add(subject)
                             session.flush()
-                        by_external[ext] = subject
+                            by_external[ext] = subject
+                            tokens = self.store.store(
+                                session, subject, write.values, external_id=ext
+                            )
+                            results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
+                            continue
                     if subject.status != STATUS_ACTIVE:
                         results.append(TokenizeResult(subject_id=subject.id, error="shredded"))
                         continue
@@ -305,7 +303,7 @@ class VaultService:
             }
             return SubjectView(
                 subject.id,
-                subject.external_id,
+                self.store.external_id(session, subject),
                 subject.region,
                 subject.is_minor,
                 cast(SubjectStatus, subject.status),
@@ -369,7 +367,7 @@ class VaultService:
                 }
             return {
                 "subject_id": subject.id,
-                "external_id": subject.external_id,
+                "external_id": self.store.external_id(session, subject),
                 "region": subject.region,
                 "is_minor": subject.is_minor,
                 "status": subject.status,
@@ -386,14 +384,14 @@ class VaultService:
         self, subject_id: str | None = None, *, external_id: str | None = None
     ) -> SubjectInfo:
         """Status, minor flag and field names of a subject (by id or external id); no values."""
-        with self.tx.begin(read_only=True) as session:
+        with self.tx.begin(read_only=True) as session, translating():
             if subject_id is not None:
                 subject = self.store.subject(session, subject_id)
             else:
-                found = session.scalar(select(Subject).where(Subject.external_id == external_id))
-                if found is None:
+                found = self.store.by_external_ids(session, [str(external_id)])
+                if not found:
                     raise SubjectNotFound("unknown subject")
-                subject = found
+                (subject,) = found.values()
             names = session.scalars(
                 select(FieldValue.field)
                 .where(FieldValue.subject_id == subject.id)
@@ -401,7 +399,6 @@ class VaultService:
             ).all()
             return SubjectInfo(
                 subject.id,
-                subject.external_id,
                 cast(SubjectStatus, subject.status),
                 subject.is_minor,
                 list(names),

@@ -138,9 +138,12 @@ class Shredder:
             subject.status = STATUS_SHREDDED
             subject.shredded_at = utcnow()
             subject.external_id = None
+            subject.external_id_digest = None
+            subject.external_id_ct = None
             subject.region = None
             subject.is_minor = False
             subject.updated_at = subject.shredded_at
         self.datakeys.evict_subject(subject_id)
+        self.tx.compact()  # SQLite: no deleted page image of the subject stays in the WAL
         self._notify(subject_id)
         return self.receipt(subject)

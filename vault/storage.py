@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from keys.errors import KeyProviderError
 from keys.provider import BlindIndexer
-from vault.crypto import decrypt_field, encrypt_field
+from vault.crypto import ciphertext_dek_id, decrypt_field, encrypt_field
 from vault.datakeys import DataKeyManager
 from vault.errors import DecryptionError, SubjectNotFound, SubjectShredded
 from vault.models import (
@@ -19,6 +19,7 @@ from vault.models import (
     BlindIndex,
     DataKeyRecord,
     FieldValue,
+    IndexState,
     Subject,
     Token,
     utcnow,
@@ -29,6 +30,14 @@ from vault.tokens import card_token, looks_like_token, random_token
 from vault.validation import canonical_subject_id
 
 TokenTarget = tuple[str, Token | None, Subject | None, VaultItemError | None]
+
+
+EXTERNAL_ID = "external_id"  # what an external id's ciphertext and digest are bound to
+
+
+def external_id_form(external_id: str) -> bytes:
+    """What the blind index MACs for an external id (its own domain, apart from fields)."""
+    return b"external_id\x00" + external_id.encode("utf-8")
 
 
 class FieldStore:
@@ -65,19 +74,38 @@ class FieldStore:
         return subject
 
     @staticmethod
-    def new_subject(
-        external_id: str | None, region: str, is_minor: bool, subject_id: str | None = None
-    ) -> Subject:
+    def new_subject(region: str, is_minor: bool, subject_id: str | None = None) -> Subject:
+        """A new active subject; its external id (if any) is written by ``store``."""
         now = utcnow()
         return Subject(
             id=subject_id or str(uuid.uuid4()),
-            external_id=external_id,
             region=region.upper(),
             is_minor=bool(is_minor),
             status=STATUS_ACTIVE,
             created_at=now,
             updated_at=now,
         )
+
+    def by_external_ids(
+        self, session: Session, external_ids: Sequence[str], *, lock: bool = False
+    ) -> dict[str, Subject]:
+        """The subjects holding these external ids, by external id (one index call for all)."""
+        wanted = list(dict.fromkeys(external_ids))
+        if not wanted:
+            return {}
+        candidates = self.candidates(session, [external_id_form(e) for e in wanted])
+        owner = {d: e for e, digests in zip(wanted, candidates, strict=True) for d in digests}
+        stmt = select(Subject).where(
+            or_(Subject.external_id_digest.in_(list(owner)), Subject.external_id.in_(wanted))
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        found: dict[str, Subject] = {}
+        for subject in session.scalars(stmt):
+            key = owner.get(subject.external_id_digest or "") or subject.external_id
+            if key is not None:
+                found[key] = subject
+        return found
 
     # -- values and tokens ----------------------------------------------------------
 
@@ -95,16 +123,23 @@ class FieldStore:
         raise KeyProviderError("could not find a free token")  # pragma: no cover
 
     def store(
-        self, session: Session, subject: Subject, values: Mapping[str, bytes]
+        self,
+        session: Session,
+        subject: Subject,
+        values: Mapping[str, bytes],
+        *,
+        external_id: str | None = None,
     ) -> dict[str, str]:
-        """Encrypt and upsert values, re-issue their tokens and index entries."""
-        if not values:
+        """Encrypt and upsert values (and the external id), re-issue tokens and index entries."""
+        if not values and external_id is None:
             return {}
-        record, dek = self.datakeys.for_encryption(session, subject.id, len(values))
+        needed = len(values) + (external_id is not None)
+        record, dek = self.datakeys.for_encryption(session, subject.id, needed)
         searchable = [name for name in values if self.schema[name].searchable]
-        digests = self.index.blind_index(
-            [self.schema[name].index_form(values[name]) for name in searchable]
-        )
+        forms = [self.schema[name].index_form(values[name]) for name in searchable]
+        if external_id is not None:
+            forms.append(external_id_form(external_id))
+        digests = self.index.blind_index(forms) if forms else []
         now = utcnow()
         sid, kid = uuid.UUID(subject.id), uuid.UUID(record.id)
         tokens: dict[str, str] = {}
@@ -124,11 +159,39 @@ class FieldStore:
             token = self._new_token(session, spec, plaintext)
             session.add(Token(token=token, subject_id=subject.id, field=name, created_at=now))
             tokens[name] = token
+        if external_id is not None:
+            subject.external_id_digest = digests.pop()
+            subject.external_id_ct = encrypt_field(
+                dek, kid, sid, EXTERNAL_ID, external_id.encode("utf-8")
+            )
         for name, digest in zip(searchable, digests, strict=True):
             session.merge(BlindIndex(subject_id=subject.id, field=name, digest=digest))
         subject.updated_at = now
         session.flush()
         return tokens
+
+    def external_id(self, session: Session, subject: Subject) -> str | None:
+        """The subject's external id, decrypted (or from the legacy clear column)."""
+        if subject.external_id_ct is None:
+            return subject.external_id
+        record = session.get(DataKeyRecord, str(ciphertext_dek_id(subject.external_id_ct)))
+        if record is None:
+            raise DecryptionError()
+        dek = self.datakeys.for_decryption(subject.id, record)
+        plain = decrypt_field(dek, uuid.UUID(subject.id), EXTERNAL_ID, subject.external_id_ct)
+        return plain.decode("utf-8")
+
+    def candidates(self, session: Session, forms: Sequence[bytes]) -> list[list[str]]:
+        """Per form, every digest it may be stored under: the newest index-key version's,
+        and while `pii-vault reindex` runs, the version being retired."""
+        out = [[d] for d in self.index.blind_index(list(forms))]
+        retiring = session.scalar(select(IndexState.retiring).where(IndexState.id == 1))
+        if retiring is not None and forms:
+            for digests, old in zip(
+                out, self.index.blind_index(list(forms), version=retiring), strict=True
+            ):
+                digests.append(old)
+        return out
 
     def decrypt(self, session: Session, subject_id: str, row: FieldValue) -> bytes:
         record = session.get(DataKeyRecord, row.dek_id)

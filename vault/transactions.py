@@ -7,6 +7,8 @@ means what to a caller" is decided in one place.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 from collections.abc import Iterator
 
 from sqlalchemy import Engine
@@ -27,6 +29,8 @@ from vault.errors import (
     KeyProviderUnavailable,
     SubjectShredded,
 )
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -56,6 +60,24 @@ class Transactions:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def compact(self) -> None:
+        """SQLite: checkpoint and truncate the WAL, so deleted rows' old page images are gone
+        from the files (``secure_delete`` has zeroed them in the database itself). PostgreSQL
+        keeps dead tuples until VACUUM; see the README's threat model."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        raw = self.engine.raw_connection()  # outside any transaction (a checkpoint needs that)
+        try:
+            cursor = raw.cursor()
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable("database unavailable: WAL checkpoint failed") from exc
+        finally:
+            raw.close()
+        if busy is not None and busy[0]:
+            log.warning("WAL checkpoint after a shred was blocked by readers; it completes later")
 
     @contextlib.contextmanager
     def begin(self, *, read_only: bool = False) -> Iterator[Session]:
