@@ -215,6 +215,29 @@ def purge_expired() -> None:
     click.echo(f"purged {count} expired field value(s)")
 
 
+@main.command()
+@_one_line_errors
+def reindex() -> None:
+    """Re-key the blind index and retire the old key versions (run from cron after shreds).
+
+    Needs a privileged VAULT_TOKEN (the service's may not rotate or trim the index key).
+    Afterwards no digest in an older copy of the database can be confirmed by anyone.
+    """
+    from keys.provider import IndexKeyAdmin
+    from vault.reindex import reindex as run_reindex
+
+    with _runtime() as runtime:
+        if not isinstance(runtime.backend, IndexKeyAdmin):
+            raise ConfigError("this key provider cannot rotate index keys")
+        _operator_event(runtime, "reindex", [], "operator")
+        report = run_reindex(runtime.vault, runtime.backend)
+        _operator_event(runtime, "reindex", [], "completed")
+    click.echo(
+        f"reindexed {report.digests} digest(s) of {report.subjects} subject(s) under index-key "
+        f"version {report.version}; older versions retired"
+    )
+
+
 # -- principals -----------------------------------------------------------------------
 
 

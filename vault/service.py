@@ -84,7 +84,7 @@ class VaultService:
         self.validator = Validator(self.schema)
 
     @contextlib.contextmanager
-    def _keyed(self, *, read_only: bool = False) -> Iterator[Session]:
+    def keyed(self, *, read_only: bool = False) -> Iterator[Session]:
         """A transaction that uses data keys: first drop those of subjects shredded elsewhere."""
         with self.tx.begin(read_only=read_only) as session:
             self.datakeys.sync(session)
@@ -157,7 +157,7 @@ class VaultService:
         with translating():
             self.keys.create_subject_key(subject.id)
         try:
-            with self._keyed() as session:
+            with self.keyed() as session:
                 session.add(subject)
                 session.flush()
                 tokens = self.store.store(
@@ -180,7 +180,7 @@ class VaultService:
             if isinstance(fields, PreparedWrite)
             else self.validator.prepare(fields, allow_empty=False)
         )
-        with self._keyed() as session:
+        with self.keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
             return self.store.store(session, subject, write.values)
@@ -195,7 +195,7 @@ class VaultService:
         results: list[TokenizeResult] = []
         created: list[str] = []
         try:
-            with self._keyed() as session:
+            with self.keyed() as session:
                 named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
                 by_external = self.store.by_external_ids(session, named, lock=True)
                 for write in writes:
@@ -245,7 +245,7 @@ class VaultService:
         The active data key is retired too, so new writes use a data key born
         under the new version. Existing ciphertext stays readable.
         """
-        with self._keyed() as session:
+        with self.keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
             records = self.datakeys.records(session, subject.id)
@@ -261,7 +261,7 @@ class VaultService:
         self, tokens: Sequence[str], *, masked: Collection[str] = ()
     ) -> list[DetokenizeResult]:
         """Per token, in input order: the current value (masked for tokens in ``masked``)."""
-        with self._keyed(read_only=True) as session:
+        with self.keyed(read_only=True) as session:
             out: list[DetokenizeResult] = []
             for token, row, _, error in self.store.token_targets(session, tokens, share_lock=True):
                 if error is not None or row is None:
@@ -288,7 +288,7 @@ class VaultService:
 
     def masked_view(self, subject_id: str, fields: Sequence[str] | None = None) -> SubjectView:
         """Masked values (and tokens) of the subject's fields, or of ``fields`` only."""
-        with self._keyed(read_only=True) as session:
+        with self.keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             tokens = self.store.token_map(session, subject.id)
             views = {
@@ -316,7 +316,7 @@ class VaultService:
         if unknown or not fields:
             errors = {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"}
             raise ValidationError("invalid field list", errors)
-        with self._keyed(read_only=True) as session:
+        with self.keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             return {
                 name: self.schema[name].decode(plaintext)
@@ -349,7 +349,7 @@ class VaultService:
 
     def export(self, subject_id: str) -> dict[str, Any]:
         """Everything held about the subject (policy §5 access right), binary as base64."""
-        with self._keyed(read_only=True) as session:
+        with self.keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             tokens = self.store.token_map(session, subject.id)
             fields: dict[str, Any] = {}
