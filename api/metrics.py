@@ -39,6 +39,11 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "pii_vault_dek_cache_entries", "Data keys cached now", value=len(vault.cache)
         )
+        yield CounterMetricFamily(
+            "pii_vault_audit_anchor_failures",
+            "Audit anchors that could not be written (each is retried)",
+            value=self.runtime.audit.anchor_failures,
+        )
 
 
 class Metrics:
