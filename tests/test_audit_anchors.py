@@ -181,3 +181,27 @@ def test_failed_anchor_is_retried_never_skipped_and_fails_closed(
     result = audit.verify()
     assert result.ok and result.events == 21 and result.checkpoints == 4, result
     provider.close()
+
+
+def test_time_bound_anchors_a_quiet_tail(database: Database, openbao: OpenBaoServer) -> None:
+    """Fewer events than the count bound still get anchored within the time bound."""
+    import time
+
+    from access.runtime import compose
+
+    rt = compose(database.engine, openbao.provider(), checkpoint_every=100, anchor_seconds=0.2)
+    for i in range(3):
+        rt.audit.append(event(i))
+    anchorer = rt.audit.anchorer
+    assert anchorer is not None and (anchorer.tip or 0) == 0  # not due by count
+    rt.start_maintenance()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and anchorer.tip != 3:
+            time.sleep(0.05)
+    finally:
+        rt.maintenance.stop()
+    assert anchorer.tip == 3
+    result = rt.audit.verify()
+    assert result.ok and result.checkpoints == 1, result
+    rt.backend.close()
