@@ -47,7 +47,7 @@ class Principals:
 
     def create(self, name: str, roles: Sequence[str]) -> tuple[PrincipalInfo, str]:
         """Create a principal; returns its API key, which is shown once and stored hashed."""
-        if not _PRINCIPAL_NAME.match(name):
+        if not _PRINCIPAL_NAME.fullmatch(name):
             raise InvalidRequest("principal name must look like svc:NAME or user:NAME")
         known = set(self.policy.current().roles)
         unknown = [r for r in roles if r not in known]
@@ -94,7 +94,7 @@ class Principals:
 
     def authenticate(self, api_key: str | None) -> PrincipalInfo:
         """The principal owning ``api_key``; one error for missing, malformed, unknown, disabled."""
-        match = _KEY.match(api_key or "")
+        match = _KEY.fullmatch(api_key or "")
         if not match:
             raise AuthenticationFailed()
         key_id, secret = match.groups()

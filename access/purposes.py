@@ -34,7 +34,7 @@ class Justification:
         reason = self.reason.strip() if isinstance(self.reason, str) else ""
         return (
             isinstance(self.ticket, str)
-            and bool(TICKET.match(self.ticket))
+            and bool(TICKET.fullmatch(self.ticket))
             and 0 < len(reason) <= MAX_REASON
         )
 

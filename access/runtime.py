@@ -25,7 +25,7 @@ from keys.factory import build_key_provider
 from keys.provider import KeyBackend
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
-from vault.db import make_engine
+from vault.db import make_engine, private_directory
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable
 from vault.maintenance import Maintenance
@@ -136,7 +136,7 @@ def policy_version_from_env() -> str:
 def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
     """The runtime for ``settings``; bad configuration raises ConfigError before anything runs."""
     policy_version = policy_version_from_env()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.home)
     engine = make_engine(settings.effective_database_url)
     if migrate:
         run_migrations(engine)

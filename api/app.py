@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
+from werkzeug.exceptions import BadRequest
 
 from access.errors import AuthenticationFailed
 from access.runtime import Runtime, open_runtime
@@ -23,6 +24,7 @@ from api.routes import audit, consents, ops, subjects, tokens
 from vault.config import Settings
 
 DEFAULT_MAX_BODY = 1024 * 1024
+MAX_JSON_DEPTH = 32  # no request model nests deeper than 4
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -63,6 +65,28 @@ def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def json_depth(body: bytes) -> int:
+    """How deeply a JSON text nests arrays and objects (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def create_app(config: AppConfig | None = None) -> OpenAPI:
     config = config or AppConfig()
     if config.runtime is None:  # a serving process of its own (e.g. a gunicorn worker)
@@ -88,13 +112,15 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     def _authenticate() -> None:
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         if request.path in PUBLIC_PATHS:
             return
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             raise AuthenticationFailed()
         g.principal = rt.principals.authenticate(key.strip())
+        if request.content_length and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+            raise BadRequest()  # before any parser recurses into it
 
     @app.after_request
     def _finish(response: Response) -> Response:

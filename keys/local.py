@@ -51,7 +51,7 @@ def load_master_key(home: Path, env_value: str | None = None) -> bytes:
             raise KeyProviderConfigError(f"{MASTER_KEY_ENV} must decode to 32 bytes")
         return key
     path = home / "master.key"
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -27,6 +27,8 @@ from vault.db import make_engine, migrate, normalize_url
 from vault.service import VaultService
 from vault.shredding import Shredder
 
+pytest_plugins = ["tests.api_support"]  # the `api` fixture, shared by the HTTP-level tests
+
 REQUIRE_SERVICES = (
     os.environ.get("CI", "").lower() in ("1", "true")
     or os.environ.get("PII_VAULT_REQUIRE_SERVICES") == "1"

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vault.errors import ConfigError
-from vault.schema import FieldValueError, Retention, Schema
+from vault.formats import FieldValueError
+from vault.schema import Retention, Schema
 
 # DESIGN.md "Field schema", copied as the requirement the data file must meet.
 DESIGN_FIELDS = {

@@ -20,9 +20,9 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import AppConfig, create_app
 from keys.provider import KeyBackend
+from tests.api_support import PERSON, build_runtime
 from tests.conftest import Database
 from tests.helpers import ALL_ROLES
-from tests.test_api import PERSON, build_runtime
 from vault.config import Settings
 
 CHECKS = [

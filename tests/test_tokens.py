@@ -7,7 +7,7 @@ import base64
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vault.schema import luhn_ok
+from vault.formats import luhn_ok
 from vault.tokens import card_token, looks_like_token, random_token
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -47,8 +50,29 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
             "database driver missing: pip install 'pii-vault[postgres]' for PostgreSQL"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
+        _private_file(parsed)
         _configure_sqlite(engine)
     return engine
+
+
+def private_directory(path: Path) -> None:
+    """The state directory: created 0700, and tightened to 0700 if it is ours and wider."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+
+
+def _private_file(url: Any) -> None:
+    """Create a SQLite database file 0600 before SQLite does (its -wal and -shm files
+    take the database file's mode), so nothing of the vault is readable by others."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _configure_sqlite(engine: Engine) -> None:

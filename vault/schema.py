@@ -10,218 +10,20 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import ipaddress
 import re
 import tomllib
-import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from vault.errors import ConfigError
+from vault.formats import BINARY_VALIDATORS, MASKERS, TEXT_VALIDATORS, FieldValueError
 
 Value = str | bytes
+_PERIOD = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?")
 
-_EMAIL = re.compile(
-    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_DOCUMENT = re.compile(r"^[A-Z0-9]{4,30}$")
-_BANK = re.compile(r"^[A-Z0-9]{6,34}$")
-_DECIMAL = re.compile(r"^-?[0-9]{1,18}(?:\.[0-9]{1,4})?$")
-_MAC = re.compile(r"^[0-9A-F]{2}(?::[0-9A-F]{2}){5}$")
-_PERIOD = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
-
-
-class FieldValueError(ValueError):
-    """A value failed validation; ``reason`` is a short code safe to log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" and c not in "\n\t\r" for c in text)
-
-
-# -- validators: str -> normalised str -------------------------------------------
-
-
-def _v_text(text: str) -> str:
-    if not text.strip():
-        raise FieldValueError("empty")
-    if _has_control(text):
-        raise FieldValueError("control_characters")
-    return text
-
-
-def _v_email(text: str) -> str:
-    text = text.strip()
-    if not _EMAIL.match(text):
-        raise FieldValueError("not_an_email")
-    local, domain = text.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
-
-
-def _v_e164(text: str) -> str:
-    compact = re.sub(r"[\s().-]", "", text)
-    if not _E164.match(compact):
-        raise FieldValueError("not_e164")
-    return compact
-
-
-def _v_past_date(text: str) -> str:
-    try:
-        day = dt.date.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise FieldValueError("not_iso_date") from exc
-    if len(text.strip()) != 10:
-        raise FieldValueError("not_iso_date")
-    if day > dt.date.today() or day.year < 1880:
-        raise FieldValueError("date_out_of_range")
-    return day.isoformat()
-
-
-def _v_country(text: str) -> str:
-    code = text.strip().upper()
-    if not _COUNTRY.match(code):
-        raise FieldValueError("not_iso3166_alpha2")
-    return code
-
-
-def _v_document(text: str) -> str:
-    compact = re.sub(r"[\s-]", "", text).upper()
-    if not _DOCUMENT.match(compact):
-        raise FieldValueError("not_a_document_number")
-    return compact
-
-
-def _v_luhn(text: str) -> str:
-    digits = re.sub(r"[\s-]", "", text)
-    if not digits.isascii() or not digits.isdigit() or not 12 <= len(digits) <= 19:
-        raise FieldValueError("not_a_card_number")
-    if not luhn_ok(digits):
-        raise FieldValueError("luhn_check_failed")
-    return digits
-
-
-def _v_bank(text: str) -> str:
-    compact = re.sub(r"[\s-]", "", text).upper()
-    if not _BANK.match(compact):
-        raise FieldValueError("not_a_bank_account")
-    return compact
-
-
-def _v_decimal(text: str) -> str:
-    text = text.strip()
-    if not _DECIMAL.match(text):
-        raise FieldValueError("not_a_decimal")
-    return text
-
-
-def _v_ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError as exc:
-        raise FieldValueError("not_an_ip_address") from exc
-
-
-def _v_mac(text: str) -> str:
-    mac = text.strip().upper().replace("-", ":")
-    if not _MAC.match(mac):
-        raise FieldValueError("not_a_mac_address")
-    return mac
-
-
-TEXT_VALIDATORS: dict[str, Callable[[str], str]] = {
-    "text": _v_text,
-    "email": _v_email,
-    "e164": _v_e164,
-    "past_date": _v_past_date,
-    "country": _v_country,
-    "document_number": _v_document,
-    "luhn": _v_luhn,
-    "bank_account": _v_bank,
-    "decimal": _v_decimal,
-    "ip": _v_ip,
-    "mac": _v_mac,
-}
-BINARY_VALIDATORS = {"binary"}
-
-
-# -- maskers: plaintext -> what a masked view shows ------------------------------
-
-
-def _m_last4(text: str) -> str:
-    keep = text[-4:] if len(text) > 4 else ""
-    return "*" * (len(text) - len(keep)) + keep
-
-
-def _m_card(text: str) -> str:
-    return "*" * (len(text) - 4) + text[-4:]
-
-
-def _m_email(text: str) -> str:
-    local, _, domain = text.rpartition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def _m_initials(text: str) -> str:
-    return " ".join(f"{word[:1]}***" for word in text.split()) or "***"
-
-
-def _m_first(text: str) -> str:
-    return f"{text.strip()[:1]}***"
-
-
-def _m_year(text: str) -> str:
-    return f"{text[:4]}-**-**"
-
-
-def _m_ip(text: str) -> str:
-    addr = ipaddress.ip_address(text)
-    if addr.version == 4:
-        a, b, _, _ = text.split(".")
-        return f"{a}.{b}.*.*"
-    groups = addr.exploded.split(":")
-    return ":".join(groups[:2]) + ":*:*:*:*:*:*"
-
-
-def _m_mac(text: str) -> str:
-    return text[:8] + ":**:**:**"
-
-
-def _m_redacted(_: str) -> str:
-    return "[redacted]"
-
-
-MASKERS: dict[str, Callable[[str], str]] = {
-    "last4": _m_last4,
-    "card": _m_card,
-    "email": _m_email,
-    "initials": _m_initials,
-    "first": _m_first,
-    "year": _m_year,
-    "ip": _m_ip,
-    "mac": _m_mac,
-    "redacted": _m_redacted,
-}
 TOKEN_STYLES = ("random", "card")
 
 
@@ -246,7 +48,7 @@ class Retention:
     def parse(cls, text: str) -> Retention:
         if text == "account":
             return cls()
-        match = _PERIOD.match(text)
+        match = _PERIOD.fullmatch(text)
         if not match or text == "P":
             raise ValueError(text)
         years, months, days = (int(g) if g else 0 for g in match.groups())
@@ -291,9 +93,14 @@ class FieldSpec:
         return plaintext if self.type == "binary" else plaintext.decode("utf-8")
 
     def masked(self, plaintext: bytes) -> str:
+        """The masked form; a value the masker cannot handle (e.g. written by an older,
+        laxer validator) is shown as ``[redacted]``, never an error."""
         if self.type == "binary":
             return "[redacted]"
-        return MASKERS[self.mask](plaintext.decode("utf-8"))
+        try:
+            return MASKERS[self.mask](plaintext.decode("utf-8"))
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return "[redacted]"
 
     def index_form(self, normalized: bytes) -> bytes:
         """Canonical bytes for the blind index, bound to the field name."""

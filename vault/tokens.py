@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-from vault.schema import luhn_ok
+from vault.formats import luhn_ok
 
 TOKEN_PREFIX = "tok_"
 

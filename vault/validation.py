@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Mapping
 
 from vault.errors import SubjectNotFound, ValidationError
+from vault.formats import FieldValueError
 from vault.results import PreparedWrite, TokenizeRecord
-from vault.schema import FieldValueError, Schema, Value
+from vault.schema import Schema, Value
 
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 _REGION = re.compile(r"^[A-Za-z0-9-]{2,16}$")
@@ -58,9 +59,9 @@ class Validator:
             detail = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
             raise ValidationError(f"invalid fields ({detail}); nothing was stored", errors)
         attrs: dict[str, str] = {}
-        if external_id is not None and not _EXTERNAL_ID.match(str(external_id)):
+        if external_id is not None and not _EXTERNAL_ID.fullmatch(str(external_id)):
             attrs["external_id"] = "invalid_format"
-        if region is not None and not _REGION.match(str(region)):
+        if region is not None and not _REGION.fullmatch(str(region)):
             attrs["region"] = "invalid_format"
         if attrs:
             raise ValidationError("invalid subject attributes; nothing was stored", attrs)

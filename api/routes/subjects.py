@@ -91,6 +91,7 @@ def export(path: SubjectPath, query: PurposeQuery) -> dict[str, Any]:
 
 @bp.delete("/<id>", responses={200: ShredResponse})
 def shred(path: SubjectPath, body: DeleteBody) -> dict[str, Any]:
-    justification = Justification(body.ticket or "", body.reason) if body.ticket else None
+    # The reason is always audited, with the ticket when one is given.
+    justification = Justification(body.ticket or "", body.reason)
     receipt = runtime().guard.shred(caller(), path.id, body.purpose, justification)
     return {"status": "shredded", "receipt": receipt.to_dict()}

@@ -1,0 +1,133 @@
+"""Input and storage hardening (issue: authorization and input hardening, points 6 and 7).
+
+Each test is an attack or an edge case that used to get through or end in a 500.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.api_support import Api
+from vault.formats import MASKERS
+from vault.schema import Schema
+
+SCHEMA = Schema.load()
+
+
+def _create(api: Api, fields: dict[str, str], **extra: object) -> object:
+    return api.client.post(
+        "/v1/subjects",
+        headers=api.h("everything"),
+        json={"purpose": "account_registration", "fields": fields, **extra},
+    )
+
+
+# -- 6. input edge cases ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["fe80::1%x", "fe80::1%\u202e", "fe80::1%\x00", "::1%eth0"])
+def test_scoped_ipv6_is_rejected_not_a_500_later(api: Api, address: str) -> None:
+    r = _create(api, {"ip_address": address})
+    assert (r.status_code, r.json["code"]) == (400, "invalid"), r.json
+
+
+def test_masking_failure_is_never_a_500() -> None:
+    spec = SCHEMA["ip_address"]
+    assert spec.masked(b"fe80::1%x") == "[redacted]"  # as if an old row held one
+
+
+def test_trailing_newline_does_not_pass_a_pattern(api: Api) -> None:
+    assert _create(api, {"email": "a@example.com"}, external_id="user-1").status_code == 201
+    for external_id in ("user-1\n", "user-2\n"):
+        r = _create(api, {"email": "b@example.com"}, external_id=external_id)
+        assert (r.status_code, r.json["code"]) == (400, "invalid")
+    r = _create(api, {"email": "c@example.com"}, region="DE\n")
+    assert (r.status_code, r.json["code"]) == (400, "invalid")
+
+
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "a\x1bb@example.com", "a\x7f@example.com"])
+def test_control_characters_in_email_are_rejected(api: Api, email: str) -> None:
+    r = _create(api, {"email": email})
+    assert (r.status_code, r.json["code"]) == (400, "invalid")
+
+
+@pytest.mark.parametrize("depth", [200, 20_000])  # 20,000 levels fit the test body limit
+def test_deeply_nested_json_is_a_400(api: Api, depth: int) -> None:
+    body = '{"purpose": "account_registration", "fields": ' + "[" * depth + "]" * depth + "}"
+    r = api.client.post(
+        "/v1/subjects",
+        headers={**api.h("everything"), "Content-Type": "application/json"},
+        data=body,
+    )
+    assert (r.status_code, r.json["code"]) == (400, "invalid"), r.status_code
+
+
+# Mask styles and the share of a value each may show (of the local part, for email).
+SHARE = {"last4": 1 / 2, "email": 1 / 2, "first": 1 / 2, "initials": 1 / 2}
+
+
+@pytest.mark.parametrize("style", sorted(SHARE))
+@pytest.mark.parametrize("length", range(1, 41))
+def test_masks_never_reveal_more_than_their_share(style: str, length: int) -> None:
+    value = "".join("ABCDEFGHJKMNPQRSTUVWXYZ23456789"[i % 31] for i in range(length))
+    if style == "email":
+        masked = MASKERS[style](f"{value}@example.com")
+        shown = masked.split("@", 1)[0].replace("*", "")
+    elif style == "initials":
+        words = [value[: max(1, length // 2)], value[max(1, length // 2) :]]
+        value = " ".join(w for w in words if w)
+        shown = MASKERS[style](value).replace("*", "").replace(" ", "")
+    else:
+        shown = MASKERS[style](value).replace("*", "")
+    assert len(shown) <= SHARE[style] * len(value.replace(" ", "")), (value, shown)
+
+
+def test_short_values_are_masked_in_full() -> None:
+    assert MASKERS["last4"]("AB123") == "***23"  # was *B123
+    assert MASKERS["last4"]("AB1234") == "***234"  # was **1234
+    assert MASKERS["email"]("a@example.com") == "***@example.com"  # was a***@
+    assert MASKERS["first"]("Q") == "***"
+
+
+def test_every_masked_field_applies_its_rule() -> None:
+    for name, spec in SCHEMA.fields.items():
+        if spec.type == "binary":
+            continue
+        assert spec.mask in MASKERS, name
+
+
+# -- 7. files and reasons -------------------------------------------------------------------
+
+
+def test_state_directory_and_database_files_are_private(tmp_path: Path) -> None:
+    from access.runtime import open_runtime
+    from vault.config import Settings
+
+    home = tmp_path / "state"
+    rt = open_runtime(Settings(home=home), migrate=True)
+    try:
+        rt.policy.seed_default()
+        rt.vault.create_subject({"email": "files@example.com"})
+    finally:
+        rt.close()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    files = [p for p in home.iterdir() if p.name.startswith(("vault.db", "keys.db", "master"))]
+    assert any(p.name == "vault.db" for p in files)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_delete_reason_without_ticket_is_audited(api: Api) -> None:
+    sid, _ = api.register()
+    r = api.client.delete(
+        f"/v1/subjects/{sid}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "subject_access_request", "reason": "user wrote to dpo@ on 3 May"},
+    )
+    assert r.status_code == 200
+    events = api.runtime.audit.events(limit=3)
+    reasons = [e["justification"]["reason"] for e in events if e["justification"]]
+    assert "user wrote to dpo@ on 3 May" in reasons
