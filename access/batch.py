@@ -103,7 +103,10 @@ class BatchGuard:
             decision = self.decider.decide(
                 caller.principal, list(write.values), "write", purpose, facts, justification
             )
-            outcome[str(i)] = {k: v.as_dict() for k, v in decision.fields.items()}
+            outcome[str(i)] = {
+                "subject_id": info.subject_id if info is not None else None,
+                "fields": {k: v.as_dict() for k, v in decision.fields.items()},
+            }
             names.extend(decision.fields)
             if info is not None:
                 subject_ids.append(info.subject_id)
@@ -158,7 +161,10 @@ class BatchGuard:
                     policy=policy,
                 )
                 decided[key] = decision.fields[ref.field]
-            outcome[str(i)] = {"field": ref.field, **decided[key].as_dict()}
+            outcome[str(i)] = {
+                "subject_id": ref.subject_id,
+                "fields": {ref.field: decided[key].as_dict()},
+            }
         self.audit.append(
             batch(
                 caller,
@@ -166,7 +172,7 @@ class BatchGuard:
                 purpose,
                 verdict=verdict_of([d.visible for d in decided.values()]),
                 subject_ids=[s for s, _ in decided],
-                fields=[f"{s}:{f}" for s, f in decided],
+                fields=[f for _, f in decided],
                 items=outcome,
                 justification=justification,
             )

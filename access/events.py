@@ -1,8 +1,11 @@
 """The audit-event builder: the one place that says what an event holds for each kind of call.
 
 Every event names its principal, action, purpose, verdict, subjects and fields
-(plain field names, never values) and an ``outcome`` keyed by field (or ``*``
-for the whole subject, or by item index for batches).
+(plain field names, never values) and an ``outcome``: keyed by field (or ``*``
+for the whole subject) for a single-subject call; for a batch, keyed by item
+index, each item ``{"subject_id", "fields": {field: decision}}`` or
+``{"error"}``. ``for_subject`` cuts an event down to what concerns one subject
+(a data-subject export must not carry other people).
 """
 
 from __future__ import annotations
@@ -104,3 +107,28 @@ def operator(
     """An operator command run with direct database and Vault access (the CLI)."""
     rule = {"*": {"rule": "operator CLI (direct database and Vault access)"}}
     return _event(Caller(principal, "cli"), action, None, verdict, subject_ids, [], rule, None)
+
+
+def for_subject(event: Mapping[str, Any], subject_id: str) -> dict[str, Any]:
+    """The event as the subject's own export may show it: nothing about anyone else.
+
+    Other subjects' ids, their items and fields go; a justification stays only
+    when the event concerns this subject alone (its free text may be about others).
+    """
+    out = dict(event)
+    others = [s for s in event.get("subject_ids", []) if s != subject_id]
+    out["subject_ids"] = [subject_id]
+    outcome = event.get("outcome") or {}
+    if any(key.isdigit() for key in outcome):  # a batch: keep this subject's items only
+        mine = {
+            key: item
+            for key, item in outcome.items()
+            if isinstance(item, Mapping) and item.get("subject_id") == subject_id
+        }
+        out["outcome"] = mine
+        out["fields"] = sorted({f for item in mine.values() for f in item.get("fields", {})})
+    else:
+        out["fields"] = [f for f in event.get("fields", []) if ":" not in f]
+    if others:
+        out["justification"] = None
+    return out

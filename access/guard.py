@@ -18,7 +18,7 @@ from access.batch import BatchGuard
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.errors import ConsentRequired, Forbidden, JustificationRequired
-from access.events import Caller, completed, decided
+from access.events import Caller, completed, decided, for_subject
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from vault.errors import ValidationError
@@ -223,7 +223,10 @@ class GuardedVault(BatchGuard):
         self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
         data = self.vault.export(facts.subject_id)
         data["consents"] = self.consents.of(facts.subject_id)
-        data["access_history"] = self.audit.events(subject_id=facts.subject_id, limit=1000)
+        data["access_history"] = [
+            for_subject(event, facts.subject_id)
+            for event in self.audit.events(subject_id=facts.subject_id, limit=1000)
+        ]
         return data
 
     # -- deletion ------------------------------------------------------------------------

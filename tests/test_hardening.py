@@ -131,3 +131,43 @@ def test_delete_reason_without_ticket_is_audited(api: Api) -> None:
     events = api.runtime.audit.events(limit=3)
     reasons = [e["justification"]["reason"] for e in events if e["justification"]]
     assert "user wrote to dpo@ on 3 May" in reasons
+
+
+# -- 1. an export holds only its own subject ---------------------------------------------------
+
+
+def test_export_of_one_subject_names_nobody_else(api: Api) -> None:
+    """Attack: subject 2's export carried batch events naming subject 1 and its fields."""
+    one, tokens_one = api.register()
+    two, tokens_two = api.register()
+    just = {"ticket": "CS-99", "reason": "about someone else entirely"}
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=api.h("registration-service"),
+        json={
+            "purpose": "identity_verification",
+            "tokens": [tokens_one["passport_number"], tokens_two["email"]],
+            "justification": just,
+        },
+    )
+    assert r.status_code == 200
+    event = api.runtime.audit.events(limit=1)[0]
+    assert sorted(event["fields"]) == ["email", "passport_number"]  # plain names, one shape
+    assert {item["subject_id"] for item in event["outcome"].values()} == {one, two}
+    r = api.client.delete(
+        f"/v1/subjects/{one}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "subject_access_request", "reason": "erasure"},
+    )
+    assert r.status_code == 200
+    r = api.client.get(
+        f"/v1/subjects/{two}/export?purpose=subject_access_request",
+        headers=api.h("privacy-officer"),
+    )
+    assert r.status_code == 200
+    text = r.get_data(as_text=True)
+    assert one not in text and "about someone else" not in text
+    batch = [e for e in r.json["access_history"] if e["action"] == "detokenize"]
+    assert len(batch) == 1 and batch[0]["subject_ids"] == [two]
+    assert batch[0]["fields"] == ["email"] and batch[0]["justification"] is None
+    assert [i["subject_id"] for i in batch[0]["outcome"].values()] == [two]
