@@ -102,10 +102,14 @@ def completed(
 
 
 def operator(
-    principal: str, action: str, subject_ids: Sequence[str], verdict: Verdict
+    principal: str,
+    action: str,
+    subject_ids: Sequence[str],
+    verdict: Verdict,
+    detail: Mapping[str, str] | None = None,
 ) -> AuditRecord:
     """An operator command run with direct database and Vault access (the CLI)."""
-    rule = {"*": {"rule": "operator CLI (direct database and Vault access)"}}
+    rule = {"*": {"rule": "operator CLI (direct database and Vault access)", **(detail or {})}}
     return _event(Caller(principal, "cli"), action, None, verdict, subject_ids, [], rule, None)
 
 

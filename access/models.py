@@ -111,3 +111,13 @@ class AuditCheckpoint(AccessBase):
     signature: Mapped[str] = mapped_column(Text)
     public_key: Mapped[str] = mapped_column(Text)
     created_at: Mapped[str] = mapped_column(String(40))
+
+
+class LookupFailures(AccessBase):
+    """Failed token lookups per principal in the current window, shared by every worker."""
+
+    __tablename__ = "lookup_failures"
+
+    principal: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)

@@ -18,6 +18,7 @@ import click
 from access.decisions import Verdict
 from access.errors import AccessConfigError, AccessError, AuditUnavailable
 from access.events import operator
+from access.policy import Rule
 from access.runtime import Runtime, open_runtime
 from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
 from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
@@ -110,10 +111,15 @@ def _runtime(settings: Settings | None = None, *, migrate: bool = False) -> Iter
 
 
 def _operator_event(
-    runtime: Runtime, action: str, subject_ids: list[str], verdict: Verdict
+    runtime: Runtime,
+    action: str,
+    subject_ids: list[str],
+    verdict: Verdict,
+    detail: dict[str, str] | None = None,
 ) -> None:
     """Operators act outside the HTTP policy, but never outside the audit log."""
-    runtime.audit.append(operator(f"operator:{getpass.getuser()}", action, subject_ids, verdict))
+    principal = f"operator:{getpass.getuser()}"
+    runtime.audit.append(operator(principal, action, subject_ids, verdict, detail))
 
 
 def _redact_url(url: str) -> str:
@@ -318,6 +324,59 @@ def audit_verify() -> None:
 @main.group()
 def policy() -> None:
     """The access policy."""
+
+
+@policy.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def policy_list(as_json: bool) -> None:
+    """Print every rule in force, in Casbin's CSV form."""
+    with _runtime() as runtime:
+        rules = runtime.policy.rules()
+    if as_json:
+        click.echo(json.dumps([vars(r) for r in rules]))
+        return
+    for rule in rules:
+        click.echo(str(rule))
+
+
+def _rule(sub: str, obj: str, act: str, purpose: str, deny: bool) -> Rule:
+    return Rule(sub, obj, act, purpose, "deny" if deny else "allow")
+
+
+@policy.command("add")
+@click.argument("subject")
+@click.argument("obj", metavar="OBJECT")
+@click.argument("action")
+@click.argument("purpose")
+@click.option("--deny", is_flag=True, help="A deny rule (deny always wins).")
+@_one_line_errors
+def policy_add(subject: str, obj: str, action: str, purpose: str, deny: bool) -> None:
+    """Add a rule (checked first: a bad rule changes nothing); takes effect in every worker."""
+    rule = _rule(subject, obj, action, purpose, deny)
+    with _runtime() as runtime:
+        _operator_event(runtime, "admin", [], "operator", {"policy_add": str(rule)})
+        runtime.policy.add_rules([rule])
+    click.echo(f"added: {rule}")
+
+
+@policy.command("remove")
+@click.argument("subject")
+@click.argument("obj", metavar="OBJECT")
+@click.argument("action")
+@click.argument("purpose")
+@click.option("--deny", is_flag=True, help="The rule to remove is a deny rule.")
+@_one_line_errors
+def policy_remove(subject: str, obj: str, action: str, purpose: str, deny: bool) -> None:
+    """Remove a rule; takes effect in every worker at their next request."""
+    rule = _rule(subject, obj, action, purpose, deny)
+    with _runtime() as runtime:
+        _operator_event(runtime, "admin", [], "operator", {"policy_remove": str(rule)})
+        removed = runtime.policy.remove_rule(rule)
+    if not removed:
+        click.echo(f"pii-vault: error: no such rule: {rule}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"removed: {rule}")
 
 
 @policy.command("explain")

@@ -325,3 +325,30 @@ def test_purge_expired_command(tmp_path: Path) -> None:
     assert code == 0 and out.strip() == "purged 0 expired field value(s)"
     code, out, _ = run(["audit", "verify"], env)
     assert code == 0 and "2 events" in out  # the purge is audited before and after
+
+
+def test_policy_list_add_remove_are_audited_and_take_effect(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    code, out, _ = run(["policy", "list"], env)
+    assert code == 0 and "p, support-agent, identity, reveal, customer_support, allow" in out
+    args = ["support-agent", "passport_number", "reveal", "customer_support"]
+    explain = ["policy", "explain", "user:sam", "passport_number", "reveal", "customer_support"]
+    run(["principal", "create", "user:sam", "--role", "support-agent"], env)
+    assert run(explain, env)[1].startswith("decision: plain")
+    code, out, _ = run(["policy", "add", *args, "--deny"], env)
+    assert code == 0 and out.startswith("added: p, support-agent, passport_number, reveal")
+    assert run(explain, env)[1].startswith("decision: denied")
+    assert run(["policy", "remove", *args, "--deny"], env)[0] == 0
+    assert run(explain, env)[1].startswith("decision: plain")
+    code, _, err = run(["policy", "remove", *args, "--deny"], env)
+    assert code == 1 and "no such rule" in err
+    code, _, err = run(
+        ["policy", "add", "support-agent", "nope", "reveal", "customer_support"], env
+    )
+    assert code != 0 and "Traceback" not in err
+    code, out, _ = run(["audit", "verify"], env)
+    assert code == 0
+    with sqlite3.connect(tmp_path / "home" / "vault.db") as conn:
+        details = [r[0] for r in conn.execute("SELECT outcome FROM audit_events")]
+    assert any("policy_add" in d for d in details) and any("policy_remove" in d for d in details)

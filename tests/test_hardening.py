@@ -9,8 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tests.api_support import Api
+from tests.conftest import OpenBaoServer
 from vault.formats import MASKERS
 from vault.schema import Schema
 
@@ -171,3 +173,33 @@ def test_export_of_one_subject_names_nobody_else(api: Api) -> None:
     assert len(batch) == 1 and batch[0]["subject_ids"] == [two]
     assert batch[0]["fields"] == ["email"] and batch[0]["justification"] is None
     assert [i["subject_id"] for i in batch[0]["outcome"].values()] == [two]
+
+
+# -- 5. policy changes reach every worker ----------------------------------------------------
+
+
+def test_rule_deleted_with_sql_is_gone_in_every_worker(
+    api: Api, openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    """Attack: a rule deleted straight in the database stayed in force in running workers."""
+    from access.runtime import compose
+    from api.app import AppConfig, create_app
+    from vault.config import Settings
+
+    second = compose(api.database.new_engine(), openbao.provider())
+    worker2 = create_app(AppConfig(Settings(home=tmp_path), runtime=second)).test_client()
+    sid, _ = api.register()
+    reveal = {
+        "purpose": "customer_support",
+        "fields": ["email"],
+        "justification": {"ticket": "CS-1", "reason": "customer asked"},
+    }
+    for client in (api.client, worker2):  # both workers have built their policy engine
+        r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
+        assert r.status_code == 200
+    with api.database.engine.begin() as conn:
+        conn.execute(text("DELETE FROM policy_rules WHERE v0 = 'support-agent' AND v2 = 'reveal'"))
+    for client in (api.client, worker2):
+        r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
+        assert (r.status_code, r.json["code"]) == (403, "forbidden")
+    second.vault.engine.dispose()
