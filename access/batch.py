@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from access.audit import AuditLog
+from access.budget import LookupBudget
 from access.consents import SubjectFacts
 from access.decisions import Decider, FieldDecision, verdict_of
-from access.errors import JustificationRequired
+from access.errors import JustificationRequired, TooManyFailedLookups
 from access.events import Caller, batch
 from access.purposes import Justification
 from vault.errors import SubjectNotFound, ValidationError
@@ -50,10 +51,17 @@ def _filled(results: Sequence[T | None]) -> list[T]:
 
 
 class BatchGuard:
-    def __init__(self, vault: VaultService, decider: Decider, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        vault: VaultService,
+        decider: Decider,
+        audit: AuditLog,
+        budget: LookupBudget | None = None,
+    ) -> None:
         self.vault = vault
         self.decider = decider
         self.audit = audit
+        self.budget = budget
 
     def _subject(self, write: PreparedWrite) -> SubjectInfo | None:
         """The existing subject an item names, or None for one it would create."""
@@ -141,7 +149,26 @@ class BatchGuard:
     ) -> list[DetokenizeResult]:
         """Per token, in input order: plain, masked, or an error code."""
         self.decider.purposes.get(purpose)  # even when no token resolves
+        if self.budget is not None:
+            try:
+                self.budget.check(caller.principal)
+            except TooManyFailedLookups:
+                self.audit.append(
+                    batch(
+                        caller,
+                        "detokenize",
+                        purpose,
+                        verdict="deny",
+                        subject_ids=[],
+                        fields=[],
+                        items={"*": {"reason": "failed_lookup_budget_spent"}},
+                        justification=justification,
+                    )
+                )
+                raise
         refs = self.vault.resolve_tokens(tokens)
+        if self.budget is not None:
+            self.budget.charge(caller.principal, sum(1 for r in refs if r.error is not None))
         policy = self.decider.policy.current()  # one revision check for the whole batch
         decided: dict[tuple[str, str], FieldDecision] = {}
         outcome: dict[str, Any] = {}

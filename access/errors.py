@@ -17,6 +17,7 @@ AccessErrorCode = Literal[
     "principal_exists",
     "principal_not_found",
     "audit_unavailable",
+    "rate_limited",
 ]
 
 
@@ -79,3 +80,13 @@ class ConsentRequired(Forbidden):
     """The purpose needs the subject's (or a guardian's) current consent."""
 
     code: ClassVar[AccessErrorCode] = "consent_required"
+
+
+class TooManyFailedLookups(AccessError):
+    """The caller's budget of failed token lookups is spent: retry after ``retry_after`` s."""
+
+    code: ClassVar[AccessErrorCode] = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from access.audit import AuditLog, VerifyResult
 from access.batch import BatchGuard
+from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.errors import ConsentRequired, Forbidden, JustificationRequired
@@ -54,8 +55,9 @@ class GuardedVault(BatchGuard):
         decider: Decider,
         consents: Consents,
         audit: AuditLog,
+        budget: LookupBudget | None = None,
     ) -> None:
-        super().__init__(vault, decider, audit)
+        super().__init__(vault, decider, audit, budget)
         self.shredder = shredder
         self.consents = consents
 

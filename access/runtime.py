@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from access.audit import AuditLog
+from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
 from access.guard import GuardedVault
@@ -45,6 +46,7 @@ class Runtime:
     decider: Decider
     audit: AuditLog
     guard: GuardedVault
+    budget: LookupBudget
     backend: KeyBackend
     key_calls: CallCounter
     maintenance: Maintenance
@@ -83,6 +85,7 @@ def compose(
     default_region: str = "CN",
     checkpoint_every: int = 500,
     anchor_seconds: float = 10.0,
+    lookup_budget: tuple[int, int] = (DEFAULT_LIMIT, DEFAULT_WINDOW),
     maintenance_interval: float = 30.0,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
@@ -107,6 +110,8 @@ def compose(
     audit = AuditLog(
         engine, keys, anchors=backend.anchor_store(), checkpoint_every=checkpoint_every
     )
+    limit, window = lookup_budget
+    budget = LookupBudget(vault.tx, limit=limit, window=window)
     return Runtime(
         vault=vault,
         shredder=shredder,
@@ -115,7 +120,8 @@ def compose(
         consents=consents,
         decider=decider,
         audit=audit,
-        guard=GuardedVault(vault, shredder, decider, consents, audit),
+        guard=GuardedVault(vault, shredder, decider, consents, audit, budget),
+        budget=budget,
         backend=backend,
         key_calls=key_calls,
         # The tick is the audit anchor's time bound too: the shorter of the two intervals.
@@ -159,4 +165,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         maintenance_interval=settings.maintenance_interval,
         checkpoint_every=settings.audit_anchor_every,
         anchor_seconds=settings.audit_anchor_seconds,
+        lookup_budget=(settings.lookup_failure_budget, settings.lookup_failure_window),
     )

@@ -38,7 +38,7 @@ class AppConfig:
     runtime: Runtime | None = None
 
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 503)
+ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 429, 503)
 
 
 def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:

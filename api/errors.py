@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from access.errors import AccessError, AccessErrorCode
+from access.errors import AccessError, AccessErrorCode, TooManyFailedLookups
 from vault.errors import ValidationError, VaultError, VaultErrorCode
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "principal_not_found": 404,
     "duplicate_external_id": 409,
     "principal_exists": 409,
+    "rate_limited": 429,
     "shredded": 410,
     "decryption_failed": 500,
     "unavailable": 503,
@@ -68,7 +69,10 @@ def problem(status: int, code: str, detail: str, errors: dict[str, str] | None =
 def _from_exception(exc: Exception) -> Response:
     if isinstance(exc, VaultError | AccessError) and exc.code in STATUS:
         errors = exc.errors if isinstance(exc, ValidationError) else None
-        return problem(STATUS[exc.code], exc.code, str(exc), errors)
+        response = problem(STATUS[exc.code], exc.code, str(exc), errors)
+        if isinstance(exc, TooManyFailedLookups):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     log.error("unexpected %s on %s", type(exc).__name__, getattr(g, "request_id", "-"))
     return problem(500, "internal", "internal error")
 

@@ -40,6 +40,11 @@ class _RuntimeCollector(Collector):
             "pii_vault_dek_cache_entries", "Data keys cached now", value=len(vault.cache)
         )
         yield CounterMetricFamily(
+            "pii_vault_failed_lookup_budget_trips",
+            "Detokenize requests refused because the caller's failed-lookup budget was spent",
+            value=self.runtime.budget.trips,
+        )
+        yield CounterMetricFamily(
             "pii_vault_audit_anchor_failures",
             "Audit anchors that could not be written (each is retried)",
             value=self.runtime.audit.anchor_failures,

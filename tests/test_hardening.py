@@ -5,6 +5,7 @@ Each test is an attack or an edge case that used to get through or end in a 500.
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -203,3 +204,48 @@ def test_rule_deleted_with_sql_is_gone_in_every_worker(
         r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
         assert (r.status_code, r.json["code"]) == (403, "forbidden")
     second.vault.engine.dispose()
+
+
+# -- 4. card tokens cannot be enumerated --------------------------------------------------------
+
+
+def test_failed_token_lookups_are_budgeted_across_workers(
+    api: Api, openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    """Attack: ~40,000 card-token guesses/s with one service key, misses answered forever."""
+    from access.runtime import compose
+    from api.app import AppConfig, create_app
+    from vault.config import Settings
+
+    workers = []
+    for _ in range(2):
+        rt = compose(api.database.new_engine(), openbao.provider(), lookup_budget=(6, 3600))
+        workers.append((rt, create_app(AppConfig(Settings(home=tmp_path), runtime=rt))))
+    h = api.h("checkout-service")
+    guesses = [f"4242{n:08d}4242" for n in range(4)]  # card-token-shaped guesses
+    body = {"purpose": "order_fulfillment", "tokens": guesses}
+    for _, app in workers:  # 4 misses on each worker: 8 > 6, shared through the database
+        r = app.test_client().post("/v1/detokenize", headers=h, json=body)
+        assert r.status_code == 200
+        assert {x["error"]["code"] for x in r.json["results"]} <= {"not_found", "invalid"}
+    for rt, app in workers:
+        r = app.test_client().post("/v1/detokenize", headers=h, json=body)
+        assert (r.status_code, r.json["code"]) == (429, "rate_limited")
+        assert 1 <= int(r.headers["Retry-After"]) <= 3600
+        event = rt.audit.events(limit=1)[0]
+        assert event["decision"] == "deny" and "budget" in json.dumps(event["outcome"])
+    metrics = workers[0][1].test_client().get("/metrics").get_data(as_text=True)
+    assert "pii_vault_failed_lookup_budget_trips_total 1.0" in metrics
+    other = api.h("registration-service")  # the budget is per principal
+    r = (
+        workers[0][1]
+        .test_client()
+        .post(
+            "/v1/detokenize",
+            headers=other,
+            json={"purpose": "identity_verification", "tokens": ["x"]},
+        )
+    )
+    assert r.status_code == 200
+    for rt, _ in workers:
+        rt.vault.engine.dispose()

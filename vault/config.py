@@ -39,6 +39,8 @@ class Settings:
     maintenance_interval: float = 30.0
     audit_anchor_every: int = 500
     audit_anchor_seconds: float = 10.0
+    lookup_failure_budget: int = 1000
+    lookup_failure_window: int = 60
 
     @property
     def effective_database_url(self) -> str:
@@ -76,4 +78,6 @@ class Settings:
             maintenance_interval=float(_int(env, "PII_VAULT_MAINTENANCE_INTERVAL", 30, 1)),
             audit_anchor_every=_int(env, "PII_VAULT_AUDIT_ANCHOR_EVERY", 500, 1),
             audit_anchor_seconds=float(_int(env, "PII_VAULT_AUDIT_ANCHOR_SECONDS", 10, 1)),
+            lookup_failure_budget=_int(env, "PII_VAULT_LOOKUP_FAILURE_BUDGET", 1000, 1),
+            lookup_failure_window=_int(env, "PII_VAULT_LOOKUP_FAILURE_WINDOW", 60, 1),
         )
