@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.api_support import Api
@@ -249,3 +251,72 @@ def test_failed_token_lookups_are_budgeted_across_workers(
     assert r.status_code == 200
     for rt, _ in workers:
         rt.vault.engine.dispose()
+
+
+# -- every endpoint, arbitrary JSON: never a 500 -----------------------------------------------
+
+JSON_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)  # control chars, RTL, NUL
+)
+ANY_JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELD_NAMES = st.sampled_from(["email", "phone", "ip_address", "face_template", "nope", "*"])
+PLAUSIBLE = st.fixed_dictionaries(
+    {"purpose": st.sampled_from(["account_registration", "customer_support", "nope"])},
+    optional={
+        "fields": st.dictionaries(FIELD_NAMES, ANY_JSON, max_size=3),
+        "tokens": st.lists(st.text(max_size=30), max_size=4),
+        "records": st.lists(ANY_JSON, max_size=3),
+        "external_id": ANY_JSON,
+        "justification": ANY_JSON,
+        "reason": ANY_JSON,
+    },
+)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=ANY_JSON | PLAUSIBLE | st.integers(1, 5000).map(_deep),
+    endpoint=st.sampled_from(
+        [
+            ("POST", "/v1/subjects"),
+            ("PATCH", "/v1/subjects/{sid}/fields"),
+            ("POST", "/v1/subjects/{sid}/reveal"),
+            ("DELETE", "/v1/subjects/{other}"),
+            ("PUT", "/v1/subjects/{sid}/consents/personalization"),
+            ("POST", "/v1/tokenize"),
+            ("POST", "/v1/detokenize"),
+        ]
+    ),
+)
+def test_arbitrary_json_never_gets_a_500(api: Api, body: object, endpoint: tuple[str, str]) -> None:
+    if not hasattr(api, "_subjects"):
+        api._subjects = (api.register()[0], api.register()[0])  # type: ignore[attr-defined]
+    sid, other = api._subjects  # type: ignore[attr-defined]
+    method, path = endpoint
+    data = body if isinstance(body, str) else json.dumps(body)
+    r = api.client.open(
+        path.format(sid=sid, other=other),
+        method=method,
+        headers={**api.h("everything"), "Content-Type": "application/json"},
+        data=data,
+    )
+    assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
+    assert r.mimetype in ("application/json", "application/problem+json")
