@@ -148,9 +148,26 @@ class GuardedVault(BatchGuard):
         fields: Mapping[str, Value],
         justification: Justification | None = None,
     ) -> dict[str, str]:
+        """Add fields (``write``) and correct fields already stored (``correct``, privacy
+        policy §5): each kind decided and audited as its own action, all or nothing."""
         write = self.vault.validator.prepare(fields, allow_empty=False)
-        facts = self._facts(subject_id)
-        self._decide_and_record(caller, list(write.values), "write", purpose, facts, justification)
+        info = self.vault.require_active(subject_id)
+        facts = SubjectFacts(info.subject_id, info.is_minor)
+        stored = set(info.fields)
+        kinds = {
+            "write": [n for n in write.values if n not in stored],
+            "correct": [n for n in write.values if n in stored],
+        }
+        decisions = [
+            self.decider.decide(caller.principal, names, action, purpose, facts, justification)
+            for action, names in kinds.items()
+            if names
+        ]
+        for decision in decisions:
+            self.audit.append(decided(caller, decision, justification))
+        for decision in decisions:
+            if not decision.allowed:
+                _refuse(decision)
         return self.vault.put_fields(facts.subject_id, write)
 
     def set_consent(

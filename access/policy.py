@@ -23,7 +23,8 @@ from access.errors import AccessConfigError
 from access.purposes import Purposes
 
 ACTIONS = (
-    "write",
+    "write",  # store a field the subject does not have yet (or the same value again)
+    "correct",  # change a value already stored (privacy policy §5): a distinct, audited action
     "detokenize",
     "read_masked",
     "reveal",

@@ -320,3 +320,62 @@ def test_arbitrary_json_never_gets_a_500(api: Api, body: object, endpoint: tuple
     )
     assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
     assert r.mimetype in ("application/json", "application/problem+json")
+
+
+# -- 2. no silent overwrite: corrections are their own action ------------------------------------
+
+
+def test_tokenize_never_overwrites_and_retries_are_idempotent(api: Api) -> None:
+    """Attack: registration tokenized user-2's phone anew; checkout's token stopped resolving."""
+    reg, checkout = api.h("registration-service"), api.h("checkout-service")
+    r = api.client.post(
+        "/v1/subjects",
+        headers=reg,
+        json={
+            "purpose": "account_registration",
+            "external_id": "user-2",
+            "fields": {"phone": "+14155550100", "passport_number": "ZQ1234567"},
+        },
+    )
+    assert r.status_code == 201
+    sid, phone_token = r.json["subject_id"], r.json["tokens"]["phone"]
+
+    def tokenize(phone: str) -> dict[str, object]:
+        body = {
+            "purpose": "account_registration",
+            "records": [{"external_id": "user-2", "fields": {"phone": phone}}],
+        }
+        r = api.client.post("/v1/tokenize", headers=reg, json=body)
+        assert r.status_code == 200
+        return dict(r.json["results"][0])
+
+    redirected = tokenize("+14155550199")  # the OTP number, redirected
+    assert redirected["error"] == {"code": "conflict", "fields": {"phone": "already_set"}}
+    assert tokenize("+14155550100")["tokens"] == {"phone": phone_token}  # a retry: same token
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=checkout,
+        json={"purpose": "order_fulfillment", "tokens": [phone_token]},
+    )
+    assert r.json["results"][0]["value"] == "+14155550100"
+
+    # A change is a correction: its own action, decided and audited as such.
+    r = api.client.patch(
+        f"/v1/subjects/{sid}/fields",
+        headers=reg,
+        json={"purpose": "account_registration", "fields": {"passport_number": "ZQ7654321"}},
+    )
+    assert (r.status_code, r.json["code"]) == (403, "forbidden")
+    assert api.runtime.audit.events(limit=1)[0]["action"] == "correct"
+    r = api.client.patch(
+        f"/v1/subjects/{sid}/fields",
+        headers=api.h("support-agent"),
+        json={
+            "purpose": "customer_support",
+            "fields": {"passport_number": "ZQ7654321"},
+            "justification": {"ticket": "CS-77", "reason": "customer sent a new passport"},
+        },
+    )
+    assert r.status_code == 200, r.json
+    event = api.runtime.audit.events(limit=1)[0]
+    assert event["action"] == "correct" and event["justification"]["ticket"] == "CS-77"

@@ -27,9 +27,11 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
     "registration-service": [
         ("write", {"basic", "identity", "biometric", "online", "device"}, REG),
         ("detokenize", {"identity"}, REG),
+        ("correct", {"basic", "online", "device"}, {"account_registration"}),
     ],
     "checkout-service": [
         ("write", {"financial", "basic", "third_party"}, {"order_fulfillment"}),
+        ("correct", {"financial", "third_party"}, {"order_fulfillment"}),
         (
             "detokenize",
             {"financial", "third_party", "full_name", "address", "phone"},
@@ -38,6 +40,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
     ],
     "recommendation-service": [
         ("write", {"browsing"}, {"personalization"}),
+        ("correct", {"browsing"}, {"personalization"}),
         ("detokenize", {"browsing"}, {"personalization"}),
     ],
     "fraud-service": [
@@ -47,6 +50,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
     "support-agent": [
         ("read_masked", EVERY_CATEGORY - {"biometric"}, {"customer_support"}),
         ("reveal", {"basic", "identity"}, {"customer_support"}),
+        ("correct", {"basic", "identity"}, {"customer_support"}),
     ],
     "privacy-officer": [
         ("read_masked", ANY, SAR_LC),
@@ -102,7 +106,7 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
     subject_wide = 3 * len(ALL_PURPOSES) + 2  # export, shred, consent_write; audit_read, admin
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 8576
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 10656
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,13 @@ SubjectStatus = Literal["active", "shredding", "shredded"]
 # Why a batch item has no result. The vault itself answers the first three; the
 # access layer adds the denial reasons (decisions are not the vault's business).
 ItemError = Literal[
-    "invalid", "not_found", "shredded", "forbidden", "consent_required", "justification_required"
+    "invalid",
+    "not_found",
+    "shredded",
+    "conflict",  # tokenize never changes a stored value: that is a correction (PATCH)
+    "forbidden",
+    "consent_required",
+    "justification_required",
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded"]
 ValueRedaction = Literal["plain", "masked"]

@@ -174,7 +174,8 @@ class VaultService:
     def put_fields(
         self, subject_id: str, fields: Mapping[str, Value] | PreparedWrite
     ) -> dict[str, str]:
-        """Add or correct fields; each gets a new token (the old one stops resolving)."""
+        """Add fields or correct them. A changed value gets a new token (the old one stops
+        resolving); a value stored again unchanged keeps its token (retries are harmless)."""
         write = (
             fields
             if isinstance(fields, PreparedWrite)
@@ -183,13 +184,16 @@ class VaultService:
         with self.keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
-            return self.store.store(session, subject, write.values)
+            same, _ = self.store.unchanged(session, subject, write.values)
+            fresh = {k: v for k, v in write.values.items() if k not in same}
+            return {**same, **self.store.store(session, subject, fresh)}
 
     def tokenize(self, writes: Sequence[PreparedWrite]) -> list[TokenizeResult]:
         """Batch write of prepared items, one transaction: one result per item, in order.
 
-        Items naming an unknown or shredded subject are answered with that error;
-        the rest commit together. If the key provider or the database fails,
+        Items naming an unknown or shredded subject are answered with that error, items
+        that would change a stored value with ``conflict`` (use a correction); the rest
+        commit together. If the key provider or the database fails,
         nothing of the batch is stored and the error is raised.
         """
         results: list[TokenizeResult] = []
@@ -226,7 +230,20 @@ class VaultService:
                     if subject.status != STATUS_ACTIVE:
                         results.append(TokenizeResult(subject_id=subject.id, error="shredded"))
                         continue
-                    tokens = self.store.store(session, subject, write.values)
+                    # Tokenize never changes a stored value (that is a correction, its own
+                    # action); the same value again returns the token it already has.
+                    same, changed = self.store.unchanged(session, subject, write.values)
+                    if changed:
+                        results.append(
+                            TokenizeResult(
+                                subject_id=subject.id,
+                                error="conflict",
+                                errors=dict.fromkeys(changed, "already_set"),
+                            )
+                        )
+                        continue
+                    fresh = {k: v for k, v in write.values.items() if k not in same}
+                    tokens = {**same, **self.store.store(session, subject, fresh)}
                     results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
         except IntegrityError as exc:
             for subject_id in created:

@@ -200,6 +200,21 @@ class FieldStore:
         dek = self.datakeys.for_decryption(subject_id, record)
         return decrypt_field(dek, uuid.UUID(subject_id), row.field, row.ciphertext)
 
+    def unchanged(
+        self, session: Session, subject: Subject, values: Mapping[str, bytes]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Of ``values``: the tokens of those already stored with the same value, and the
+        names of those stored with a different one. Fields not stored yet are in neither."""
+        tokens = self.token_map(session, subject.id)
+        same: dict[str, str] = {}
+        changed: list[str] = []
+        for name, (_, plaintext) in self.plain_fields(session, subject, list(values)).items():
+            if plaintext == values[name] and name in tokens:
+                same[name] = tokens[name]
+            else:
+                changed.append(name)
+        return same, changed
+
     def plain_fields(
         self, session: Session, subject: Subject, names: Sequence[str] | None = None
     ) -> dict[str, tuple[FieldValue, bytes]]:
