@@ -220,14 +220,11 @@ class BatchGuard:
         }
         out: list[DetokenizeResult] = []
         for ref, d in zip(refs, verdicts, strict=True):
+            # A token the caller gets no value for names no field either.
             if ref.error is not None or d is None:
-                out.append(DetokenizeResult(token=ref.token, field=ref.field, error=ref.error))
+                out.append(DetokenizeResult(token=ref.token, error=ref.error))
             elif not d.visible:
-                out.append(
-                    DetokenizeResult(
-                        token=ref.token, field=ref.field, error=d.reason or "forbidden"
-                    )
-                )
+                out.append(DetokenizeResult(token=ref.token, error=d.reason or "forbidden"))
             else:
                 out.append(values[ref.token])
         return out

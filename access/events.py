@@ -87,6 +87,27 @@ def batch(
     return _event(caller, action, purpose, verdict, subject_ids, fields, items, justification)
 
 
+def probe(
+    caller: Caller,
+    action: str,
+    purpose: str | None,
+    subject_id: str,
+    answer: str,
+    justification: Justification | None,
+) -> AuditRecord:
+    """A request refused before the subject was touched: forbidden, not found or shredded."""
+    return _event(
+        caller,
+        action,
+        purpose,
+        "deny",
+        [subject_id[:64]],
+        [],
+        {"*": {"redaction": "denied", "reason": answer}},
+        justification,
+    )
+
+
 def completed(
     caller: Caller,
     action: str,

@@ -9,6 +9,7 @@ AuditUnavailable and nothing is read, written or returned. Batches go through
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
@@ -19,12 +20,13 @@ from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.errors import ConsentRequired, Forbidden, JustificationRequired
-from access.events import Caller, completed, decided, for_subject
+from access.events import Caller, completed, decided, for_subject, probe
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
-from vault.errors import ValidationError
+from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
+from vault.models import STATUS_ACTIVE
 from vault.receipts import DeletionReceipt
-from vault.results import CreatedSubject, SubjectView
+from vault.results import CreatedSubject, SubjectInfo, SubjectView
 from vault.schema import Value
 from vault.service import VaultService
 from vault.shredding import Shredder
@@ -32,7 +34,7 @@ from vault.shredding import Shredder
 __all__ = ["Caller", "GuardedVault"]
 
 
-def _refuse(decision: Decision) -> NoReturn:
+def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
     reason = decision.denial_reason()
     what = f"{decision.action} for purpose {decision.purpose or '-'}"
     if reason == "justification_required":
@@ -41,6 +43,8 @@ def _refuse(decision: Decision) -> NoReturn:
         )
     if reason == "consent_required":
         raise ConsentRequired(f"{what} needs the subject's current consent")
+    if not name_fields:
+        raise Forbidden(f"{what} is not allowed")
     denied = sorted(f for f, d in decision.fields.items() if not d.visible)
     raise Forbidden(f"{what} is not allowed for {', '.join(denied)}")
 
@@ -63,8 +67,64 @@ class GuardedVault(BatchGuard):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _facts(self, subject_id: str) -> SubjectFacts:
-        info = self.vault.require_active(subject_id)
+    def _locate(
+        self,
+        caller: Caller,
+        subject_id: str,
+        actions: Sequence[str],
+        purpose: str,
+        fields: Sequence[str] = (WHOLE_SUBJECT,),
+        justification: Justification | None = None,
+        *,
+        active: bool = True,
+    ) -> SubjectInfo:
+        """The subject, looked up only after the policy says the caller may do something to it.
+
+        A caller with no right for these actions and this purpose gets one answer (403,
+        audited) whether the subject exists, never existed or was shredded: no existence
+        oracle. One with a right learns "not found"; "shredded" only if it may export or
+        shred (everyone else hears "not found": erasure is nobody else's business).
+        """
+        names = list(fields) if fields else sorted(self.decider.field_categories)
+        decisions = [
+            self.decider.decide(
+                caller.principal, names, action, purpose, None, justification, gates=False
+            )
+            for action in actions
+        ]
+        if not any(d.visible for decision in decisions for d in decision.fields.values()):
+            first = dataclasses.replace(decisions[0], subject_id=subject_id[:64])
+            self.audit.append(decided(caller, first, justification))  # each field's rule
+            _refuse(first, name_fields=bool(fields))  # the caller's own field list, if any
+        try:
+            info = self.vault.describe(subject_id)
+        except SubjectNotFound:
+            self.audit.append(
+                probe(caller, actions[0], purpose, subject_id, "not_found", justification)
+            )
+            raise
+        if active and info.status != STATUS_ACTIVE:
+            self.audit.append(
+                probe(caller, actions[0], purpose, subject_id, "shredded", justification)
+            )
+            if self._privacy_office(caller, purpose):
+                raise SubjectShredded(f"subject is {info.status}")
+            raise SubjectNotFound("unknown subject")
+        return info
+
+    def _privacy_office(self, caller: Caller, purpose: str) -> bool:
+        """May this caller, for this purpose, export or shred (and so learn of an erasure)?"""
+        return any(
+            self.decider.decide(
+                caller.principal, [WHOLE_SUBJECT], action, purpose, None, None, gates=False
+            ).allowed
+            for action in ("export", "shred")
+        )
+
+    def _facts(
+        self, caller: Caller, subject_id: str, action: str, purpose: str, fields: Sequence[str]
+    ) -> SubjectFacts:
+        info = self._locate(caller, subject_id, [action], purpose, fields)
         return SubjectFacts(info.subject_id, info.is_minor)
 
     def _decide_and_record(
@@ -151,7 +211,9 @@ class GuardedVault(BatchGuard):
         """Add fields (``write``) and correct fields already stored (``correct``, privacy
         policy §5): each kind decided and audited as its own action, all or nothing."""
         write = self.vault.validator.prepare(fields, allow_empty=False)
-        info = self.vault.require_active(subject_id)
+        info = self._locate(
+            caller, subject_id, ["write", "correct"], purpose, list(write.values), justification
+        )
         facts = SubjectFacts(info.subject_id, info.is_minor)
         stored = set(info.fields)
         kinds = {
@@ -181,7 +243,7 @@ class GuardedVault(BatchGuard):
         policy_version: str | None = None,
     ) -> dict[str, Any]:
         """Record a consent; the writer's permission is checked against the consent's purpose."""
-        facts = self._facts(subject_id)
+        facts = self._facts(caller, subject_id, "consent_write", consent_purpose, [WHOLE_SUBJECT])
         self._decide_and_record(
             caller, [WHOLE_SUBJECT], "consent_write", consent_purpose, facts, None
         )
@@ -203,7 +265,7 @@ class GuardedVault(BatchGuard):
         justification: Justification | None = None,
     ) -> SubjectView:
         """Masked values of the fields the caller may see; others are left out."""
-        info = self.vault.require_active(subject_id)
+        info = self._locate(caller, subject_id, ["read_masked"], purpose, [], justification)
         facts = SubjectFacts(info.subject_id, info.is_minor)
         names = info.fields or sorted(self.decider.field_categories)
         decision = self.decider.decide(
@@ -212,8 +274,12 @@ class GuardedVault(BatchGuard):
         self.audit.append(decided(caller, decision, justification))
         visible = [n for n, d in decision.fields.items() if d.visible]
         if not visible:
-            _refuse(decision)
-        return self.vault.masked_view(info.subject_id, [n for n in visible if n in info.fields])
+            _refuse(decision, name_fields=False)  # which fields it holds is not theirs to know
+        view = self.vault.masked_view(info.subject_id, [n for n in visible if n in info.fields])
+        if self._privacy_office(caller, purpose):
+            return view
+        # Identifiers beyond the fields shown are for the privacy office only.
+        return dataclasses.replace(view, external_id=None, region=None)
 
     def reveal(
         self,
@@ -230,7 +296,7 @@ class GuardedVault(BatchGuard):
                 "invalid field list",
                 {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"},
             )
-        facts = self._facts(subject_id)
+        facts = self._facts(caller, subject_id, "reveal", purpose, list(fields))
         _, seq = self._decide_and_record(
             caller, list(fields), "reveal", purpose, facts, justification
         )
@@ -238,7 +304,7 @@ class GuardedVault(BatchGuard):
 
     def export(self, caller: Caller, subject_id: str, purpose: str) -> dict[str, Any]:
         """All of the subject's data, consents and access history (policy §5)."""
-        facts = self._facts(subject_id)
+        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
         self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
         data = self.vault.export(facts.subject_id)
         data["consents"] = self.consents.of(facts.subject_id)
@@ -258,7 +324,7 @@ class GuardedVault(BatchGuard):
         justification: Justification | None = None,
     ) -> DeletionReceipt:
         """Crypto-shred; the decision is audited before, the completion after."""
-        info = self.vault.describe(subject_id)
+        info = self._locate(caller, subject_id, ["shred"], purpose, active=False)
         facts = SubjectFacts(info.subject_id, info.is_minor)
         self._decide_and_record(caller, [WHOLE_SUBJECT], "shred", purpose, facts, justification)
         receipt = self.shredder.shred(info.subject_id)  # consents go via on_shredded

@@ -121,6 +121,8 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         g.principal = rt.principals.authenticate(key.strip())
         if request.content_length and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
             raise BadRequest()  # before any parser recurses into it
+        if any(len(values) > 1 for values in request.args.listvalues()):
+            raise BadRequest()  # a parameter given twice: which one would count is ambiguous
 
     @app.after_request
     def _finish(response: Response) -> Response:

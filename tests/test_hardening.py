@@ -379,3 +379,61 @@ def test_tokenize_never_overwrites_and_retries_are_idempotent(api: Api) -> None:
     assert r.status_code == 200, r.json
     event = api.runtime.audit.events(limit=1)[0]
     assert event["action"] == "correct" and event["justification"]["ticket"] == "CS-77"
+
+
+def test_a_query_parameter_given_twice_is_a_400(api: Api) -> None:
+    """Found by schemathesis: the second subject_id was silently ignored."""
+    r = api.client.get("/v1/audit?subject_id=a&subject_id=b", headers=api.h("auditor"))
+    assert (r.status_code, r.json["code"]) == (400, "invalid")
+
+
+# -- 3. no existence oracle ------------------------------------------------------------------------
+
+
+def test_callers_without_rights_learn_nothing_about_existence(api: Api) -> None:
+    """Attack: 403 for an existing subject, 404 for an unknown one, 410 for an erased one."""
+    live, tokens = api.register()
+    gone, _ = api.register()
+    api.client.delete(
+        f"/v1/subjects/{gone}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "subject_access_request", "reason": "erasure"},
+    )
+    unknown = "6f1c1a52-7d39-4c4f-9d55-0e0a3f1f3d6b"
+
+    def view(role: str, sid: str, purpose: str) -> tuple[int, str]:
+        before = len(api.runtime.audit.events(limit=1000))
+        r = api.client.get(f"/v1/subjects/{sid}?purpose={purpose}", headers=api.h(role))
+        assert len(api.runtime.audit.events(limit=1000)) == before + 1  # every probe audited
+        return r.status_code, r.get_data(as_text=True)
+
+    # No right on any subject for this purpose: one answer, naming nothing.
+    answers = {view("recommendation-service", s, "personalization") for s in (live, gone, unknown)}
+    assert {code for code, _ in answers} == {403}
+    assert len({body.split('"request_id"')[0] for _, body in answers}) == 1
+    assert not any(f in body for _, body in answers for f in ("email", "passport", "phone"))
+    # A right, but not the privacy office's: an erased subject looks like an unknown one.
+    assert view("support-agent", unknown, "customer_support")[0] == 404
+    assert view("support-agent", gone, "customer_support")[0] == 404
+    # Only those who may export or shred hear "shredded".
+    assert view("privacy-officer", gone, "subject_access_request")[0] == 410
+    # The masked view shows identifiers only to the privacy office.
+    r = api.client.get(
+        f"/v1/subjects/{live}?purpose=customer_support", headers=api.h("support-agent")
+    )
+    assert r.status_code == 200 and r.json["external_id"] is None and r.json["region"] is None
+    r = api.client.get(
+        f"/v1/subjects/{live}?purpose=subject_access_request", headers=api.h("privacy-officer")
+    )
+    assert r.json["external_id"] and r.json["region"]
+    # A forbidden token names no field.
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=api.h("checkout-service"),
+        json={"purpose": "order_fulfillment", "tokens": [tokens["passport_number"]]},
+    )
+    assert r.json["results"][0] == {
+        "token": tokens["passport_number"],
+        "field": None,
+        "error": {"code": "forbidden"},
+    }

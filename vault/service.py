@@ -34,7 +34,6 @@ from vault.errors import (
     DuplicateExternalId,
     ServiceUnavailable,
     SubjectNotFound,
-    SubjectShredded,
     ValidationError,
 )
 from vault.models import STATUS_ACTIVE, BlindIndex, FieldValue, Subject, iso
@@ -420,12 +419,6 @@ class VaultService:
                 subject.is_minor,
                 list(names),
             )
-
-    def require_active(self, subject_id: str) -> SubjectInfo:
-        info = self.describe(subject_id)
-        if info.status != STATUS_ACTIVE:
-            raise SubjectShredded(f"subject is {info.status}")
-        return info
 
     def resolve_tokens(self, tokens: Sequence[str]) -> list[TokenRef]:
         """Subject and field of each token, in input order, without decrypting anything."""
