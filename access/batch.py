@@ -72,6 +72,14 @@ class BatchGuard:
         except SubjectNotFound:
             return None
 
+    def _may_see(self, caller: Caller, purpose: str) -> bool:
+        """Whether the policy lets the caller read (masked or plain) any field for ``purpose``."""
+        fields = sorted(self.decider.field_categories)
+        decision = self.decider.decide(
+            caller.principal, fields, "detokenize", purpose, None, None, gates=False
+        )
+        return any(d.visible for d in decision.fields.values())
+
     def tokenize(
         self,
         caller: Caller,
@@ -86,11 +94,22 @@ class BatchGuard:
         outcome: dict[str, Any] = {}
         subject_ids: list[str] = []
         names: list[str] = []
+        sees: bool | None = None  # may the caller see subjects for this purpose? (lazily)
         for i, item in enumerate(items):
             try:
                 if isinstance(item, Undecodable):
                     raise ValidationError("invalid fields; nothing was stored", item.errors)
                 write = self.vault.validator.prepare_record(item)
+                if write.subject_id is None:
+                    # An external id resolves to a subject id only for a caller who may see
+                    # subjects for this purpose; anyone else gets the same answer whether or
+                    # not the external id exists (no existence oracle), and nothing is stored.
+                    if sees is None:
+                        sees = self._may_see(caller, purpose)
+                    if not sees:
+                        results[i] = TokenizeResult(error="forbidden")
+                        outcome[str(i)] = {"error": "forbidden", "reason": "cannot_see_subjects"}
+                        continue
                 info = self._subject(write)
             except ValidationError as exc:
                 results[i] = TokenizeResult(error="invalid", errors=exc.errors)

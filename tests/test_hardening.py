@@ -437,3 +437,43 @@ def test_callers_without_rights_learn_nothing_about_existence(api: Api) -> None:
         "field": None,
         "error": {"code": "forbidden"},
     }
+
+
+def test_external_id_resolves_only_for_callers_who_may_see_subjects(api: Api) -> None:
+    """A writer with no right to see subjects cannot turn external ids into subject ids."""
+    from access.policy import Rule
+
+    api.runtime.policy.add_rules(
+        [Rule("intake-service", "basic", "write", "account_registration", "allow")]
+    )
+    _, key = api.runtime.principals.create("svc:intake", ["intake-service"])
+    intake = {"Authorization": f"Bearer {key}"}
+    r = api.client.post(
+        "/v1/subjects",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "external_id": "user-9", "fields": {}},
+    )
+    existing = r.json["subject_id"]
+
+    def tokenize(external_id: str) -> dict[str, object]:
+        body = {
+            "purpose": "account_registration",
+            "records": [{"external_id": external_id, "fields": {"gender": "f"}}],
+        }
+        r = api.client.post("/v1/tokenize", headers=intake, json=body)
+        assert r.status_code == 200
+        return dict(r.json["results"][0])
+
+    known, unknown = tokenize("user-9"), tokenize("user-never-seen")
+    assert known == unknown == {"subject_id": None, "error": {"code": "forbidden", "fields": None}}
+    assert existing not in json.dumps([known, unknown])
+    # The registration service, which may see subjects for this purpose, resolves it.
+    r = api.client.post(
+        "/v1/tokenize",
+        headers=api.h("registration-service"),
+        json={
+            "purpose": "account_registration",
+            "records": [{"external_id": "user-9", "fields": {"gender": "f"}}],
+        },
+    )
+    assert r.json["results"][0]["subject_id"] == existing
