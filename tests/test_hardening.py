@@ -477,3 +477,36 @@ def test_external_id_resolves_only_for_callers_who_may_see_subjects(api: Api) ->
         },
     )
     assert r.json["results"][0]["subject_id"] == existing
+
+
+def _revealed(value: str, masked: str) -> int:
+    """Characters of ``value`` a masked form shows (the masks keep them in place or in order)."""
+    shown = masked.replace("*", "").replace(" ", "").replace("[redacted]", "")
+    return len(shown)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, f in SCHEMA.fields.items() if f.type != "binary"))
+def test_every_field_mask_at_lengths_1_to_40(name: str) -> None:
+    """The rule, field by field: variable-length values show at most half; fixed formats
+    (card, date, IP, MAC) show their stated part of a valid value; redacted shows nothing."""
+    spec = SCHEMA[name]
+    if spec.mask in SHARE:
+        for length in range(1, 41):
+            core = "".join("QWERTYUPASDFGHJKZXCVBNM2345678"[i % 30] for i in range(length))
+            value = f"{core}@example.org" if spec.mask == "email" else core
+            masked = spec.masked(value.encode())
+            if spec.mask == "email":
+                masked, value = masked.split("@")[0], core
+            assert _revealed(value, masked) <= len(value) / 2, (name, value, masked)
+        return
+    fixed = {
+        "card": ("4111111111111111", "************1111"),
+        "year": ("1990-05-17", "1990-**-**"),
+        "ip": ("203.0.113.9", "203.0.*.*"),
+        "mac": ("00:1A:2B:3C:4D:5E", "00:1A:2B:**:**:**"),
+    }
+    if spec.mask == "redacted":
+        assert spec.masked(b"anything at all") == "[redacted]"
+        return
+    value, expected = fixed[spec.mask]
+    assert spec.masked(value.encode()) == expected
