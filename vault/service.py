@@ -119,8 +119,35 @@ class VaultService:
 
     def _discard_key(self, subject_id: str) -> None:
         """Best effort: a key created for a write that did not commit protects nothing."""
+        self.datakeys.evict_subject(subject_id)
         with contextlib.suppress(KeyProviderError):
             self.keys.destroy_subject_key(subject_id)
+
+    def _stored(self, subject_ids: Sequence[str]) -> bool | None:
+        """After a failed commit: did it happen? True, False, or None when nobody can tell."""
+        try:
+            with self.tx.begin(read_only=True) as session:
+                found = session.scalars(select(Subject.id).where(Subject.id.in_(subject_ids)))
+                return len(set(found)) == len(set(subject_ids))
+        except ServiceUnavailable:
+            return None
+
+    def _after_failed_write(self, created: Sequence[str], committing: bool) -> bool:
+        """Decide the fate of the subject keys a failed write created; True if it committed.
+
+        Before the commit was sent nothing can have been stored: the keys go. If the commit
+        itself failed, its outcome is unknown: the keys go only if their rows are known to be
+        absent; committed rows keep them (the write succeeded after all), and when nobody can
+        tell the keys stay for `pii-vault reconcile` to settle. A key is never destroyed
+        while a committed row may need it.
+        """
+        if not created:
+            return False
+        outcome = self._stored(created) if committing else False
+        if outcome is False:
+            for subject_id in created:
+                self._discard_key(subject_id)
+        return outcome is True
 
     def create_subject(
         self,
@@ -155,6 +182,7 @@ class VaultService:
         )
         with translating():
             self.keys.create_subject_key(subject.id)
+        committing = False
         try:
             with self.keyed() as session:
                 session.add(subject)
@@ -162,12 +190,13 @@ class VaultService:
                 tokens = self.store.store(
                     session, subject, write.values, external_id=write.external_id
                 )
+                committing = True  # leaving the block commits
         except IntegrityError as exc:
-            self._discard_key(subject.id)
+            self._after_failed_write([subject.id], committing=False)  # refused: not stored
             raise DuplicateExternalId("external_id already exists") from exc
         except BaseException:
-            self._discard_key(subject.id)
-            raise
+            if not self._after_failed_write([subject.id], committing):
+                raise
         return CreatedSubject(subject.id, tokens)
 
     def put_fields(
@@ -197,6 +226,7 @@ class VaultService:
         """
         results: list[TokenizeResult] = []
         created: list[str] = []
+        committing = False
         try:
             with self.keyed() as session:
                 named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
@@ -244,14 +274,13 @@ class VaultService:
                     fresh = {k: v for k, v in write.values.items() if k not in same}
                     tokens = {**same, **self.store.store(session, subject, fresh)}
                     results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
+                committing = True  # leaving the block commits
         except IntegrityError as exc:
-            for subject_id in created:
-                self._discard_key(subject_id)
+            self._after_failed_write(created, committing=False)  # refused: nothing stored
             raise DuplicateExternalId("external_id was created concurrently; retry") from exc
         except BaseException:
-            for subject_id in created:
-                self._discard_key(subject_id)
-            raise
+            if not self._after_failed_write(created, committing):
+                raise
         assert len(results) == len(writes)  # one result per item, never a placeholder
         return results
 
