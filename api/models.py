@@ -40,7 +40,7 @@ class PurposeQuery(Strict):
 
 
 class AuditQuery(Strict):
-    subject_id: str | None = Field(default=None, min_length=1, max_length=64)
+    subject_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     limit: int = Field(default=100, ge=1, le=1000)
 
 

@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.meta import GenerationMode, ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -79,4 +80,14 @@ def test_api_conforms_to_its_openapi_document(
     case: schemathesis.Case, fuzz_target: tuple[object, str]
 ) -> None:
     _, key = fuzz_target
-    case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=CHECKS)
+    # We always send a valid Authorization header. A case made negative through its headers
+    # (e.g. "Authorization missing") is then no longer negative, and its other "violation"
+    # may not survive serialisation (an extra query property with an empty value sends
+    # nothing): asking for its rejection would test the harness, not the API.
+    meta = case.meta
+    header_negative = meta is not None and any(
+        location == ParameterLocation.HEADER and info.mode == GenerationMode.NEGATIVE
+        for location, info in meta.components.items()
+    )
+    checks = [c for c in CHECKS if not (header_negative and c is negative_data_rejection)]
+    case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=checks)
