@@ -75,10 +75,9 @@ class BatchGuard:
     def _may_see(self, caller: Caller, purpose: str) -> bool:
         """Whether the policy lets the caller read (masked or plain) any field for ``purpose``."""
         fields = sorted(self.decider.field_categories)
-        decision = self.decider.decide(
+        return self.decider.decide(
             caller.principal, fields, "detokenize", purpose, None, None, gates=False
-        )
-        return any(d.visible for d in decision.fields.values())
+        ).permits
 
     def tokenize(
         self,

@@ -62,6 +62,11 @@ class Decision:
         return bool(self.fields) and all(d.visible for d in self.fields.values())
 
     @property
+    def permits(self) -> bool:
+        """True when at least one field is plain or masked (the caller may do *something*)."""
+        return any(d.visible for d in self.fields.values())
+
+    @property
     def verdict(self) -> Verdict:
         return verdict_of([d.visible for d in self.fields.values()])
 

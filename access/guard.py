@@ -92,7 +92,7 @@ class GuardedVault(BatchGuard):
             )
             for action in actions
         ]
-        if not any(d.visible for decision in decisions for d in decision.fields.values()):
+        if not any(decision.permits for decision in decisions):
             first = dataclasses.replace(decisions[0], subject_id=subject_id[:64])
             self.audit.append(decided(caller, first, justification))  # each field's rule
             _refuse(first, name_fields=bool(fields))  # the caller's own field list, if any
@@ -180,7 +180,7 @@ class GuardedVault(BatchGuard):
                 facts,
                 justification,
             )
-            may_write = any(d.visible for d in decision.fields.values())
+            may_write = decision.permits
             outcome = {
                 "*": {
                     "redaction": "plain" if may_write else "denied",

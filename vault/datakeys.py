@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from keys.provider import SubjectKeys
-from vault.cache import CacheStats, DataKeyCache
+from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.models import DataKeyRecord, ShredLogEntry, utcnow
 
@@ -33,10 +33,6 @@ class DataKeyManager:
         self.cache = cache if cache is not None else DataKeyCache()
         self.max_encryptions = max_encryptions
         self._seen_shreds: int | None = None  # the shred log is read from here on
-
-    @property
-    def stats(self) -> CacheStats:
-        return self.cache.stats
 
     def for_decryption(self, subject_id: str, record: DataKeyRecord) -> bytes:
         return self.cache.get(
