@@ -18,6 +18,8 @@ from access.audit import AuditRecord
 from access.decisions import Decision, Verdict
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
+from vault.errors import SubjectNotFound
+from vault.validation import canonical_subject_id
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,15 @@ def batch(
     return _event(caller, action, purpose, verdict, subject_ids, fields, items, justification)
 
 
+def audited_id(raw: str) -> str:
+    """A caller-supplied subject id as the log may hold it: the canonical UUID, or
+    ``invalid`` — never free text a caller typed into a URL (it could be anything)."""
+    try:
+        return canonical_subject_id(raw)
+    except SubjectNotFound:
+        return "invalid"
+
+
 def probe(
     caller: Caller,
     action: str,
@@ -101,7 +112,7 @@ def probe(
         action,
         purpose,
         "deny",
-        [subject_id[:64]],
+        [audited_id(subject_id)],
         [],
         {"*": {"redaction": "denied", "reason": answer}},
         justification,

@@ -20,7 +20,7 @@ from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.errors import ConsentRequired, Forbidden, JustificationRequired
-from access.events import Caller, completed, decided, for_subject, probe
+from access.events import Caller, audited_id, completed, decided, for_subject, probe
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
@@ -93,7 +93,7 @@ class GuardedVault(BatchGuard):
             for action in actions
         ]
         if not any(decision.permits for decision in decisions):
-            first = dataclasses.replace(decisions[0], subject_id=subject_id[:64])
+            first = dataclasses.replace(decisions[0], subject_id=audited_id(subject_id))
             self.audit.append(decided(caller, first, justification))  # each field's rule
             _refuse(first, name_fields=bool(fields))  # the caller's own field list, if any
         try:

@@ -516,3 +516,13 @@ def test_audit_filter_with_nul_is_a_400_not_a_500(api: Api) -> None:
     """Found by schemathesis on PostgreSQL (text refuses NUL): subject_id=0%00 gave 500."""
     r = api.client.get("/v1/audit?subject_id=0%00&limit=3", headers=api.h("auditor"))
     assert (r.status_code, r.json["code"]) == (400, "invalid")
+
+
+def test_probes_log_no_free_text_from_the_url(api: Api) -> None:
+    """A caller-typed 'subject id' is not a subject id: the audit log holds no free text."""
+    typed = "zelda.quartermaine@example.org"
+    for role in ("recommendation-service", "support-agent"):  # forbidden, then not found
+        purpose = "personalization" if role.startswith("rec") else "customer_support"
+        api.client.get(f"/v1/subjects/{typed}?purpose={purpose}", headers=api.h(role))
+        event = api.runtime.audit.events(limit=1)[0]
+        assert event["subject_ids"] == ["invalid"] and typed not in json.dumps(event)
