@@ -323,7 +323,10 @@ class GuardedVault(BatchGuard):
         purpose: str,
         justification: Justification | None = None,
     ) -> DeletionReceipt:
-        """Crypto-shred; the decision is audited before, the completion after."""
+        """Crypto-shred; the decision is audited before, the completion after.
+
+        A repeat of a finished shred returns its receipt and records the completion
+        again, so a first attempt whose completion event failed converges on retry."""
         info = self._locate(caller, subject_id, ["shred"], purpose, active=False)
         facts = SubjectFacts(info.subject_id, info.is_minor)
         self._decide_and_record(caller, [WHOLE_SUBJECT], "shred", purpose, facts, justification)
@@ -338,6 +341,7 @@ class GuardedVault(BatchGuard):
                 justification,
             )
         )
+        self.shredder.completion_audited([info.subject_id])
         return receipt
 
     # -- audit -----------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
     """The runtime for ``settings``; bad configuration raises ConfigError before anything runs."""
     policy_version = policy_version_from_env()
     private_directory(settings.home)
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, timeout=settings.db_timeout)
     if migrate:
         run_migrations(engine)
         run_migrations(engine, "access:migrations")

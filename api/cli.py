@@ -147,9 +147,12 @@ def shred(subject_id: str | None, pending: bool) -> None:
         if pending:
             _operator_event(runtime, "shred", shredder.pending(), "operator")
             outcome = shredder.complete_pending()
-            _operator_event(
-                runtime, "shred", [r.subject_id for r in outcome.completed], "completed"
-            )
+            # Shreds that finished but whose "completed" event was never recorded (the audit
+            # log failed after the key was destroyed) are recorded here too.
+            done = sorted({r.subject_id for r in outcome.completed} | set(shredder.unaudited()))
+            if done:
+                _operator_event(runtime, "shred", done, "completed")
+                shredder.completion_audited(done)
             for receipt in outcome.completed:
                 click.echo(json.dumps(receipt.to_dict(), sort_keys=True))
             click.echo(
@@ -163,6 +166,7 @@ def shred(subject_id: str | None, pending: bool) -> None:
         _operator_event(runtime, "shred", [str(subject_id)], "operator")
         receipt = shredder.shred(str(subject_id))  # consents go with it (on_shredded)
         _operator_event(runtime, "shred", [receipt.subject_id], "completed")
+        shredder.completion_audited([receipt.subject_id])
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
 
 
@@ -210,7 +214,7 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
     # Each gunicorn worker opens its own connections after the fork.
     from api.server import run_gunicorn
 
-    run_gunicorn(host, port, workers, max_body)
+    run_gunicorn(host, port, workers, max_body, settings)
 
 
 @main.command("purge-expired")

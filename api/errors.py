@@ -36,6 +36,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "rate_limited": 429,
     "shredded": 410,
     "decryption_failed": 500,
+    "subject_damaged": 500,
     "unavailable": 503,
     "shred_pending": 503,
     "key_provider_unavailable": 503,

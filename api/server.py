@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from api.app import AppConfig, create_app
+from vault.config import Settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -23,11 +24,24 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(AppConfig(max_body_bytes=self.max_body))
 
 
-def run_gunicorn(host: str, port: int, workers: int, max_body: int) -> None:
+def gunicorn_options(host: str, port: int, workers: int, settings: Settings) -> dict[str, Any]:
+    """Threaded workers: a request waiting on Vault or the database does not block the
+    worker's other threads, so ``/healthz`` answers while dependencies hang. Every wait
+    is bounded below ``worker_timeout`` (``Settings.checked``)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": settings.worker_threads,
+        "timeout": settings.worker_timeout,
+        "graceful_timeout": settings.worker_timeout,
+    }
+
+
+def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Settings) -> None:
     _Gunicorn(
         {
-            "bind": f"{host}:{port}",
-            "workers": workers,
+            **gunicorn_options(host, port, workers, settings),
             "preload_app": False,  # no shared connections or keys across the fork
             "accesslog": "-",
             # The access log records paths and statuses only: never query strings or bodies.

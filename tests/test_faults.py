@@ -25,14 +25,16 @@ from vault.service import VaultService
 
 
 class CommitFault:
-    """Fail the next commit of a session that wrote: after it reached the database, or before."""
+    """Fail the next commit that stores subjects: after it reached the database, or before."""
 
     def __init__(self, after: bool) -> None:
         self.after, self.armed = after, False
 
     @staticmethod
     def wrote(session: Session, _context: object) -> None:
-        session.info["wrote"] = True
+        # The transaction that stores subjects (not the one recording their key intents).
+        if any(isinstance(obj, Subject) for obj in session.new):
+            session.info["wrote"] = True
 
     def __call__(self, session: Session) -> None:
         if self.armed and session.info.pop("wrote", False):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from access.runtime import compose
-from keys.errors import KeyDestroyed, KeyUnavailable
+from keys.errors import KeyUnavailable
 from keys.provider import DataKey, KeyBackend
 from keys.transit import TransitKeyProvider
 from tests.conftest import Database, OpenBaoServer, shredder_of
@@ -17,6 +17,8 @@ from tests.helpers import ALICE, copy_database, row_counts
 from vault.errors import (
     KeyProviderUnavailable,
     ShredPending,
+    SubjectDamaged,
+    SubjectKeyMissing,
     SubjectShredded,
 )
 from vault.models import FieldValue, Subject
@@ -86,12 +88,16 @@ def test_backup_taken_before_shred_decrypts_nothing(
         shredder.shred(alice.subject_id)
         restored = VaultService(backup.engine, provider)  # fresh process: empty cache
         assert restored.status(alice.subject_id) == "active"  # the backup predates the shred
-        for token in alice.tokens.values():
-            with pytest.raises(SubjectShredded):
-                restored.detokenize([token])
+        # The restored rows' key is gone: the subject is reported damaged, never readable.
+        first, *rest = alice.tokens.values()
+        with pytest.raises(SubjectDamaged):  # the read that finds the key missing
+            restored.detokenize([first])
+        for result in restored.detokenize(rest):  # then: per item, as for any unreadable one
+            assert result.value is None and result.error == "subject_damaged"
         for read in (restored.masked_view, restored.export):
-            with pytest.raises(SubjectShredded):
+            with pytest.raises(SubjectDamaged):
                 read(alice.subject_id)
+        assert restored.status(alice.subject_id) == "damaged"
         # Going around the service: every stored ciphertext fails to decrypt.
         with backup.engine.connect() as conn:
             rows = conn.execute(select(FieldValue)).all()
@@ -100,7 +106,7 @@ def test_backup_taken_before_shred_decrypts_nothing(
             for row in rows:
                 value = session.get(FieldValue, (row.subject_id, row.field))
                 assert value is not None
-                with pytest.raises(KeyDestroyed):  # the key is gone, so is the data
+                with pytest.raises(SubjectKeyMissing):  # the key is gone, so is the data
                     restored.store.decrypt(session, row.subject_id, value)
     finally:
         backup.engine.dispose()

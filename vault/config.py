@@ -27,6 +27,16 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
     return value
 
 
+MAX_BATCH_LIMIT = 500  # the API's own bound (the OpenAPI document says it)
+
+
+def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default, low)
+    if value > high:
+        raise ConfigError(f"{name} must be at most {high}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".pii-vault")
@@ -41,6 +51,11 @@ class Settings:
     audit_anchor_seconds: float = 10.0
     lookup_failure_budget: int = 1000
     lookup_failure_window: int = 60
+    db_timeout: float = 5.0
+    orphan_grace: float = 600.0
+    max_batch: int = 500
+    worker_timeout: int = 60
+    worker_threads: int = 4
 
     @property
     def effective_database_url(self) -> str:
@@ -80,4 +95,28 @@ class Settings:
             audit_anchor_seconds=float(_int(env, "PII_VAULT_AUDIT_ANCHOR_SECONDS", 10, 1)),
             lookup_failure_budget=_int(env, "PII_VAULT_LOOKUP_FAILURE_BUDGET", 1000, 1),
             lookup_failure_window=_int(env, "PII_VAULT_LOOKUP_FAILURE_WINDOW", 60, 1),
-        )
+            db_timeout=float(_int(env, "PII_VAULT_DB_TIMEOUT", 5, 1)),
+            orphan_grace=float(_int(env, "PII_VAULT_ORPHAN_GRACE", 600, 1)),
+            max_batch=_bounded(env, "PII_VAULT_MAX_BATCH", 500, 1, MAX_BATCH_LIMIT),
+            worker_timeout=_int(env, "PII_VAULT_WORKER_TIMEOUT", 60, 5),
+            worker_threads=_bounded(env, "PII_VAULT_WORKER_THREADS", 4, 1, 64),
+        ).checked()
+
+    def request_bound(self) -> float:
+        """The longest a request may wait on its dependencies: a few database waits, each
+        cut by the watchdog, and a few key-provider calls, each with its own timeout."""
+        return 3 * (2 * self.db_timeout + 2) + 3 * self.keys.timeout
+
+    def checked(self) -> Settings:
+        """Refuse settings under which gunicorn would kill a worker still inside its bounds."""
+        if self.worker_timeout < self.request_bound():
+            raise ConfigError(
+                f"PII_VAULT_WORKER_TIMEOUT ({self.worker_timeout} s) must be at least "
+                f"{self.request_bound():.0f} s with PII_VAULT_DB_TIMEOUT={self.db_timeout:.0f}"
+            )
+        if self.orphan_grace < 2 * self.worker_timeout:
+            raise ConfigError(
+                "PII_VAULT_ORPHAN_GRACE must be at least twice PII_VAULT_WORKER_TIMEOUT "
+                "(a key younger than that may belong to a request still running)"
+            )
+        return self

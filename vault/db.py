@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from vault.errors import ConfigError, DatabaseUnavailable
+from vault.watchdog import Watchdog
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 READ_ONLY = {SQLITE_BEGIN_OPTION: "DEFERRED"}
@@ -26,8 +27,22 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, schema: str | None = None) -> Engine:
-    """An engine for ``url``; ``schema`` pins PostgreSQL's search_path (one schema per test run)."""
+DEFAULT_DB_TIMEOUT = 5.0
+
+
+def make_engine(
+    url: str, *, schema: str | None = None, timeout: float = DEFAULT_DB_TIMEOUT
+) -> Engine:
+    """An engine for ``url``; ``schema`` pins PostgreSQL's search_path (one schema per test run).
+
+    ``timeout`` bounds every wait on the database, so a request never hangs: a lock is
+    waited for at most ``timeout`` seconds (SQLite ``busy_timeout``, PostgreSQL
+    ``lock_timeout``), a statement runs at most twice that, a connection is opened within
+    ``timeout``, and a PostgreSQL reply that never comes is cut off by the client-side
+    watchdog (``vault/watchdog.py``) a little after the statement bound.
+    """
+    if timeout <= 0:
+        raise ConfigError("the database timeout must be positive")
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -36,11 +51,26 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
     # Never put SQL parameters (ciphertext, tokens, ids) into exception messages or logs.
     kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        kwargs["connect_args"] = {"timeout": timeout, "check_same_thread": False}
     elif parsed.get_backend_name() == "postgresql":
-        kwargs["pool_pre_ping"] = True
+        # No pool_pre_ping: the watchdog pings on checkout itself, under its deadline.
+        kwargs["pool_timeout"] = timeout  # waiting for a pooled connection is bounded too
+        lock_ms, statement_ms = int(timeout * 1000), int(timeout * 2000)
+        options = [
+            f"-clock_timeout={lock_ms}",
+            f"-cstatement_timeout={statement_ms}",
+            f"-cidle_in_transaction_session_timeout={statement_ms * 3}",
+        ]
         if schema:
-            kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+            options.append(f"-csearch_path={schema}")
+        given = parsed.query.get("options")  # the URL's own options are kept, and win
+        if given:
+            options.extend(given if isinstance(given, tuple) else [given])
+            parsed = parsed.difference_update_query(["options"])
+        kwargs["connect_args"] = {
+            "options": " ".join(options),
+            "connect_timeout": max(1, round(timeout)),
+        }
     else:
         raise ConfigError("PII_VAULT_DATABASE_URL must be a sqlite or postgresql URL")
     try:
@@ -51,7 +81,9 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
         ) from exc
     if parsed.get_backend_name() == "sqlite":
         _private_file(parsed)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, timeout)
+    else:
+        Watchdog(timeout * 2 + 2).install(engine)
     return engine
 
 
@@ -75,7 +107,7 @@ def _private_file(url: Any) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite so BEGIN IMMEDIATE below is honoured.
@@ -84,7 +116,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

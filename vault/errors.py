@@ -21,6 +21,7 @@ VaultErrorCode = Literal[
     "key_provider_unavailable",
     "database_unavailable",
     "shred_pending",
+    "subject_damaged",
 ]
 
 
@@ -54,6 +55,24 @@ class SubjectShredded(VaultError):
     """The subject is shredded, or being shredded: no plaintext, ever."""
 
     code: ClassVar[VaultErrorCode] = "shredded"
+
+
+class SubjectDamaged(VaultError):
+    """The subject's key is missing though it was never shredded: its data is lost.
+
+    Reported as what it is (never as an erasure); `pii-vault reconcile` lists such
+    subjects and the ``pii_vault_damaged_subjects`` gauge counts them."""
+
+    code: ClassVar[VaultErrorCode] = "subject_damaged"
+
+
+class SubjectKeyMissing(SubjectShredded):
+    """A read found the subject key gone. Internal: the service decides (under a write
+    lock) whether the subject was being shredded or is damaged, and raises that."""
+
+    def __init__(self, subject_id: str) -> None:
+        super().__init__("subject key destroyed")
+        self.subject_id = subject_id
 
 
 class DuplicateExternalId(VaultError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Final
 
 from sqlalchemy import (
@@ -32,6 +33,9 @@ NAMING = {
 STATUS_ACTIVE: Final[SubjectStatus] = "active"
 STATUS_SHREDDING: Final[SubjectStatus] = "shredding"
 STATUS_SHREDDED: Final[SubjectStatus] = "shredded"
+# The subject key is gone but the subject was never shredded (found by `pii-vault
+# reconcile` or by a read): its data is lost, which is reported, never passed off as erasure.
+STATUS_DAMAGED: Final[SubjectStatus] = "damaged"
 
 
 def utcnow() -> dt.datetime:
@@ -72,6 +76,29 @@ class Subject(Base):
         DateTime(timezone=True), nullable=True
     )
     shredded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The shred's "completed" audit event is recorded (a retry or `shred --pending` adds it).
+    completion_audited: Mapped[bool] = mapped_column(Boolean, default=False)
+    damaged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def mark_damaged(subject: Subject) -> None:
+    """The subject's key is missing though it was never shredded (logged: ops must know)."""
+    subject.status = STATUS_DAMAGED
+    subject.damaged_at = utcnow()
+    logging.getLogger("vault.damage").error(
+        "subject %s is damaged: its key is missing though it was never shredded; its data "
+        "cannot be read (see `pii-vault reconcile`)",
+        subject.id,
+    )
+
+
+class KeyIntent(Base):
+    """A subject key about to be created; deleted with the subject row's insert."""
+
+    __tablename__ = "key_intents"
+
+    subject_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class DataKeyRecord(Base):

@@ -13,19 +13,20 @@ from typing import Literal
 
 from vault.schema import Value
 
-SubjectStatus = Literal["active", "shredding", "shredded"]
+SubjectStatus = Literal["active", "shredding", "shredded", "damaged"]
 # Why a batch item has no result. The vault itself answers the first three; the
 # access layer adds the denial reasons (decisions are not the vault's business).
 ItemError = Literal[
     "invalid",
     "not_found",
     "shredded",
+    "subject_damaged",  # the subject's key is missing though it was never shredded
     "conflict",  # tokenize never changes a stored value: that is a correction (PATCH)
     "forbidden",
     "consent_required",
     "justification_required",
 ]
-VaultItemError = Literal["invalid", "not_found", "shredded"]
+VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]
 
 

@@ -24,19 +24,22 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keys.errors import KeyProviderError
 from keys.provider import BlindIndexer, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.datakeys import DataKeyManager
 from vault.errors import (
     ConfigError,
+    DecryptionError,
     DuplicateExternalId,
     ServiceUnavailable,
+    SubjectKeyMissing,
     SubjectNotFound,
     ValidationError,
+    VaultError,
 )
-from vault.models import STATUS_ACTIVE, BlindIndex, FieldValue, Subject, iso
+from vault.intents import KeyIntents
+from vault.models import STATUS_ACTIVE, BlindIndex, FieldValue, Subject, iso, mark_damaged
 from vault.results import (
     CreatedSubject,
     DetokenizeResult,
@@ -81,13 +84,34 @@ class VaultService:
         self.datakeys = DataKeyManager(keys, cache, max_encryptions=max_dek_encryptions)
         self.store = FieldStore(self.schema, self.datakeys, index)
         self.validator = Validator(self.schema)
+        self.intents = KeyIntents(self.tx, keys)
 
     @contextlib.contextmanager
     def keyed(self, *, read_only: bool = False) -> Iterator[Session]:
-        """A transaction that uses data keys: first drop those of subjects shredded elsewhere."""
-        with self.tx.begin(read_only=read_only) as session:
-            self.datakeys.sync(session)
-            yield session
+        """A transaction that uses data keys: first drop those of subjects shredded elsewhere.
+
+        A subject key found missing is reported as a shred in progress or as damage, never
+        guessed: ``_key_missing`` decides under the subject's write lock."""
+        try:
+            with self.tx.begin(read_only=read_only) as session:
+                self.datakeys.sync(session)
+                yield session
+        except SubjectKeyMissing as exc:
+            raise self._key_missing(exc.subject_id) from exc
+
+    def _key_missing(self, subject_id: str) -> VaultError:
+        """An active subject whose key is gone is ``damaged`` (logged, counted, 500
+        ``subject_damaged``); one being shredded is what it is (410)."""
+        self.datakeys.evict_subject(subject_id)
+        with self.tx.begin() as session:
+            subject = self.store.subject(session, subject_id, lock="update")
+            if subject.status == STATUS_ACTIVE and not self.keys.subject_key_exists(subject.id):
+                mark_damaged(subject)
+        try:
+            self.store.require_active(subject)
+        except VaultError as exc:
+            return exc
+        return DecryptionError()  # the key is back (it never went): say nothing more
 
     @property
     def cache(self) -> DataKeyCache:
@@ -117,11 +141,11 @@ class VaultService:
 
     # -- writes -------------------------------------------------------------------
 
-    def _discard_key(self, subject_id: str) -> None:
-        """Best effort: a key created for a write that did not commit protects nothing."""
-        self.datakeys.evict_subject(subject_id)
-        with contextlib.suppress(KeyProviderError):
-            self.keys.destroy_subject_key(subject_id)
+    def _discard_keys(self, subject_ids: Sequence[str]) -> None:
+        """Best effort: keys created for a write that did not commit protect nothing."""
+        for subject_id in subject_ids:
+            self.datakeys.evict_subject(subject_id)
+        self.intents.discard(subject_ids)
 
     def _stored(self, subject_ids: Sequence[str]) -> bool | None:
         """After a failed commit: did it happen? True, False, or None when nobody can tell."""
@@ -138,15 +162,14 @@ class VaultService:
         Before the commit was sent nothing can have been stored: the keys go. If the commit
         itself failed, its outcome is unknown: the keys go only if their rows are known to be
         absent; committed rows keep them (the write succeeded after all), and when nobody can
-        tell the keys stay for `pii-vault reconcile` to settle. A key is never destroyed
-        while a committed row may need it.
+        tell the keys stay, with their intents, for the sweep to settle. A key is never
+        destroyed while a committed row may need it.
         """
         if not created:
             return False
         outcome = self._stored(created) if committing else False
         if outcome is False:
-            for subject_id in created:
-                self._discard_key(subject_id)
+            self._discard_keys(created)
         return outcome is True
 
     def create_subject(
@@ -180,11 +203,11 @@ class VaultService:
         subject = self.store.new_subject(
             write.region or self.default_region, write.is_minor, write.subject_id
         )
-        with translating():
-            self.keys.create_subject_key(subject.id)
+        self.intents.create_keys([subject.id])
         committing = False
         try:
             with self.keyed() as session:
+                self.intents.claim(session, [subject.id])
                 session.add(subject)
                 session.flush()
                 tokens = self.store.store(
@@ -226,10 +249,12 @@ class VaultService:
         """
         results: list[TokenizeResult] = []
         created: list[str] = []
+        named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
+        made = self._premade_subjects(writes, named)
+        premade = {s.id for s in made.values()}
         committing = False
         try:
             with self.keyed() as session:
-                named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
                 by_external = self.store.by_external_ids(session, named, lock=True)
                 for write in writes:
                     subject: Subject | None
@@ -243,10 +268,12 @@ class VaultService:
                         ext = str(write.external_id)
                         subject = by_external.get(ext)
                         if subject is None:
-                            subject = self.store.new_subject(
-                                write.region or self.default_region, write.is_minor
-                            )
-                            self.keys.create_subject_key(subject.id)
+                            subject = made.pop(ext, None)
+                            if subject is None:  # appeared free since the pre-pass: rare
+                                subject = self.store.new_subject(
+                                    write.region or self.default_region, write.is_minor
+                                )
+                                self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
                             session.add(subject)
                             session.flush()
@@ -274,15 +301,38 @@ class VaultService:
                     fresh = {k: v for k, v in write.values.items() if k not in same}
                     tokens = {**same, **self.store.store(session, subject, fresh)}
                     results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
+                self.intents.claim(session, [s for s in created if s in premade])
                 committing = True  # leaving the block commits
         except IntegrityError as exc:
             self._after_failed_write(created, committing=False)  # refused: nothing stored
+            self._discard_keys([s.id for s in made.values()])
             raise DuplicateExternalId("external_id was created concurrently; retry") from exc
         except BaseException:
+            self._discard_keys([s.id for s in made.values()])  # made but never used
             if not self._after_failed_write(created, committing):
                 raise
+        self._discard_keys([s.id for s in made.values()])  # taken by a concurrent writer
         assert len(results) == len(writes)  # one result per item, never a placeholder
         return results
+
+    def _premade_subjects(
+        self, writes: Sequence[PreparedWrite], named: Sequence[str]
+    ) -> dict[str, Subject]:
+        """New subjects for the batch's unknown external ids, keys created up front (in
+        parallel, outside the write transaction, intents recorded first)."""
+        if not named:
+            return {}
+        with self.tx.begin(read_only=True) as session, translating():
+            known = self.store.by_external_ids(session, named)
+        made: dict[str, Subject] = {}
+        for write in writes:
+            ext = write.external_id
+            if write.subject_id is None and ext and ext not in known and ext not in made:
+                made[ext] = self.store.new_subject(
+                    write.region or self.default_region, write.is_minor
+                )
+        self.intents.create_keys([s.id for s in made.values()])
+        return made
 
     def rotate_subject_key(self, subject_id: str) -> None:
         """New subject-key version; every wrapped data key is re-wrapped under it.

@@ -2,7 +2,10 @@
 
 Protocol (docs/ARCHITECTURE.md): mark ``shredding`` and commit (no read
 returns plaintext from then on, in any process), hard-delete the subject key,
-delete the rows and keep a tombstone, return an Ed25519-signed receipt. Data
+delete the rows and keep a tombstone, return an Ed25519-signed receipt. The
+caller records the "completed" audit event and then ``completion_audited``; a
+shred whose event could not be recorded stays listed by ``unaudited`` until a
+retry or ``pii-vault shred --pending`` records it. Data
 kept outside the vault's tables (consents) goes through ``on_shredded``, which
 the runtime wires explicitly when it is composed.
 """
@@ -13,7 +16,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from keys.provider import Signer, SubjectKeys
 from vault.datakeys import DataKeyManager
@@ -100,6 +103,28 @@ class Shredder:
             except ShredPending:
                 pending.append(subject_id)
         return PendingShreds(completed, pending)
+
+    def unaudited(self) -> list[str]:
+        """Shredded subjects whose "completed" audit event is not recorded yet."""
+        with self.tx.begin(read_only=True) as session:
+            return list(
+                session.scalars(
+                    select(Subject.id)
+                    .where(Subject.status == STATUS_SHREDDED, Subject.completion_audited.is_(False))
+                    .order_by(Subject.shredded_at)
+                )
+            )
+
+    def completion_audited(self, subject_ids: list[str]) -> None:
+        """The shred's completion is in the audit log: `shred --pending` need not add it."""
+        if not subject_ids:
+            return
+        with self.tx.begin() as session:
+            session.execute(
+                update(Subject)
+                .where(Subject.id.in_(subject_ids), Subject.status == STATUS_SHREDDED)
+                .values(completion_audited=True)
+            )
 
     def receipt(self, subject: Subject) -> DeletionReceipt:
         requested, shredded = iso(subject.shred_requested_at), iso(subject.shredded_at)

@@ -9,13 +9,20 @@ from typing import Literal
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from keys.errors import KeyProviderError
+from keys.errors import KeyDestroyed, KeyProviderError
 from keys.provider import BlindIndexer
 from vault.crypto import ciphertext_dek_id, decrypt_field, encrypt_field
 from vault.datakeys import DataKeyManager
-from vault.errors import DecryptionError, SubjectNotFound, SubjectShredded
+from vault.errors import (
+    DecryptionError,
+    SubjectDamaged,
+    SubjectKeyMissing,
+    SubjectNotFound,
+    SubjectShredded,
+)
 from vault.models import (
     STATUS_ACTIVE,
+    STATUS_DAMAGED,
     BlindIndex,
     DataKeyRecord,
     FieldValue,
@@ -38,6 +45,12 @@ EXTERNAL_ID = "external_id"  # what an external id's ciphertext and digest are b
 def external_id_form(external_id: str) -> bytes:
     """What the blind index MACs for an external id (its own domain, apart from fields)."""
     return b"external_id\x00" + external_id.encode("utf-8")
+
+
+def _item_error(status: str) -> VaultItemError | None:
+    if status == STATUS_ACTIVE:
+        return None
+    return "subject_damaged" if status == STATUS_DAMAGED else "shredded"
 
 
 class FieldStore:
@@ -64,6 +77,10 @@ class FieldStore:
 
     @staticmethod
     def require_active(subject: Subject) -> None:
+        if subject.status == STATUS_DAMAGED:
+            raise SubjectDamaged(
+                "subject data lost: its key is missing (see `pii-vault reconcile`)"
+            )
         if subject.status != STATUS_ACTIVE:
             raise SubjectShredded(f"subject is {subject.status}")
 
@@ -197,7 +214,10 @@ class FieldStore:
         record = session.get(DataKeyRecord, row.dek_id)
         if record is None:
             raise DecryptionError()
-        dek = self.datakeys.for_decryption(subject_id, record)
+        try:
+            dek = self.datakeys.for_decryption(subject_id, record)
+        except KeyDestroyed as exc:
+            raise SubjectKeyMissing(subject_id) from exc
         return decrypt_field(dek, uuid.UUID(subject_id), row.field, row.ciphertext)
 
     def unchanged(
@@ -252,7 +272,5 @@ class FieldStore:
                 out.append((token, None, None, "not_found"))
                 continue
             subject = subjects[row.subject_id]
-            out.append(
-                (token, row, subject, None if subject.status == STATUS_ACTIVE else "shredded")
-            )
+            out.append((token, row, subject, _item_error(subject.status)))
         return out

@@ -30,7 +30,7 @@ from keys.factory import KeyProviderSettings
 from keys.transit import SUBJECT_KEY_PREFIX, TransitKeyProvider
 from vault.config import Settings
 from vault.db import make_engine
-from vault.errors import SubjectShredded
+from vault.errors import SubjectDamaged, SubjectShredded
 from vault.receipts import verify_receipt
 from vault.service import VaultService
 
@@ -286,11 +286,16 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             make_engine(f"sqlite:///{backup}"), TransitKeyProvider(bao.addr, token)
         )
         failed = 0
+        # The restored copy's subject is reported damaged (key gone, never shredded there):
+        # right for a real deployment, noise in the demo's transcript.
+        logging.getLogger("vault.damage").disabled = True
         for tok in tokens.values():
-            try:
-                restored.detokenize([tok])
-            except SubjectShredded:
+            try:  # restored rows whose key is gone: the subject is reported damaged
+                (result,) = restored.detokenize([tok])
+                failed += result.value is None
+            except (SubjectShredded, SubjectDamaged):
                 failed += 1
+        logging.getLogger("vault.damage").disabled = False
         restored.engine.dispose()
         s.step(
             f"the pre-shred backup, opened fresh, decrypts nothing: {failed} of "
