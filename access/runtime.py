@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -30,6 +31,7 @@ from vault.db import make_engine, private_directory
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable
 from vault.maintenance import Maintenance
+from vault.reconcile import Reconciler
 from vault.schema import Schema
 from vault.service import VaultService
 from vault.shredding import Shredder
@@ -50,6 +52,7 @@ class Runtime:
     backend: KeyBackend
     key_calls: CallCounter
     maintenance: Maintenance
+    orphan_grace: float = 600.0
 
     def check_database(self) -> None:
         self.vault.check_database()
@@ -66,6 +69,9 @@ class Runtime:
     def start_maintenance(self) -> None:
         """Background work of a serving process (key sweeps, shreds elsewhere, audit anchors)."""
         self.maintenance.start()
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
 
     def close(self) -> None:
         self.maintenance.stop()
@@ -87,6 +93,7 @@ def compose(
     anchor_seconds: float = 10.0,
     lookup_budget: tuple[int, int] = (DEFAULT_LIMIT, DEFAULT_WINDOW),
     maintenance_interval: float = 30.0,
+    orphan_grace: float = 600.0,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -127,8 +134,14 @@ def compose(
         # The tick is the audit anchor's time bound too: the shorter of the two intervals.
         maintenance=Maintenance(
             min(maintenance_interval, anchor_seconds),
-            [("data_keys", vault.maintain), ("audit_anchor", audit.anchor_if_due)],
+            [
+                ("data_keys", vault.maintain),
+                ("audit_anchor", audit.anchor_if_due),
+                ("key_intents", partial(vault.intents.sweep, orphan_grace)),
+                ("vault_auth", backend.refresh_auth),
+            ],
         ),
+        orphan_grace=orphan_grace,
     )
 
 
@@ -166,4 +179,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         checkpoint_every=settings.audit_anchor_every,
         anchor_seconds=settings.audit_anchor_seconds,
         lookup_budget=(settings.lookup_failure_budget, settings.lookup_failure_window),
+        orphan_grace=settings.orphan_grace,
     )

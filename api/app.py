@@ -104,6 +104,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         validation_error_callback=errors.validation_problem,
     )
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["PII_VAULT_MAX_BATCH"] = config.settings.max_batch
     app.extensions[EXTENSION] = rt
     metrics = Metrics(rt)
     app.extensions["pii_vault_metrics"] = metrics

@@ -77,7 +77,8 @@ def init() -> None:
     if settings.keys.kind == "transit":
         import hvac
 
-        from keys.transit import POLICY_NAME, bootstrap_transit
+        from keys.transit import POLICY_NAME
+        from keys.transit_setup import bootstrap_transit
 
         if not settings.keys.vault_addr or not settings.keys.vault_token:
             raise ConfigError(
@@ -215,6 +216,45 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
     from api.server import run_gunicorn
 
     run_gunicorn(host, port, workers, max_body, settings)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Report only; change nothing.")
+@click.option(
+    "--grace",
+    type=click.IntRange(0),
+    default=None,
+    help="Seconds a key without a row may be in flight (default PII_VAULT_ORPHAN_GRACE). "
+    "0 only when no server is running.",
+)
+@_one_line_errors
+def reconcile(dry_run: bool, grace: int | None) -> None:
+    """Make the database and the key provider agree (run from cron; exit 1 means alert).
+
+    Destroys subject keys without rows older than PII_VAULT_ORPHAN_GRACE, marks active
+    subjects whose key is missing `damaged`, completes stuck shreds and records missing
+    shred-completion events. Prints a JSON report.
+    """
+    with _runtime() as runtime:
+        if not dry_run:
+            _operator_event(runtime, "reconcile", [], "operator")
+        if grace is not None:
+            runtime.orphan_grace = float(grace)
+        report = runtime.reconciler().run(dry_run=dry_run)
+        if not dry_run:
+            done = sorted(set(report.shreds_completed) | set(report.shreds_unaudited))
+            if done:
+                _operator_event(runtime, "shred", done, "completed")
+                runtime.shredder.completion_audited(done)
+            detail = {
+                "orphan_keys_destroyed": str(len(report.orphan_keys)),
+                "subjects_marked_damaged": str(len(report.newly_damaged)),
+                "shreds_completed": str(len(report.shreds_completed)),
+            }
+            _operator_event(runtime, "reconcile", report.newly_damaged, "completed", detail)
+    click.echo(json.dumps(report.to_dict(), sort_keys=True, indent=2))
+    if report.broken:
+        sys.exit(EXIT_ERROR)
 
 
 @main.command("purge-expired")

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from access.decisions import Decision
 from access.runtime import Runtime
+from vault.errors import ServiceUnavailable
 
 
 class _RuntimeCollector(Collector):
@@ -44,6 +45,31 @@ class _RuntimeCollector(Collector):
             "Detokenize requests refused because the caller's failed-lookup budget was spent",
             value=self.runtime.budget.trips,
         )
+        auth = self.runtime.backend.auth_state
+        if auth is not None:
+            yield CounterMetricFamily(
+                "pii_vault_vault_auth_failures",
+                "Vault token renewals or logins that failed (alert on any increase)",
+                value=auth.failures,
+            )
+            yield CounterMetricFamily(
+                "pii_vault_vault_auth_renewals", "Vault token renewals", value=auth.renewals
+            )
+            ttl = auth.ttl()
+            if ttl is not None:
+                yield GaugeMetricFamily(
+                    "pii_vault_vault_token_ttl_seconds", "Seconds the Vault token has left", ttl
+                )
+        try:
+            damaged = self.runtime.vault.damaged_count()
+        except ServiceUnavailable:
+            damaged = None  # the database is down: /readyz says so; no stale figure
+        if damaged is not None:
+            yield GaugeMetricFamily(
+                "pii_vault_damaged_subjects",
+                "Subjects whose key is missing though never shredded (data lost; alert on > 0)",
+                value=damaged,
+            )
         yield CounterMetricFamily(
             "pii_vault_audit_anchor_failures",
             "Audit anchors that could not be written (each is retried)",

@@ -216,6 +216,7 @@ class ReadyResponse(BaseModel):
     status: str
     database: str
     key_provider: str
+    vault_auth: str = Field(description="ok, failed (token renewal or login), or none")
 
 
 class Problem(BaseModel):

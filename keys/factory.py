@@ -20,6 +20,15 @@ class KeyProviderSettings:
     transit_mount: str = "transit"
     local_master_key: str | None = None
     timeout: float = 5.0
+    role_id: str | None = None
+    secret_id: str | None = None
+    role_id_file: str | None = None
+    secret_id_file: str | None = None
+    approle_mount: str = "approle"
+
+    @property
+    def uses_approle(self) -> bool:
+        return bool(self.role_id or self.role_id_file)
 
     def __repr__(self) -> str:  # never print the token or master key
         return (
@@ -31,16 +40,28 @@ class KeyProviderSettings:
 def build_key_provider(settings: KeyProviderSettings) -> KeyBackend:
     if settings.kind == "transit":
         from keys.transit import TransitKeyProvider
+        from keys.vault_auth import AppRoleAuth, TokenAuth, VaultAuth
 
         if not settings.vault_addr:
             raise KeyProviderConfigError("PII_VAULT_KEY_PROVIDER=transit needs VAULT_ADDR")
-        if not settings.vault_token:
-            raise KeyProviderConfigError("PII_VAULT_KEY_PROVIDER=transit needs VAULT_TOKEN")
+        auth: VaultAuth
+        if settings.uses_approle:  # AppRole wins: VAULT_TOKEN may be an operator's own
+            auth = AppRoleAuth(
+                settings.role_id,
+                settings.secret_id,
+                role_id_file=settings.role_id_file,
+                secret_id_file=settings.secret_id_file,
+                mount=settings.approle_mount,
+            )
+        elif settings.vault_token:
+            auth = TokenAuth(settings.vault_token)
+        else:
+            raise KeyProviderConfigError(
+                "PII_VAULT_KEY_PROVIDER=transit needs AppRole (VAULT_ROLE_ID and "
+                "VAULT_SECRET_ID, or their _FILE variants) or VAULT_TOKEN"
+            )
         return TransitKeyProvider(
-            settings.vault_addr,
-            settings.vault_token,
-            mount=settings.transit_mount,
-            timeout=settings.timeout,
+            settings.vault_addr, mount=settings.transit_mount, timeout=settings.timeout, auth=auth
         )
     if settings.kind == "local":
         from keys.local import LocalKeyProvider

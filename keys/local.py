@@ -18,6 +18,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,6 +118,10 @@ class LocalKeyProvider:
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS service_keys (name TEXT PRIMARY KEY, wrapped BLOB)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS subject_key_created ("
+                " subject_id TEXT PRIMARY KEY, created REAL NOT NULL)"
             )
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
@@ -234,6 +239,34 @@ class LocalKeyProvider:
     def create_subject_key(self, subject_id: str) -> None:
         if not self._subject_keys(subject_id):
             self._add_version(subject_id, 1)
+            try:
+                with self._lock:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO subject_key_created VALUES (?, ?)",
+                        (subject_id, time.time()),
+                    )
+            except sqlite3.Error as exc:
+                raise KeyUnavailable("local keystore unavailable") from exc
+
+    def subject_key_ids(self) -> list[str]:
+        try:
+            with self._lock:
+                rows = self._db.execute("SELECT DISTINCT subject_id FROM subject_keys").fetchall()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return [str(r[0]) for r in rows]
+
+    def subject_key_created(self, subject_id: str) -> float | None:
+        if not self._subject_keys(subject_id):
+            return None
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT created FROM subject_key_created WHERE subject_id = ?", (subject_id,)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return float(row[0]) if row else 0.0  # made before creation times were kept: old
 
     def subject_key_exists(self, subject_id: str) -> bool:
         return bool(self._subject_keys(subject_id))
@@ -263,6 +296,9 @@ class LocalKeyProvider:
         try:
             with self._lock:
                 self._db.execute("DELETE FROM subject_keys WHERE subject_id = ?", (subject_id,))
+                self._db.execute(
+                    "DELETE FROM subject_key_created WHERE subject_id = ?", (subject_id,)
+                )
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
 
@@ -320,6 +356,13 @@ class LocalKeyProvider:
 
     def signing_public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
+
+    def refresh_auth(self) -> None:
+        """Nothing expires: the master key is the local provider's credential."""
+
+    @property
+    def auth_state(self) -> None:
+        return None
 
     def anchor_store(self) -> AnchorStore:
         from keys.anchors import LocalAnchors

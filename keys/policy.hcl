@@ -17,6 +17,11 @@ path "transit/keys/pii-subject-*" {
   }
 }
 
+# `pii-vault reconcile` lists the keys to find orphans (names hold subject ids only).
+path "transit/keys" {
+  capabilities = ["list"]
+}
+
 # Data keys are generated, unwrapped and re-wrapped under subject keys only.
 path "transit/datakey/plaintext/pii-subject-*" {
   capabilities = ["update"]

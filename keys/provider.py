@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from keys.vault_auth import AuthState
+
 
 @dataclass(frozen=True)
 class DataKey:
@@ -112,7 +114,20 @@ class AnchorStore(Protocol):
 
 
 @runtime_checkable
-class KeyBackend(SubjectKeys, BlindIndexer, Signer, Protocol):
+class KeyInventory(Protocol):
+    """What `pii-vault reconcile` compares with the database: which subject keys exist."""
+
+    def subject_key_ids(self) -> list[str]:
+        """The subject id of every subject key the backend holds."""
+        ...
+
+    def subject_key_created(self, subject_id: str) -> float | None:
+        """When the subject's key was created (Unix time), or None if it does not exist."""
+        ...
+
+
+@runtime_checkable
+class KeyBackend(SubjectKeys, BlindIndexer, Signer, KeyInventory, Protocol):
     """What a backend (transit, local) implements: every primitive plus its lifecycle."""
 
     def anchor_store(self) -> AnchorStore:
@@ -121,6 +136,13 @@ class KeyBackend(SubjectKeys, BlindIndexer, Signer, Protocol):
 
     def check(self) -> None:
         """Raise KeyUnavailable unless the backend can serve requests now."""
+
+    def refresh_auth(self) -> None:
+        """Keep the backend's credentials alive (renew a token); a no-op where none expire."""
+
+    @property
+    def auth_state(self) -> AuthState | None:
+        """How authentication stands (None: nothing to authenticate)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -8,17 +8,16 @@ their wrapped form is kept. Every call goes through ``keys.hvac_errors.vault_err
 from __future__ import annotations
 
 import base64
-import contextlib
-import time
+import datetime as dt
+import re
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions as hv
 import requests
 
-from keys.anchors import ANCHOR_MOUNT, KvAnchors
+from keys.anchors import KvAnchors
 from keys.errors import (
     KeyDestroyed,
     KeyProviderConfigError,
@@ -36,6 +35,7 @@ from keys.hvac_errors import (
     vault_errors,
 )
 from keys.provider import AnchorStore, DataKey
+from keys.vault_auth import AuthState, TokenAuth, VaultAuth
 
 T = TypeVar("T")
 
@@ -69,10 +69,10 @@ def _strip_vault_prefix(value: str) -> bytes:
     return _unb64(parts[2])
 
 
-def policy_text(mount: str = "transit") -> str:
-    """The shipped least-privilege HCL policy, rewritten for ``mount``."""
-    text = resources.files("keys").joinpath("policy.hcl").read_text(encoding="utf-8")
-    return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
+def _rfc3339(text: str) -> float:
+    """Vault's timestamps carry nanoseconds; Python parses microseconds."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    return dt.datetime.fromisoformat(text).timestamp()
 
 
 class TransitKeyProvider:
@@ -83,19 +83,31 @@ class TransitKeyProvider:
     def __init__(
         self,
         addr: str,
-        token: str,
+        token: str | None = None,
         *,
         mount: str = "transit",
         timeout: float = 5.0,
         client: hvac.Client | None = None,
+        auth: VaultAuth | None = None,
     ) -> None:
+        """``token``: a service token (renewed while it runs); or ``auth`` (e.g. AppRole)."""
         if not addr:
             raise KeyProviderConfigError("VAULT_ADDR is not set")
-        if not token:
-            raise KeyProviderConfigError("VAULT_TOKEN is not set")
+        self._auth: VaultAuth = auth if auth is not None else TokenAuth(token or "")
         self._mount = mount
-        self._client = client or hvac.Client(url=addr, token=token, timeout=timeout)
+        self._client = client or hvac.Client(url=addr, timeout=timeout)
         self._public_key: bytes | None = None
+        self._auth.start(self._client)
+
+    # -- authentication that lasts ---------------------------------------------
+
+    def refresh_auth(self) -> None:
+        """The maintenance tick: renew the token (or log in again) when it is due."""
+        self._auth.refresh(self._client)
+
+    @property
+    def auth_state(self) -> AuthState:
+        return self._auth.state
 
     # -- the one translation point ------------------------------------------
 
@@ -110,8 +122,17 @@ class TransitKeyProvider:
         invalid: ErrorFactory = REFUSED,
         **kwargs: Any,
     ) -> T:
-        """One Vault round trip, through the one translation."""
+        """One Vault round trip, through the one translation. A token about to expire is
+        renewed first; a 403 with AppRole means a revoked token: log in again, retry once."""
+        self._auth.refresh(self._client)
         with vault_errors(missing=missing, invalid=invalid):
+            try:
+                return fn(*args, **kwargs)
+            except hv.Forbidden as exc:
+                if "permission denied" not in str(exc).lower():
+                    raise
+                if not self._auth.relogin(self._client):
+                    raise
             return fn(*args, **kwargs)
 
     @property
@@ -252,6 +273,38 @@ class TransitKeyProvider:
         if self.subject_key_exists(subject_id):
             raise KeyProviderError("subject key still exists after deletion")
 
+    # -- KeyInventory ------------------------------------------------------------
+
+    def subject_key_ids(self) -> list[str]:
+        try:
+            resp = self._call(self._transit.list_keys, mount_point=self._mount, missing=destroyed)
+        except KeyDestroyed:
+            return []  # no keys at all
+        try:
+            names = resp["data"]["keys"]
+        except (KeyError, TypeError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
+        n = len(SUBJECT_KEY_PREFIX)
+        return [str(k)[n:] for k in names if str(k).startswith(SUBJECT_KEY_PREFIX)]
+
+    def subject_key_created(self, subject_id: str) -> float | None:
+        try:
+            resp = self._call(
+                self._transit.read_key,
+                self._key_name(subject_id),
+                mount_point=self._mount,
+                missing=destroyed,
+            )
+        except KeyDestroyed:
+            return None
+        try:
+            first = resp["data"]["keys"]["1"]  # version 1: Unix time (symmetric keys)
+            if isinstance(first, dict):  # asymmetric keys: an object with an RFC 3339 time
+                return _rfc3339(str(first["creation_time"]))
+            return float(first)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
+
     # -- BlindIndexer ---------------------------------------------------------
 
     def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:
@@ -326,67 +379,3 @@ class TransitKeyProvider:
             except (KeyError, TypeError, ValueError) as exc:
                 raise KeyProviderError("unexpected response from key provider") from exc
         return self._public_key
-
-
-def bootstrap_transit(
-    client: hvac.Client, *, mount: str = "transit", policy_name: str = POLICY_NAME
-) -> None:
-    """Create the mount, shared keys and service policy. Idempotent; needs a privileged token.
-
-    Used by ``pii-vault init`` and by the managed OpenBao of tests and the demo.
-    """
-    privileged = config_error(
-        "init needs a privileged Vault token (mounts, policies, transit keys)"
-    )
-    with vault_errors(
-        missing=privileged, invalid=provider_error("Vault bootstrap failed"), denied=privileged
-    ):
-        mounts = client.sys.list_mounted_secrets_engines()
-        mounts = mounts.get("data", mounts)
-        if f"{mount}/" not in mounts:
-            client.sys.enable_secrets_engine("transit", path=mount)
-        transit = client.secrets.transit
-        existing: set[str] = set()
-        with contextlib.suppress(hv.InvalidPath):  # no keys yet
-            existing = set(transit.list_keys(mount_point=mount)["data"]["keys"])
-        for name, key_type in ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519")):
-            if name not in existing:
-                transit.create_key(
-                    name,
-                    key_type=key_type,
-                    exportable=False,
-                    allow_plaintext_backup=False,
-                    mount_point=mount,
-                )
-        if f"{ANCHOR_MOUNT}/" not in mounts:
-            client.sys.enable_secrets_engine("kv", path=ANCHOR_MOUNT, options={"version": "2"})
-            _configure_anchor_mount(client)
-        client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
-
-
-def _configure_anchor_mount(client: hvac.Client) -> None:
-    """One version per anchor (they are never rewritten), check-and-set always.
-
-    A new KV v2 mount on persistent storage upgrades itself for a moment after
-    it is enabled and refuses requests meanwhile: wait for it (up to ~20 s).
-    """
-    for attempt in range(100):
-        try:
-            client.secrets.kv.v2.configure(
-                max_versions=1, cas_required=True, mount_point=ANCHOR_MOUNT
-            )
-            return
-        except hv.InvalidRequest as exc:
-            if "upgrading" not in str(exc).lower() or attempt == 99:
-                raise
-            time.sleep(0.2)
-
-
-def create_service_token(
-    client: hvac.Client, *, policy_name: str = POLICY_NAME, ttl: str = "768h"
-) -> str:
-    """A token limited to the service policy (for the managed server and operators)."""
-    failed = provider_error("could not create a service token")
-    with vault_errors(missing=failed, invalid=failed, denied=failed):
-        resp = client.auth.token.create(policies=[policy_name], ttl=ttl, renewable=True)
-        return str(resp["auth"]["client_token"])

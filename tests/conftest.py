@@ -59,6 +59,11 @@ class OpenBaoServer:
     def provider(self) -> TransitKeyProvider:
         return TransitKeyProvider(self.addr, self.service_token)
 
+    def isolated_provider(self) -> TransitKeyProvider:
+        """A provider on a transit mount of its own (tests that list every key)."""
+        mount = f"t{uuid.uuid4().hex[:10]}"
+        return TransitKeyProvider(self.addr, self.server.bootstrap(mount), mount=mount)
+
 
 def start_openbao(workdir: Path, *, persistent: bool = False) -> OpenBaoServer:
     try:

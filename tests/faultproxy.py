@@ -6,7 +6,9 @@ Modes (switchable while connections are open):
 ``reset``  cut every open connection with a TCP reset and reset new ones;
 ``slow``   forward, each chunk after ``delay`` seconds;
 ``drop_after_commit``  forward a client's COMMIT, then swallow the server's reply and
-           cut that connection (the commit happened; the client cannot know).
+           cut that connection (the commit happened; the client cannot know). With
+           ``commit_after`` set, only the COMMIT of a transaction that sent those bytes
+           (e.g. ``b"INSERT INTO subjects"``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class FaultProxy:
         self.mode = "pass"
         self.delay = 0.2
         self.commits_dropped = 0
+        self.commit_after: bytes | None = None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
@@ -38,9 +41,9 @@ class FaultProxy:
     def addr(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def set(self, mode: str, delay: float = 0.2) -> None:
+    def set(self, mode: str, delay: float = 0.2, commit_after: bytes | None = None) -> None:
         assert mode in MODES, mode
-        self.mode, self.delay = mode, delay
+        self.mode, self.delay, self.commit_after = mode, delay, commit_after
         if mode == "reset":
             with self._lock:
                 pairs, self._pairs = self._pairs, []
@@ -75,6 +78,7 @@ class FaultProxy:
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
         commit_sent = False
+        marked = False  # this transaction sent ``commit_after``
         try:
             while not self._stopped:
                 if self.mode == "hang":
@@ -90,8 +94,12 @@ class FaultProxy:
                     if self.mode == "slow":
                         time.sleep(self.delay)
                     if sock is client:
+                        if self.commit_after is not None and self.commit_after in data:
+                            marked = True
                         if self.mode == "drop_after_commit" and _is_commit(data):
-                            commit_sent = True
+                            if self.commit_after is None or marked:
+                                commit_sent = True
+                            marked = False
                         upstream.sendall(data)
                     else:
                         if commit_sent:

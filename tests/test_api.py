@@ -254,6 +254,7 @@ def test_readyz_reports_a_missing_key_provider(
         "status": "ready",
         "database": "ok",
         "key_provider": "ok",
+        "vault_auth": "ok",
     }
     broken = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
     runtime = build_runtime(database, broken)

@@ -18,12 +18,12 @@ from sqlalchemy import Engine, text
 
 from access.runtime import compose
 from api.app import AppConfig, create_app
-from tests.api_support import PERSON
+from tests.api_support import PERSON, Api
 from tests.conftest import POSTGRES_URL, Database, OpenBaoServer
 from tests.faultproxy import FaultProxy
 from vault.config import Settings
 from vault.db import make_engine
-from vault.errors import DatabaseUnavailable
+from vault.errors import ConfigError, DatabaseUnavailable
 from vault.transactions import Transactions, translating
 
 BOUND = 1.0  # the database timeout these tests configure
@@ -107,3 +107,28 @@ def test_a_swallowed_postgresql_reply_is_cut_off(postgres_admin: Engine) -> None
     finally:
         engine.dispose()
         proxy.close()
+
+
+def test_batch_limit_is_the_deployments_own(api: Api, tmp_path: Path) -> None:
+    """PII_VAULT_MAX_BATCH lowers the API's bound of 500 (worker timeout consistency)."""
+    settings = Settings.from_env({"PII_VAULT_MAX_BATCH": "2", "PII_VAULT_HOME": str(tmp_path)})
+    app = create_app(AppConfig(settings, runtime=api.runtime))
+    records = [
+        {"external_id": f"b-{i}", "fields": {"email": f"b{i}@example.com"}} for i in range(3)
+    ]
+    r = app.test_client().post(
+        "/v1/tokenize",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "records": records},
+    )
+    assert r.status_code == 400 and r.json["errors"] == {"records": "at most 2"}
+    assert api.runtime.vault.lookup("email", "b0@example.com") == []  # nothing stored
+
+
+def test_settings_refuse_a_worker_timeout_below_the_request_bound() -> None:
+    with pytest.raises(ConfigError, match="PII_VAULT_WORKER_TIMEOUT"):
+        Settings.from_env({"PII_VAULT_DB_TIMEOUT": "30", "PII_VAULT_WORKER_TIMEOUT": "60"})
+    with pytest.raises(ConfigError, match="PII_VAULT_ORPHAN_GRACE"):
+        Settings.from_env({"PII_VAULT_ORPHAN_GRACE": "60"})
+    with pytest.raises(ConfigError, match="PII_VAULT_MAX_BATCH"):
+        Settings.from_env({"PII_VAULT_MAX_BATCH": "501"})

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from access.runtime import open_runtime
 from api.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, main
 from api.demo.openbao import ManagedOpenBao, free_port
-from keys.transit import create_service_token
+from keys.transit_setup import create_service_token
 from tests.conftest import POSTGRES_URL
 from vault.config import Settings
 from vault.receipts import verify_receipt

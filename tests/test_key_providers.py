@@ -29,7 +29,8 @@ from keys import (
     verify_signature,
 )
 from keys.local import LocalKeyProvider, load_master_key
-from keys.transit import TransitKeyProvider, policy_text
+from keys.transit import TransitKeyProvider
+from keys.transit_setup import policy_text
 from tests.conftest import Database, OpenBaoServer
 
 

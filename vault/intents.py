@@ -108,10 +108,16 @@ class KeyIntents:
                 )
             )
 
-    def settle(self, older_than: float, *, dry_run: bool = False, limit: int = 200) -> list[str]:
+    def sweep(self, older_than: float) -> None:
+        """The maintenance task: settle what is due."""
+        self.settle(older_than)
+
+    def settle(
+        self, older_than: float, *, dry_run: bool = False, limit: int | None = 200
+    ) -> list[str]:
         """Settle intents older than ``older_than`` seconds; returns the keys destroyed."""
         destroyed: list[str] = []
-        for subject_id in self.pending(older_than)[:limit]:
+        for subject_id in self.pending(older_than)[:limit]:  # a tick does a bounded share
             try:
                 with self.tx.begin() as session:
                     intent = session.execute(

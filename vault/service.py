@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,15 @@ from vault.errors import (
     VaultError,
 )
 from vault.intents import KeyIntents
-from vault.models import STATUS_ACTIVE, BlindIndex, FieldValue, Subject, iso, mark_damaged
+from vault.models import (
+    STATUS_ACTIVE,
+    STATUS_DAMAGED,
+    BlindIndex,
+    FieldValue,
+    Subject,
+    iso,
+    mark_damaged,
+)
 from vault.results import (
     CreatedSubject,
     DetokenizeResult,
@@ -134,6 +142,14 @@ class VaultService:
         except ServiceUnavailable:
             self.datakeys.clear()
             raise
+
+    def damaged_count(self) -> int:
+        """Subjects whose key was found missing (the ``pii_vault_damaged_subjects`` gauge)."""
+        with self.tx.begin(read_only=True) as session:
+            count = session.scalar(
+                select(func.count()).select_from(Subject).where(Subject.status == STATUS_DAMAGED)
+            )
+            return int(count or 0)
 
     def check_database(self) -> None:
         with self.tx.begin(read_only=True) as session:

@@ -23,7 +23,7 @@ import hvac
 import requests
 
 from keys.errors import KeyProviderConfigError, KeyUnavailable
-from keys.transit import bootstrap_transit, create_service_token
+from keys.transit_setup import bootstrap_transit, create_service_token
 
 
 def find_bao_binary() -> str:
@@ -142,6 +142,13 @@ ui            = false
             proc.kill()
             proc.wait(timeout=5)
 
+    def kill(self) -> None:
+        """Kill the server outright (SIGKILL): a crash, not a shutdown."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -167,10 +174,13 @@ ui            = false
         return hvac.Client(url=self.addr, token=token or self.root_token, timeout=5)
 
     def bootstrap(self, mount: str = "transit") -> str:
-        """Enable transit, create shared keys and policy; return a least-privilege token."""
+        """Enable transit, create shared keys and policy; return a least-privilege token.
+
+        Each mount gets its own policy, so deployments sharing a server stay apart."""
         root = self.client()
-        bootstrap_transit(root, mount=mount)
-        return create_service_token(root)
+        policy = "pii-vault" if mount == "transit" else f"pii-vault-{mount}"
+        bootstrap_transit(root, mount=mount, policy_name=policy)
+        return create_service_token(root, policy_name=policy)
 
     def seal(self) -> None:
         self.client().sys.seal()

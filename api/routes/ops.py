@@ -32,7 +32,9 @@ def readyz() -> tuple[dict[str, Any], int]:
         rt.check_key_provider()
     except ServiceUnavailable:
         state["key_provider"] = "unavailable"
-    ready = all(v == "ok" for v in state.values())
+    auth = rt.backend.auth_state
+    state["vault_auth"] = "none" if auth is None else ("ok" if auth.ok else "failed")
+    ready = all(v in ("ok", "none") for v in state.values())
     return {"status": "ready" if ready else "unavailable", **state}, 200 if ready else 503
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from access.batch import TokenizeItem, Undecodable
@@ -33,6 +34,9 @@ def _item(result: TokenizeResult) -> dict[str, Any]:
 
 @bp.post("/tokenize", responses={200: TokenizeResponse})
 def tokenize(body: TokenizeBody) -> dict[str, Any]:
+    limit = current_app.config["PII_VAULT_MAX_BATCH"]
+    if len(body.records) > limit:  # the deployment's own bound (PII_VAULT_MAX_BATCH)
+        raise ValidationError("too many records", {"records": f"at most {limit}"})
     schema = runtime().vault.schema
     items: list[TokenizeItem] = []
     for rec in body.records:
