@@ -1,0 +1,308 @@
+"""HTTP benchmark: pii-vault against calling OpenBao directly, in one run (issue 11).
+
+Starts a dev-mode OpenBao and `pii-vault serve --workers W` itself, on SQLite and
+PostgreSQL, seeds subjects, warms the data-key cache, then measures with C client
+threads (keep-alive connections):
+
+* batch detokenize (400 tokens per request), fields/s
+* single-token detokenize, requests/s, p50/p99 (and p99 at concurrency 4)
+* create a subject with 3 fields, /s
+
+against, at the same concurrency, OpenBao's own rate of ``transit/decrypt`` (one per
+field: the naive design) and of creating a transit key plus a data key (the
+irreducible cost of a per-subject key). Prints a Markdown report.
+
+    python scripts/bench_http.py --seconds 10 --workers 2 4 --databases sqlite postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hvac
+from sqlalchemy import create_engine, text
+
+from access.runtime import open_runtime
+from api.demo.openbao import ManagedOpenBao, free_port
+from vault.config import Settings
+from vault.db import normalize_url
+
+POSTGRES = os.environ.get(
+    "PII_VAULT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BATCH = 400
+
+
+def phone() -> str:
+    return "+44207" + str(uuid.uuid4().int)[:7]
+
+
+def run_clients(
+    clients: int, seconds: float, op: Callable[[Any], int]
+) -> tuple[float, list[float]]:
+    """Each client runs ``op(state)`` (units done) until time is up: (units/s, latencies)."""
+    latencies: list[float] = []
+    units = [0] * clients
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def loop(i: int) -> None:
+        state: dict[str, Any] = {}
+        mine: list[float] = []
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            units[i] += op(state)
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(units) / (time.monotonic() - started), latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class Client:
+    def __init__(self, port: int, key: str) -> None:
+        self.port, self.key = port, key
+
+    def post(self, state: dict[str, Any], path: str, body: dict[str, Any]) -> dict[str, Any]:
+        conn = state.get("conn")
+        if conn is None:
+            conn = state["conn"] = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        payload = json.dumps(body)
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        try:
+            conn.request("POST", path, payload, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (http.client.HTTPException, OSError):
+            state.pop("conn", None)
+            conn.close()
+            raise
+        if resp.status >= 300:
+            raise RuntimeError(f"{path}: {resp.status} {data[:200]!r}")
+        return json.loads(data)  # type: ignore[no-any-return]
+
+
+def openbao_baselines(
+    bao: ManagedOpenBao, token: str, clients: int, seconds: float
+) -> dict[str, float]:
+    root = bao.client()
+    setup = f"bench-{uuid.uuid4().hex[:6]}"
+    root.secrets.transit.create_key(setup, mount_point="transit")
+    wrapped = root.secrets.transit.generate_data_key(
+        setup, key_type="wrapped", mount_point="transit"
+    )
+    ciphertext = wrapped["data"]["ciphertext"]
+
+    def decrypt(state: dict[str, Any]) -> int:
+        c = state.setdefault("c", hvac.Client(url=bao.addr, token=bao.root_token))
+        c.secrets.transit.decrypt_data(setup, ciphertext, mount_point="transit")
+        return 1
+
+    def create(state: dict[str, Any]) -> int:
+        c = state.setdefault("c", hvac.Client(url=bao.addr, token=bao.root_token))
+        name = f"bench-{uuid.uuid4().hex}"
+        c.secrets.transit.create_key(name, mount_point="transit")
+        c.secrets.transit.generate_data_key(name, key_type="plaintext", mount_point="transit")
+        return 1
+
+    decrypt_rate, _ = run_clients(clients, seconds, decrypt)
+    create_rate, _ = run_clients(clients, seconds, create)
+    return {"decrypt": decrypt_rate, "create": create_rate}
+
+
+def bench_server(
+    bao: ManagedOpenBao,
+    token: str,
+    database: str,
+    workers: int,
+    clients: int,
+    seconds: float,
+    work: Path,
+) -> dict[str, float]:
+    home = work / f"home-{database}-{workers}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(work),
+        "PII_VAULT_HOME": str(home),
+        "PII_VAULT_KEY_PROVIDER": "transit",
+        "VAULT_ADDR": bao.addr,
+        "VAULT_TOKEN": token,
+        "PII_VAULT_LOOKUP_FAILURE_BUDGET": "1000000",
+        "PII_VAULT_DEK_CACHE_SIZE": "65536",
+    }
+    schema = None
+    if database == "postgresql":
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with create_engine(normalize_url(POSTGRES)).begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        env["PII_VAULT_DATABASE_URL"] = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    runtime = open_runtime(Settings.from_env(env), migrate=True)
+    runtime.policy.seed_default()
+    reg = runtime.principals.create("svc:reg", ["registration-service"])[1]
+    chk = runtime.principals.create("svc:chk", ["checkout-service"])[1]
+    runtime.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        writer, reader = Client(port, reg), Client(port, chk)
+        tokens: list[str] = []
+        state: dict[str, Any] = {}
+        for _ in range(5):  # 1,000 subjects with a phone each
+            records = [
+                {"external_id": uuid.uuid4().hex, "fields": {"phone": phone()}} for _ in range(200)
+            ]
+            out = writer.post(
+                state, "/v1/tokenize", {"purpose": "account_registration", "records": records}
+            )
+            tokens += [r["tokens"]["phone"] for r in out["results"]]
+        if schema is not None:
+            with create_engine(normalize_url(POSTGRES)).begin() as conn:
+                conn.execute(text("ANALYZE"))
+        for i in range(0, len(tokens), BATCH):  # warm every worker's cache (several passes)
+            for _ in range(workers * 2):
+                reader.post(
+                    state,
+                    "/v1/detokenize",
+                    {"purpose": "order_fulfillment", "tokens": tokens[i : i + BATCH]},
+                )
+        counter = {"i": 0}
+
+        def batch(st: dict[str, Any]) -> int:
+            counter["i"] = (counter["i"] + 1) % (len(tokens) // BATCH)
+            start = counter["i"] * BATCH
+            reader.post(
+                st,
+                "/v1/detokenize",
+                {"purpose": "order_fulfillment", "tokens": tokens[start : start + BATCH]},
+            )
+            return BATCH
+
+        def single(st: dict[str, Any]) -> int:
+            counter["i"] = (counter["i"] + 1) % len(tokens)
+            reader.post(
+                st,
+                "/v1/detokenize",
+                {"purpose": "order_fulfillment", "tokens": [tokens[counter["i"]]]},
+            )
+            return 1
+
+        def create(st: dict[str, Any]) -> int:
+            writer.post(
+                st,
+                "/v1/subjects",
+                {
+                    "purpose": "account_registration",
+                    "external_id": uuid.uuid4().hex,
+                    "fields": {
+                        "phone": phone(),
+                        "full_name": "Bench Mark",
+                        "email": f"{uuid.uuid4().hex[:10]}@example.com",
+                    },
+                },
+            )
+            return 1
+
+        batch_rate, _ = run_clients(clients, seconds, batch)
+        single_rate, single_lat = run_clients(clients, seconds, single)
+        _, single4_lat = run_clients(4, seconds, single)
+        create_rate, create_lat = run_clients(clients, seconds, create)
+        return {
+            "batch": batch_rate,
+            "single": single_rate,
+            "single_p50": pct(single_lat, 0.5),
+            "single_p99": pct(single_lat, 0.99),
+            "single4_p99": pct(single4_lat, 0.99),
+            "create": create_rate,
+            "create_p50": pct(create_lat, 0.5),
+            "create_p99": pct(create_lat, 0.99),
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        if schema is not None:
+            with create_engine(normalize_url(POSTGRES)).begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pii-bench-http-"))
+    with ManagedOpenBao(work / "bao") as bao:
+        token = bao.bootstrap()
+        base = openbao_baselines(bao, token, args.clients, args.seconds)
+        print(
+            f"# bench_http — {platform.node()}, {os.cpu_count()} cores, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}, {args.clients} clients, {args.seconds:.0f} s each"
+        )
+        print(
+            f"\nOpenBao directly: transit/decrypt {base['decrypt']:,.0f}/s; "
+            f"create key + data key {base['create']:,.0f}/s\n"
+        )
+        print(
+            "| database | workers | batch fields/s (xnaive) | single req/s (xnaive) | "
+            "single p50/p99 ms | p99 @c4 ms | create /s (xOpenBao) | create p50/p99 ms |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for database in args.databases:
+            for workers in args.workers:
+                r = bench_server(bao, token, database, workers, args.clients, args.seconds, work)
+                print(
+                    f"| {database} | {workers} "
+                    f"| {r['batch']:,.0f} ({r['batch'] / base['decrypt']:.1f}x) "
+                    f"| {r['single']:,.0f} ({r['single'] / base['decrypt']:.2f}x) "
+                    f"| {r['single_p50']:.1f} / {r['single_p99']:.1f} | {r['single4_p99']:.1f} "
+                    f"| {r['create']:,.0f} ({r['create'] / base['create']:.2f}x) "
+                    f"| {r['create_p50']:.1f} / {r['create_p99']:.1f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
