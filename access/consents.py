@@ -71,7 +71,7 @@ class Consents:
 
     def in_force(self, subject: SubjectFacts, purpose: str) -> bool:
         """Granted, under the current policy version, and by a guardian for a minor."""
-        with self.tx.begin() as session:
+        with self.tx.begin(read_only=True) as session:
             latest = session.scalar(
                 select(Consent)
                 .where(Consent.subject_id == subject.subject_id, Consent.purpose == purpose)
@@ -86,7 +86,7 @@ class Consents:
         )
 
     def of(self, subject_id: str) -> list[dict[str, Any]]:
-        with self.tx.begin() as session:
+        with self.tx.begin(read_only=True) as session:
             return [
                 _as_dict(c)
                 for c in session.scalars(

@@ -80,7 +80,7 @@ class PolicyStore:
 
     def current(self) -> PolicyEngine:
         """The engine for the current revision (rebuilt when any process changed policy)."""
-        with self.tx.begin() as session:
+        with self.tx.begin(read_only=True) as session:
             revision = session.scalar(select(AccessState.revision).where(AccessState.id == 1))
             if revision is None:
                 raise AccessConfigError("access tables are not initialised: run `pii-vault init`")

@@ -98,7 +98,7 @@ class Principals:
         if not match:
             raise AuthenticationFailed()
         key_id, secret = match.groups()
-        with self.tx.begin() as session:
+        with self.tx.begin(read_only=True) as session:  # no write lock (SQLite)
             principal = session.scalar(select(Principal).where(Principal.key_id == key_id))
         expected = principal.key_hash if principal is not None else _hash_secret("")
         ok = hmac.compare_digest(expected, _hash_secret(secret))

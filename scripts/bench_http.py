@@ -149,6 +149,7 @@ def bench_server(
     home = work / f"home-{database}-{workers}"
     env = {
         "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # to bench another checkout
         "HOME": str(work),
         "PII_VAULT_HOME": str(home),
         "PII_VAULT_KEY_PROVIDER": "transit",

@@ -374,12 +374,16 @@ class VaultService:
         """Per token, in input order: the current value (masked for tokens in ``masked``)."""
         with self.keyed(read_only=True) as session:
             out: list[DetokenizeResult] = []
-            for token, row, _, error in self.store.token_targets(session, tokens, share_lock=True):
+            targets = self.store.token_targets(session, tokens, share_lock=True)
+            values, _records = self.store.prefetch(
+                session, {(r.subject_id, r.field) for _, r, _, e in targets if r and not e}
+            )
+            for token, row, _, error in targets:
                 if error is not None or row is None:
                     field = row.field if row is not None else None
                     out.append(DetokenizeResult(token=token, field=field, error=error))
                     continue
-                value_row = session.get(FieldValue, (row.subject_id, row.field))
+                value_row = values.get((row.subject_id, row.field))
                 if value_row is None:
                     out.append(DetokenizeResult(token=token, field=row.field, error="not_found"))
                     continue

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal, NamedTuple
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -36,7 +36,17 @@ from vault.schema import FieldSpec, Schema
 from vault.tokens import card_token, looks_like_token, random_token
 from vault.validation import canonical_subject_id
 
-TokenTarget = tuple[str, Token | None, Subject | None, VaultItemError | None]
+
+class TokenRow(NamedTuple):
+    """What a token names, read as plain columns (no ORM objects on the hot path)."""
+
+    subject_id: str
+    field: str
+    status: str
+    is_minor: bool
+
+
+TokenTarget = tuple[str, TokenRow | None, TokenRow | None, VaultItemError | None]
 
 
 EXTERNAL_ID = "external_id"  # what an external id's ciphertext and digest are bound to
@@ -242,7 +252,35 @@ class FieldStore:
         if names is not None:
             stmt = stmt.where(FieldValue.field.in_(list(names)))
         rows = session.scalars(stmt.order_by(FieldValue.field)).all()
-        return {row.field: (row, self.decrypt(session, subject.id, row)) for row in rows}
+        records = self._data_keys(session, rows)  # held while decrypting (see ``prefetch``)
+        plain = {row.field: (row, self.decrypt(session, subject.id, row)) for row in rows}
+        del records
+        return plain
+
+    def prefetch(
+        self, session: Session, pairs: Collection[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], FieldValue], list[DataKeyRecord]]:
+        """The values of (subject, field) pairs and their data-key records, in two queries
+        (not one per item). Callers keep the records: the session's identity map holds
+        them only weakly, and ``decrypt`` finds them there while they are referenced."""
+        if not pairs:
+            return {}, []
+        subjects = sorted({s for s, _ in pairs})
+        fields = sorted({f for _, f in pairs})
+        rows = session.scalars(
+            select(FieldValue).where(
+                FieldValue.subject_id.in_(subjects), FieldValue.field.in_(fields)
+            )
+        ).all()
+        values = {(r.subject_id, r.field): r for r in rows if (r.subject_id, r.field) in pairs}
+        return values, self._data_keys(session, rows)
+
+    @staticmethod
+    def _data_keys(session: Session, rows: Sequence[FieldValue]) -> list[DataKeyRecord]:
+        ids = sorted({row.dek_id for row in rows})
+        if not ids:
+            return []
+        return list(session.scalars(select(DataKeyRecord).where(DataKeyRecord.id.in_(ids))))
 
     @staticmethod
     def token_targets(
@@ -252,16 +290,19 @@ class FieldStore:
         wanted = list(
             dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
         )
-        rows = (
-            {r.token: r for r in session.scalars(select(Token).where(Token.token.in_(wanted)))}
-            if wanted
-            else {}
-        )
-        ids = sorted({r.subject_id for r in rows.values()})
-        stmt = select(Subject).where(Subject.id.in_(ids))
-        if share_lock:  # a concurrent shred waits until this read is done
-            stmt = stmt.with_for_update(read=True)
-        subjects = {x.id: x for x in session.scalars(stmt)} if ids else {}
+        rows: dict[str, TokenRow] = {}
+        if wanted:
+            stmt = (
+                select(Token.token, Token.subject_id, Token.field, Subject.status, Subject.is_minor)
+                .join(Subject, Subject.id == Token.subject_id)
+                .where(Token.token.in_(wanted))
+            )
+            if share_lock:  # a concurrent shred waits until this read is done
+                stmt = stmt.with_for_update(read=True, of=Subject)
+            rows = {
+                r.token: TokenRow(r.subject_id, r.field, r.status, bool(r.is_minor))
+                for r in session.execute(stmt)
+            }
         out: list[TokenTarget] = []
         for token in tokens:
             if not isinstance(token, str) or not looks_like_token(token):
@@ -271,6 +312,5 @@ class FieldStore:
             if row is None:
                 out.append((token, None, None, "not_found"))
                 continue
-            subject = subjects[row.subject_id]
-            out.append((token, row, subject, _item_error(subject.status)))
+            out.append((token, row, row, _item_error(row.status)))
         return out
