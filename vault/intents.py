@@ -53,6 +53,14 @@ class KeyIntents:
         now = utcnow()
         with self.tx.begin() as session:
             session.add_all(KeyIntent(subject_id=s, created_at=now) for s in subject_ids)
+        if len(subject_ids) == 1:  # a single create: no thread pool on the hot path
+            try:
+                with translating():
+                    self.keys.create_subject_key(subject_ids[0])
+            except BaseException:
+                self.discard(subject_ids)
+                raise
+            return
         made: list[str] = []
         failure: BaseException | None = None
         with ThreadPoolExecutor(min(PARALLEL, len(subject_ids))) as pool:
