@@ -167,27 +167,32 @@ class BatchGuard:
     ) -> list[DetokenizeResult]:
         """Per token, in input order: plain, masked, or an error code."""
         self.decider.purposes.get(purpose)  # even when no token resolves
-        if self.budget is not None:
-            try:
-                self.budget.check(caller.principal)
-            except TooManyFailedLookups:
-                self.audit.append(
-                    batch(
-                        caller,
-                        "detokenize",
-                        purpose,
-                        verdict="deny",
-                        subject_ids=[],
-                        fields=[],
-                        items={"*": {"reason": "failed_lookup_budget_spent"}},
-                        justification=justification,
-                    )
+        # One read-only snapshot for the budget, the tokens and the policy revision.
+        with self.vault.tx.begin(read_only=True) as session:
+            refused: TooManyFailedLookups | None = None
+            if self.budget is not None:
+                try:
+                    self.budget.check(caller.principal, session)
+                except TooManyFailedLookups as exc:
+                    refused = exc
+            refs = [] if refused else self.vault.resolve_tokens(tokens, session)
+            policy = self.decider.policy.current(session)
+        if refused is not None:
+            self.audit.append(
+                batch(
+                    caller,
+                    "detokenize",
+                    purpose,
+                    verdict="deny",
+                    subject_ids=[],
+                    fields=[],
+                    items={"*": {"reason": "failed_lookup_budget_spent"}},
+                    justification=justification,
                 )
-                raise
-        refs = self.vault.resolve_tokens(tokens)
+            )
+            raise refused
         if self.budget is not None:
             self.budget.charge(caller.principal, sum(1 for r in refs if r.error is not None))
-        policy = self.decider.policy.current()  # one revision check for the whole batch
         decided: dict[tuple[str, str], FieldDecision] = {}
         outcome: dict[str, Any] = {}
         for i, ref in enumerate(refs):

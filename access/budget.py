@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from access.errors import TooManyFailedLookups
 from access.models import LookupFailures
@@ -41,11 +42,11 @@ class LookupBudget:
     def _window(self) -> int:
         return int(self.clock() // self.window) * self.window
 
-    def check(self, principal: str) -> None:
+    def check(self, principal: str, session: Session | None = None) -> None:
         """Raise TooManyFailedLookups if ``principal`` has spent its budget in this window."""
         start = self._window()
-        with self.tx.begin(read_only=True) as session:
-            row = session.get(LookupFailures, principal)
+        with self.tx.reading(session) as read:
+            row = read.get(LookupFailures, principal)
             spent = row.failures if row is not None and row.window_start == start else 0
         if spent >= self.limit:
             self.trips += 1

@@ -78,9 +78,9 @@ class PolicyStore:
             bump_revision(session)
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    def current(self) -> PolicyEngine:
+    def current(self, session: Session | None = None) -> PolicyEngine:
         """The engine for the current revision (rebuilt when any process changed policy)."""
-        with self.tx.begin(read_only=True) as session:
+        with self.tx.reading(session) as session:
             revision = session.scalar(select(AccessState.revision).where(AccessState.id == 1))
             if revision is None:
                 raise AccessConfigError("access tables are not initialised: run `pii-vault init`")

@@ -519,10 +519,13 @@ class VaultService:
                 list(names),
             )
 
-    def resolve_tokens(self, tokens: Sequence[str]) -> list[TokenRef]:
-        """Subject and field of each token, in input order, without decrypting anything."""
-        with self.tx.begin(read_only=True) as session:
-            targets = self.store.token_targets(session, tokens, share_lock=False)
+    def resolve_tokens(
+        self, tokens: Sequence[str], session: Session | None = None
+    ) -> list[TokenRef]:
+        """Subject and field of each token, in input order, without decrypting anything
+        (in ``session`` when the caller reads more in the same snapshot)."""
+        with self.tx.reading(session) as read:
+            targets = self.store.token_targets(read, tokens, share_lock=False)
         return [
             TokenRef(
                 token=token,

@@ -260,20 +260,20 @@ class FieldStore:
     def prefetch(
         self, session: Session, pairs: Collection[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], FieldValue], list[DataKeyRecord]]:
-        """The values of (subject, field) pairs and their data-key records, in two queries
-        (not one per item). Callers keep the records: the session's identity map holds
+        """The values of (subject, field) pairs and their data-key records, in one query
+        (not two per item). Callers keep the records: the session's identity map holds
         them only weakly, and ``decrypt`` finds them there while they are referenced."""
         if not pairs:
             return {}, []
         subjects = sorted({s for s, _ in pairs})
         fields = sorted({f for _, f in pairs})
-        rows = session.scalars(
-            select(FieldValue).where(
-                FieldValue.subject_id.in_(subjects), FieldValue.field.in_(fields)
-            )
+        found = session.execute(
+            select(FieldValue, DataKeyRecord)
+            .join(DataKeyRecord, DataKeyRecord.id == FieldValue.dek_id)
+            .where(FieldValue.subject_id.in_(subjects), FieldValue.field.in_(fields))
         ).all()
-        values = {(r.subject_id, r.field): r for r in rows if (r.subject_id, r.field) in pairs}
-        return values, self._data_keys(session, rows)
+        values = {(v.subject_id, v.field): v for v, _ in found if (v.subject_id, v.field) in pairs}
+        return values, [k for _, k in found]
 
     @staticmethod
     def _data_keys(session: Session, rows: Sequence[FieldValue]) -> list[DataKeyRecord]:

@@ -80,6 +80,17 @@ class Transactions:
             log.warning("WAL checkpoint after a shred was blocked by readers; it completes later")
 
     @contextlib.contextmanager
+    def reading(self, session: Session | None = None) -> Iterator[Session]:
+        """``session`` if the caller has one open (one snapshot for several reads of a
+        request), else a read-only transaction of its own."""
+        if session is not None:
+            with translating():
+                yield session
+            return
+        with self.begin(read_only=True) as own:
+            yield own
+
+    @contextlib.contextmanager
     def begin(self, *, read_only: bool = False) -> Iterator[Session]:
         with translating(), self._sessions.begin() as session:
             if read_only:
