@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from keys.provider import SubjectKeys
+from keys.provider import DataKey, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.models import DataKeyRecord, ShredLogEntry, utcnow
@@ -40,9 +40,10 @@ class DataKeyManager:
         )
 
     def for_encryption(
-        self, session: Session, subject_id: str, needed: int
+        self, session: Session, subject_id: str, needed: int, fresh: DataKey | None = None
     ) -> tuple[DataKeyRecord, bytes]:
-        """The active data key with room for ``needed`` encryptions, counted; else a fresh one."""
+        """The active data key with room for ``needed`` encryptions, counted; else a fresh one
+        (``fresh`` if the caller generated it before its transaction: no Vault call inside)."""
         record = session.execute(
             select(DataKeyRecord)
             .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.active.is_(True))
@@ -53,7 +54,7 @@ class DataKeyManager:
         else:
             if record is not None:
                 record.active = False  # nonce budget spent: rotate to a fresh data key
-            fresh = self.keys.generate_data_key(subject_id)
+            fresh = fresh or self.keys.generate_data_key(subject_id)
             record = DataKeyRecord(
                 id=str(uuid.uuid4()),
                 subject_id=subject_id,

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from keys.errors import KeyDestroyed, KeyProviderError
-from keys.provider import BlindIndexer
+from keys.provider import BlindIndexer, DataKey
 from vault.crypto import ciphertext_dek_id, decrypt_field, encrypt_field
 from vault.datakeys import DataKeyManager
 from vault.errors import (
@@ -61,6 +61,13 @@ def _item_error(status: str) -> VaultItemError | None:
     if status == STATUS_ACTIVE:
         return None
     return "subject_damaged" if status == STATUS_DAMAGED else "shredded"
+
+
+class Ready(NamedTuple):
+    """A new subject's data key and blind-index digests, made before its transaction."""
+
+    data_key: DataKey
+    digests: list[str]
 
 
 class FieldStore:
@@ -156,17 +163,22 @@ class FieldStore:
         values: Mapping[str, bytes],
         *,
         external_id: str | None = None,
+        ready: Ready | None = None,
     ) -> dict[str, str]:
-        """Encrypt and upsert values (and the external id), re-issue tokens and index entries."""
+        """Encrypt and upsert values (and the external id), re-issue tokens and index entries.
+
+        ``ready``: the data key and digests computed before the transaction (``prepare``),
+        so a new subject's write transaction makes no Vault call."""
         if not values and external_id is None:
             return {}
         needed = len(values) + (external_id is not None)
-        record, dek = self.datakeys.for_encryption(session, subject.id, needed)
+        fresh = ready.data_key if ready is not None else None
+        record, dek = self.datakeys.for_encryption(session, subject.id, needed, fresh)
         searchable = [name for name in values if self.schema[name].searchable]
-        forms = [self.schema[name].index_form(values[name]) for name in searchable]
-        if external_id is not None:
-            forms.append(external_id_form(external_id))
-        digests = self.index.blind_index(forms) if forms else []
+        if ready is not None:
+            digests = list(ready.digests)
+        else:
+            digests = self.index.blind_index(self.index_forms(values, external_id))
         now = utcnow()
         sid, kid = uuid.UUID(subject.id), uuid.UUID(record.id)
         tokens: dict[str, str] = {}
@@ -196,6 +208,17 @@ class FieldStore:
         subject.updated_at = now
         session.flush()
         return tokens
+
+    def index_forms(self, values: Mapping[str, bytes], external_id: str | None) -> list[bytes]:
+        """What ``store`` MACs: each searchable field's index form, then the external id."""
+        forms = [
+            self.schema[name].index_form(plaintext)
+            for name, plaintext in values.items()
+            if self.schema[name].searchable
+        ]
+        if external_id is not None:
+            forms.append(external_id_form(external_id))
+        return forms
 
     def external_id(self, session: Session, subject: Subject) -> str | None:
         """The subject's external id, decrypted (or from the legacy clear column)."""
