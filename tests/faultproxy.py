@@ -108,8 +108,8 @@ class FaultProxy:
                             _reset(client)
                             raise ConnectionError
                         client.sendall(data)
-        except (OSError, ConnectionError):
-            pass
+        except (OSError, ValueError, ConnectionError):
+            pass  # a socket closed under us (reset mode, proxy closing): the pair is done
         finally:
             for sock in (client, upstream):
                 with suppress(OSError):

@@ -8,7 +8,7 @@ row while decrypting, so a shred's ``shredding`` mark waits for in-flight reads
 and no read starts after it. Storage details live in ``storage``, the data-key
 lifecycle in ``datakeys``, shredding in ``shredding``, retention in ``retention``.
 
-About 550 lines, past the 400-line mark: it is the domain API and nothing else;
+About 550 lines, past 400 lines: it is the domain API and nothing else;
 each method is a transaction around ``storage`` calls, plus the handling of a
 write whose commit failed (which keys to keep). Splitting reads from writes
 would scatter the one subject-state rule (active, share-locked) they share; the
