@@ -1,9 +1,12 @@
 """The tamper-evident audit log: append-only, hash-chained, anchored outside the database.
 
 Each event's hash covers its content and the previous event's hash, so a
-modified, deleted, inserted or reordered event breaks the chain. Appends lock
-the single head row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers
-are serialised by ``BEGIN IMMEDIATE``), so sequence numbers stay gap-free with
+modified, deleted, inserted or reordered event breaks the chain. Appends are
+group-committed within a process (the events queued while one group is being
+written go together in the next transaction; each caller returns only after the
+commit holding its event), and each group locks the single head row
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers are serialised by
+``BEGIN IMMEDIATE``), so sequence numbers stay gap-free with
 many writer processes. A chain alone proves nothing to someone who can
 rewrite the whole table, so the head is anchored outside the database
 (``access/anchoring.py``) every ``checkpoint_every`` events and at every
@@ -19,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +105,40 @@ def _text(value: str | None, limit: int) -> str | None:
     return None if value is None else str(value).replace("\x00", "\ufffd")[:limit]
 
 
+class _Pending:
+    """One event waiting for its group's commit."""
+
+    __slots__ = ("done", "error", "record", "seq")
+
+    def __init__(self, record: AuditRecord) -> None:
+        self.record = record
+        self.done = False
+        self.seq = 0
+        self.error: BaseException | None = None
+
+
+def _row(record: AuditRecord, seq: int, prev_hash: str) -> AuditEvent:
+    justification = record.justification
+    reason = _text(justification.reason, MAX_REASON) if justification is not None else None
+    row = AuditEvent(
+        seq=seq,
+        ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        request_id=_text(record.request_id, 64) or "-",
+        principal=_text(record.principal, 128) or "-",
+        action=_text(record.action, 32) or "-",
+        purpose=_text(record.purpose, 64) or "-",
+        subject_ids=_json(list(record.subject_ids)),
+        fields=_json(list(record.fields)),
+        decision=record.verdict,
+        outcome=_json(dict(record.outcome)),
+        justification_ticket=_text(justification.ticket, 32) if justification else None,
+        justification_reason=reason,
+        prev_hash=prev_hash,
+    )
+    row.hash = event_hash(row)
+    return row
+
+
 class AuditLog:
     def __init__(
         self,
@@ -126,6 +164,9 @@ class AuditLog:
         )
         self.anchor_failures = 0
         self._last_seq = 0
+        self._group = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
 
     def append(self, record: AuditRecord) -> int:
         """Commit one event; returns its sequence number. Raises AuditUnavailable on any failure."""
@@ -135,38 +176,57 @@ class AuditLog:
         )
         if behind and not self._anchor_quietly():
             raise AuditUnavailable("audit log unavailable: too many events are not anchored")
-        justification = record.justification
-        reason = _text(justification.reason, MAX_REASON) if justification is not None else None
+        pending = _Pending(record)
+        with self._group:
+            self._queue.append(pending)
+            while not pending.done and self._writing:
+                self._group.wait()  # the current writer may take this event along
+            if not pending.done:  # lead: write everything queued, in one transaction
+                self._writing = True
+                group, self._queue = self._queue, []
+        if not pending.done:
+            try:
+                self._write(group)
+            finally:
+                with self._group:
+                    self._writing = False
+                    self._group.notify_all()
+        if pending.error is not None:
+            raise AuditUnavailable("audit log unavailable: the event was not recorded") from (
+                pending.error
+            )
+        seq = pending.seq
+        self._last_seq = seq
+        if anchorer is not None and seq - (anchorer.tip or 0) >= self.checkpoint_every:
+            self._anchor_quietly()  # due by count; a failure is retried, never skipped
+        return seq
+
+    def _write(self, group: list[_Pending]) -> None:
+        """Group commit: the events queued while the previous group was written, chained
+        in queue order under one lock of the head row and one commit. Each caller returns
+        only after the commit that holds its event (or with its error)."""
         try:
             with self._sessions.begin() as session:
                 head = session.execute(
                     select(AuditHead).where(AuditHead.id == 1).with_for_update()
                 ).scalar_one()
-                row = AuditEvent(
-                    seq=head.seq + 1,
-                    ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                    request_id=_text(record.request_id, 64) or "-",
-                    principal=_text(record.principal, 128) or "-",
-                    action=_text(record.action, 32) or "-",
-                    purpose=_text(record.purpose, 64) or "-",
-                    subject_ids=_json(list(record.subject_ids)),
-                    fields=_json(list(record.fields)),
-                    decision=record.verdict,
-                    outcome=_json(dict(record.outcome)),
-                    justification_ticket=_text(justification.ticket, 32) if justification else None,
-                    justification_reason=reason,
-                    prev_hash=head.hash,
-                )
-                row.hash = event_hash(row)
-                session.add(row)
-                head.seq, head.hash = row.seq, row.hash
-            seq = row.seq
-        except SQLAlchemyError as exc:
-            raise AuditUnavailable("audit log unavailable: the event was not recorded") from exc
-        self._last_seq = seq
-        if anchorer is not None and seq - (anchorer.tip or 0) >= self.checkpoint_every:
-            self._anchor_quietly()  # due by count; a failure is retried, never skipped
-        return seq
+                seq, prev = head.seq, head.hash
+                rows = []
+                for item in group:
+                    seq += 1
+                    row = _row(item.record, seq, prev)
+                    prev = row.hash
+                    rows.append(row)
+                session.add_all(rows)
+                head.seq, head.hash = seq, prev
+            for item, row in zip(group, rows, strict=True):
+                item.seq = row.seq
+        except Exception as exc:  # every waiter fails closed: no event, no success
+            for item in group:
+                item.error = exc
+        finally:
+            for item in group:
+                item.done = True
 
     def _anchor_quietly(self) -> bool:
         """Anchor now; on failure log it, count it and report False (the next call retries)."""

@@ -304,3 +304,38 @@ def test_free_text_with_nul_is_stored_safely(database: Database) -> None:
     event = audit.events(limit=1)[0]
     assert event["justification"] == {"ticket": "CS-\ufffd1", "reason": "a\ufffdb"}
     assert audit.verify().ok
+
+
+def test_group_commit_keeps_one_gap_free_chain_and_each_callers_seq(database: Database) -> None:
+    """Concurrent appends in one process share commits: every caller gets the seq of its
+    own event, numbers are gap-free, and the chain verifies."""
+    import threading
+
+    log = AuditLog(database.engine)
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(15):
+            rid = f"r{n}-{i}"
+            seq = log.append(
+                AuditRecord(
+                    principal="svc:x",
+                    action="reveal",
+                    purpose=None,
+                    verdict="allow",
+                    request_id=rid,
+                )
+            )
+            with lock:
+                got[rid] = seq
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got.values()) == list(range(1, 12 * 15 + 1))
+    events = {e["request_id"]: e["seq"] for e in log.events(limit=1000)}
+    assert events == got
+    assert log.verify().ok

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 from sqlalchemy import Engine, func, select
@@ -231,13 +231,19 @@ class VaultService:
             if write.external_id is not None
             else None
         )
-        self.intents.create_keys([subject.id])
+        pending: list[Future[Any]] = [digests] + ([taken] if taken is not None else [])
+        try:
+            self.intents.create_keys([subject.id])
+        except BaseException:
+            wait(pending)  # nothing of this call outlives it
+            raise
         try:
             with translating():
                 if taken is not None and taken.result():
                     raise DuplicateExternalId("external_id already exists")
                 ready = Ready(self.keys.generate_data_key(subject.id), digests.result())
         except BaseException:
+            wait(pending)
             self._discard_keys([subject.id])
             raise
         committing = False
