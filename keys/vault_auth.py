@@ -75,6 +75,31 @@ class _Lease:
         self._set_lease(float(resp["auth"]["lease_duration"]))
         self.state.renewals += 1
 
+    def refresh(self, client: hvac.Client, *, force: bool = False) -> None:
+        """Renew when due (the method's own ``_refresh``); a failure is recorded, not raised."""
+        if not (force or self._due()):
+            return  # the common case: no lock taken
+        with self._lock:
+            if not (force or self._due()):
+                return
+            try:
+                self._refresh(client)
+                self.state.ok = True
+            except KeyProviderError:
+                self._failed()
+                log.error(
+                    "Vault %s renewal failed; token expires in %s s; retried at the next tick",
+                    self.state.method,
+                    self.state.ttl(),
+                )
+
+    def _refresh(self, client: hvac.Client) -> None:
+        raise NotImplementedError
+
+    def _failed(self) -> None:
+        self.state.ok = False
+        self.state.failures += 1
+
 
 class TokenAuth(_Lease):
     """A token given to the service (VAULT_TOKEN): renewed, never replaced."""
@@ -87,37 +112,31 @@ class TokenAuth(_Lease):
         self._lock = threading.Lock()
         self._lease = None
         self._renewable = False
+        self._learned = False  # the token's lease has been looked up
 
     def start(self, client: hvac.Client) -> None:
         client.token = self.token
         try:
-            with vault_errors():
-                data: Any = client.auth.token.lookup_self()["data"]
-            self._renewable = bool(data.get("renewable"))
-            self._set_lease(float(data.get("ttl") or 0))
+            self._learn(client)
         except KeyProviderError:
-            # Unknown lease (Vault down at start-up): learned at the next refresh.
+            # Unknown lease (Vault down at start-up): due at once, learned at the next refresh.
             self.state.expires_at, self._lease = time.time(), 1.0
 
-    def refresh(self, client: hvac.Client, *, force: bool = False) -> None:
-        if not (force or self._due()):
-            return  # the common case: no lock taken
-        with self._lock:
-            if not (force or self._due()):
+    def _learn(self, client: hvac.Client) -> None:
+        with vault_errors():
+            data: Any = client.auth.token.lookup_self()["data"]
+        self._renewable = bool(data.get("renewable"))
+        self._set_lease(float(data.get("ttl") or 0))
+        self._learned = True
+
+    def _refresh(self, client: hvac.Client) -> None:
+        if not self._learned:
+            self._learn(client)
+            if not self._due():
                 return
-            if self._lease == 1.0 and not self._renewable:
-                self.start(client)  # the lease was never learned
-                if not self._due():
-                    return
-            try:
-                if not self._renewable:
-                    raise KeyProviderError("the Vault token is not renewable")
-                self._renew(client)
-                self.state.ok = True
-            except KeyProviderError:
-                self.state.ok = False
-                self.state.failures += 1
-                log.error("Vault token renewal failed; it expires in %s s", self.state.ttl())
+        if not self._renewable:
+            raise KeyProviderError("the Vault token is not renewable")
+        self._renew(client)
 
     def relogin(self, client: hvac.Client) -> bool:
         return False  # a given token cannot be replaced by the service itself
@@ -175,31 +194,19 @@ class AppRoleAuth(_Lease):
         self.state.logins += 1
         self.state.ok = True
 
-    def refresh(self, client: hvac.Client, *, force: bool = False) -> None:
-        if not (force or self._due()):
-            return  # the common case: no lock taken
-        with self._lock:
-            if not (force or self._due()):
-                return
-            try:
-                try:
-                    self._renew(client)
-                    if self._due():  # renewal capped by the max TTL: a fresh login instead
-                        self._login(client)
-                except KeyProviderError:
-                    self._login(client)
-                self.state.ok = True
-            except KeyProviderError:
-                self.state.ok = False
-                self.state.failures += 1
-                log.error("Vault AppRole renewal and login failed; retried at the next tick")
+    def _refresh(self, client: hvac.Client) -> None:
+        try:
+            self._renew(client)
+            if self._due():  # renewal capped by the max TTL: a fresh login instead
+                self._login(client)
+        except KeyProviderError:
+            self._login(client)
 
     def relogin(self, client: hvac.Client) -> bool:
         with self._lock:
             try:
                 self._login(client)
             except KeyProviderError:
-                self.state.ok = False
-                self.state.failures += 1
+                self._failed()
                 return False
             return True
