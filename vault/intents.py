@@ -61,16 +61,9 @@ class KeyIntents:
                 self.discard(subject_ids)
                 raise
             return
-        made: list[str] = []
-        failure: BaseException | None = None
         with ThreadPoolExecutor(min(PARALLEL, len(subject_ids))) as pool:
-            futures = {s: pool.submit(self.keys.create_subject_key, s) for s in subject_ids}
-            for subject_id, future in futures.items():
-                try:
-                    future.result()
-                    made.append(subject_id)
-                except BaseException as exc:
-                    failure = failure or exc
+            futures = [pool.submit(self.keys.create_subject_key, s) for s in subject_ids]
+        failure = next((f.exception() for f in futures if f.exception() is not None), None)
         if failure is not None:
             self.discard(subject_ids)
             with translating():

@@ -406,9 +406,9 @@ class VaultService:
             out: list[DetokenizeResult] = []
             targets = self.store.token_targets(session, tokens, share_lock=True)
             values, _records = self.store.prefetch(
-                session, {(r.subject_id, r.field) for _, r, _, e in targets if r and not e}
+                session, {(r.subject_id, r.field) for _, r, e in targets if r and not e}
             )
-            for token, row, _, error in targets:
+            for token, row, error in targets:
                 if error is not None or row is None:
                     field = row.field if row is not None else None
                     out.append(DetokenizeResult(token=token, field=field, error=error))
@@ -561,8 +561,8 @@ class VaultService:
                 token=token,
                 subject_id=row.subject_id if row is not None else None,
                 field=row.field if row is not None else None,
-                is_minor=bool(subject.is_minor) if subject is not None else False,
+                is_minor=row.is_minor if row is not None else False,
                 error=error,
             )
-            for token, row, subject, error in targets
+            for token, row, error in targets
         ]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, NamedTuple
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import Session
 
 from keys.errors import KeyDestroyed, KeyProviderError
@@ -46,7 +46,7 @@ class TokenRow(NamedTuple):
     is_minor: bool
 
 
-TokenTarget = tuple[str, TokenRow | None, TokenRow | None, VaultItemError | None]
+TokenTarget = tuple[str, TokenRow | None, VaultItemError | None]
 
 
 EXTERNAL_ID = "external_id"  # what an external id's ciphertext and digest are bound to
@@ -271,45 +271,50 @@ class FieldStore:
     def plain_fields(
         self, session: Session, subject: Subject, names: Sequence[str] | None = None
     ) -> dict[str, tuple[FieldValue, bytes]]:
-        stmt = select(FieldValue).where(FieldValue.subject_id == subject.id)
+        where = [FieldValue.subject_id == subject.id]
         if names is not None:
-            stmt = stmt.where(FieldValue.field.in_(list(names)))
-        rows = session.scalars(stmt.order_by(FieldValue.field)).all()
-        records = self._data_keys(session, rows)  # held while decrypting (see ``prefetch``)
-        plain = {row.field: (row, self.decrypt(session, subject.id, row)) for row in rows}
-        del records
-        return plain
+            where.append(FieldValue.field.in_(list(names)))
+        found = self._with_keys(session, *where)  # the keys stay referenced while decrypting
+        return {
+            row.field: (row, self.decrypt(session, subject.id, row))
+            for row, _ in sorted(found, key=lambda pair: pair[0].field)
+        }
 
     def prefetch(
         self, session: Session, pairs: Collection[tuple[str, str]]
-    ) -> tuple[dict[tuple[str, str], FieldValue], list[DataKeyRecord]]:
+    ) -> tuple[dict[tuple[str, str], FieldValue], list[DataKeyRecord | None]]:
         """The values of (subject, field) pairs and their data-key records, in one query
         (not two per item). Callers keep the records: the session's identity map holds
         them only weakly, and ``decrypt`` finds them there while they are referenced."""
         if not pairs:
             return {}, []
-        subjects = sorted({s for s, _ in pairs})
-        fields = sorted({f for _, f in pairs})
-        found = session.execute(
-            select(FieldValue, DataKeyRecord)
-            .join(DataKeyRecord, DataKeyRecord.id == FieldValue.dek_id)
-            .where(FieldValue.subject_id.in_(subjects), FieldValue.field.in_(fields))
-        ).all()
+        found = self._with_keys(
+            session,
+            FieldValue.subject_id.in_(sorted({s for s, _ in pairs})),
+            FieldValue.field.in_(sorted({f for _, f in pairs})),
+        )
         values = {(v.subject_id, v.field): v for v, _ in found if (v.subject_id, v.field) in pairs}
         return values, [k for _, k in found]
 
     @staticmethod
-    def _data_keys(session: Session, rows: Sequence[FieldValue]) -> list[DataKeyRecord]:
-        ids = sorted({row.dek_id for row in rows})
-        if not ids:
-            return []
-        return list(session.scalars(select(DataKeyRecord).where(DataKeyRecord.id.in_(ids))))
+    def _with_keys(
+        session: Session, *where: ColumnElement[bool]
+    ) -> list[tuple[FieldValue, DataKeyRecord | None]]:
+        """Values with their data-key records in one query. An outer join: a value whose
+        record is missing still comes back, and ``decrypt`` reports it as undecryptable."""
+        rows = session.execute(
+            select(FieldValue, DataKeyRecord)
+            .outerjoin(DataKeyRecord, DataKeyRecord.id == FieldValue.dek_id)
+            .where(*where)
+        ).all()
+        return [(value, record) for value, record in rows]
 
     @staticmethod
     def token_targets(
         session: Session, tokens: Sequence[str], *, share_lock: bool
     ) -> list[TokenTarget]:
-        """Per token: its row and subject, or why there is none (invalid, not_found, shredded)."""
+        """Per token: what it names, with its subject's status, or why nothing (invalid,
+        not_found, shredded, subject_damaged)."""
         wanted = list(
             dict.fromkeys(t for t in tokens if isinstance(t, str) and looks_like_token(t))
         )
@@ -329,11 +334,11 @@ class FieldStore:
         out: list[TokenTarget] = []
         for token in tokens:
             if not isinstance(token, str) or not looks_like_token(token):
-                out.append((str(token)[:64], None, None, "invalid"))
+                out.append((str(token)[:64], None, "invalid"))
                 continue
             row = rows.get(token)
             if row is None:
-                out.append((token, None, None, "not_found"))
+                out.append((token, None, "not_found"))
                 continue
-            out.append((token, row, row, _item_error(row.status)))
+            out.append((token, row, _item_error(row.status)))
         return out
