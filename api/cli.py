@@ -126,6 +126,15 @@ def _operator_event(
     runtime.audit.append(operator(principal, action, subject_ids, verdict, detail))
 
 
+def _shreds_completed(runtime: Runtime, subject_ids: list[str]) -> None:
+    """Record the "completed" event of finished shreds, then that it is recorded (so
+    `shred --pending` and `reconcile` stop listing them)."""
+    done = sorted(set(subject_ids))
+    if done:
+        _operator_event(runtime, "shred", done, "completed")
+        runtime.shredder.completion_audited(done)
+
+
 def _redact_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -150,10 +159,9 @@ def shred(subject_id: str | None, pending: bool) -> None:
             outcome = shredder.complete_pending()
             # Shreds that finished but whose "completed" event was never recorded (the audit
             # log failed after the key was destroyed) are recorded here too.
-            done = sorted({r.subject_id for r in outcome.completed} | set(shredder.unaudited()))
-            if done:
-                _operator_event(runtime, "shred", done, "completed")
-                shredder.completion_audited(done)
+            _shreds_completed(
+                runtime, [r.subject_id for r in outcome.completed] + shredder.unaudited()
+            )
             for receipt in outcome.completed:
                 click.echo(json.dumps(receipt.to_dict(), sort_keys=True))
             click.echo(
@@ -166,8 +174,7 @@ def shred(subject_id: str | None, pending: bool) -> None:
             return
         _operator_event(runtime, "shred", [str(subject_id)], "operator")
         receipt = shredder.shred(str(subject_id))  # consents go with it (on_shredded)
-        _operator_event(runtime, "shred", [receipt.subject_id], "completed")
-        shredder.completion_audited([receipt.subject_id])
+        _shreds_completed(runtime, [receipt.subject_id])
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
 
 
@@ -242,10 +249,7 @@ def reconcile(dry_run: bool, grace: int | None) -> None:
             runtime.orphan_grace = float(grace)
         report = runtime.reconciler().run(dry_run=dry_run)
         if not dry_run:
-            done = sorted(set(report.shreds_completed) | set(report.shreds_unaudited))
-            if done:
-                _operator_event(runtime, "shred", done, "completed")
-                runtime.shredder.completion_audited(done)
+            _shreds_completed(runtime, report.shreds_completed + report.shreds_unaudited)
             detail = {
                 "orphan_keys_destroyed": str(len(report.orphan_keys)),
                 "subjects_marked_damaged": str(len(report.newly_damaged)),
