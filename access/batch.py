@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
+
 from access.audit import AuditLog
 from access.budget import LookupBudget
 from access.consents import SubjectFacts
@@ -28,6 +30,7 @@ from vault.results import (
     SubjectInfo,
     TokenizeRecord,
     TokenizeResult,
+    TokenRef,
 )
 from vault.service import VaultService
 
@@ -165,56 +168,105 @@ class BatchGuard:
         tokens: Sequence[str],
         justification: Justification | None = None,
     ) -> list[DetokenizeResult]:
-        """Per token, in input order: plain, masked, or an error code."""
+        """Per token, in input order: plain, masked, or an error code.
+
+        One snapshot for the whole request: budget, tokens (resolved once), policy
+        revision and consents are read, every token decided, the event committed, and
+        only then are the values read and decrypted, in the same snapshot. On PostgreSQL
+        the subjects are share-locked from the first read, so a shred waits for the end.
+        """
         self.decider.purposes.get(purpose)  # even when no token resolves
-        # One read-only snapshot for the budget, the tokens and the policy revision.
-        with self.vault.tx.begin(read_only=True) as session:
-            refused: TooManyFailedLookups | None = None
+        with self.vault.keyed(read_only=True) as session:
             if self.budget is not None:
                 try:
                     self.budget.check(caller.principal, session)
-                except TooManyFailedLookups as exc:
-                    refused = exc
-            refs = [] if refused else self.vault.resolve_tokens(tokens, session)
-            policy = self.decider.policy.current(session)
-        if refused is not None:
-            self.audit.append(
-                batch(
-                    caller,
-                    "detokenize",
-                    purpose,
-                    verdict="deny",
-                    subject_ids=[],
-                    fields=[],
-                    items={"*": {"reason": "failed_lookup_budget_spent"}},
-                    justification=justification,
+                except TooManyFailedLookups:
+                    self.audit.append(
+                        batch(
+                            caller,
+                            "detokenize",
+                            purpose,
+                            verdict="deny",
+                            subject_ids=[],
+                            fields=[],
+                            items={"*": {"reason": "failed_lookup_budget_spent"}},
+                            justification=justification,
+                        )
+                    )
+                    raise
+            refs = self.vault.resolve_tokens(tokens, session, share_lock=True)
+            if self.budget is not None:
+                self.budget.charge(caller.principal, sum(1 for r in refs if r.error is not None))
+            verdicts = self._decide_tokens(caller, purpose, refs, justification, session)
+            readable = [r for r, d in zip(refs, verdicts, strict=True) if d and d.visible]
+            masked = {
+                r.token
+                for r, d in zip(refs, verdicts, strict=True)
+                if d and d.redaction == "masked"
+            }
+            values = {
+                r.token: r
+                for r in (
+                    self.vault.read_tokens(session, readable, masked=masked) if readable else []
                 )
+            }
+        out: list[DetokenizeResult] = []
+        for ref, d in zip(refs, verdicts, strict=True):
+            # A token the caller gets no value for names no field either.
+            if ref.error is not None or d is None:
+                out.append(DetokenizeResult(token=ref.token, error=ref.error))
+            elif not d.visible:
+                out.append(DetokenizeResult(token=ref.token, error=d.reason or "forbidden"))
+            else:
+                out.append(values[ref.token])
+        return out
+
+    def _decide_tokens(
+        self,
+        caller: Caller,
+        purpose: str,
+        refs: Sequence[TokenRef],
+        justification: Justification | None,
+        session: Session,
+    ) -> list[FieldDecision | None]:
+        """Each resolved token decided on its own subject and field, the batch audited as
+        one event (committed before anything is read); None for a token that names nothing."""
+        policy = self.decider.policy.current(session)
+        pairs = list(
+            dict.fromkeys(
+                (r.subject_id, r.field, r.is_minor)
+                for r in refs
+                if r.error is None and r.subject_id is not None and r.field is not None
             )
-            raise refused
-        if self.budget is not None:
-            self.budget.charge(caller.principal, sum(1 for r in refs if r.error is not None))
-        decided: dict[tuple[str, str], FieldDecision] = {}
-        outcome: dict[str, Any] = {}
-        for i, ref in enumerate(refs):
-            if ref.error is not None or ref.subject_id is None or ref.field is None:
-                outcome[str(i)] = {"error": ref.error}
-                continue
-            key = (ref.subject_id, ref.field)
-            if key not in decided:
-                decision = self.decider.decide(
+        )
+        decided = dict(
+            zip(
+                [(s, f) for s, f, _ in pairs],
+                self.decider.decide_each(
                     caller.principal,
-                    [ref.field],
+                    [(f, SubjectFacts(s, minor)) for s, f, minor in pairs],
                     "detokenize",
                     purpose,
-                    SubjectFacts(ref.subject_id, ref.is_minor),
                     justification,
                     policy=policy,
-                )
-                decided[key] = decision.fields[ref.field]
-            outcome[str(i)] = {
-                "subject_id": ref.subject_id,
-                "fields": {ref.field: decided[key].as_dict()},
-            }
+                    session=session,
+                ),
+                strict=True,
+            )
+        )
+        outcome: dict[str, Any] = {}
+        verdicts: list[FieldDecision | None] = []
+        for i, ref in enumerate(refs):
+            d = (
+                decided.get((ref.subject_id, ref.field))
+                if ref.error is None and ref.subject_id is not None and ref.field is not None
+                else None
+            )
+            verdicts.append(d)
+            if d is None:
+                outcome[str(i)] = {"error": ref.error}
+            else:
+                outcome[str(i)] = {"subject_id": ref.subject_id, "fields": {d.field: d.as_dict()}}
         self.audit.append(
             batch(
                 caller,
@@ -231,23 +283,4 @@ class BatchGuard:
             raise JustificationRequired(
                 f"detokenize for purpose {purpose} needs a justification: a ticket and a reason"
             )
-        verdicts = [
-            decided.get((r.subject_id, r.field)) if r.subject_id and r.field else None for r in refs
-        ]
-        readable = [r.token for r, d in zip(refs, verdicts, strict=True) if d and d.visible]
-        masked = {
-            r.token for r, d in zip(refs, verdicts, strict=True) if d and d.redaction == "masked"
-        }
-        values = {
-            r.token: r for r in (self.vault.detokenize(readable, masked=masked) if readable else [])
-        }
-        out: list[DetokenizeResult] = []
-        for ref, d in zip(refs, verdicts, strict=True):
-            # A token the caller gets no value for names no field either.
-            if ref.error is not None or d is None:
-                out.append(DetokenizeResult(token=ref.token, error=ref.error))
-            elif not d.visible:
-                out.append(DetokenizeResult(token=ref.token, error=d.reason or "forbidden"))
-            else:
-                out.append(values[ref.token])
-        return out
+        return verdicts

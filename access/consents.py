@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from access.errors import InvalidRequest
 from access.models import Consent
@@ -71,19 +73,34 @@ class Consents:
 
     def in_force(self, subject: SubjectFacts, purpose: str) -> bool:
         """Granted, under the current policy version, and by a guardian for a minor."""
-        with self.tx.begin(read_only=True) as session:
-            latest = session.scalar(
-                select(Consent)
-                .where(Consent.subject_id == subject.subject_id, Consent.purpose == purpose)
-                .order_by(Consent.id.desc())
-                .limit(1)
-            )
-        return (
-            latest is not None
-            and latest.granted
-            and latest.policy_version == self.policy_version
-            and (not subject.is_minor or latest.given_by == "guardian")
+        return subject.subject_id in self.in_force_for([subject], purpose)
+
+    def in_force_for(
+        self, subjects: Sequence[SubjectFacts], purpose: str, session: Session | None = None
+    ) -> set[str]:
+        """The ids of ``subjects`` whose consent to ``purpose`` is in force, in one query
+        (in ``session`` when the caller reads more in the same snapshot)."""
+        ids = sorted({s.subject_id for s in subjects})
+        if not ids:
+            return set()
+        latest_id = (
+            select(func.max(Consent.id))
+            .where(Consent.subject_id.in_(ids), Consent.purpose == purpose)
+            .group_by(Consent.subject_id)
         )
+        with self.tx.reading(session) as read:
+            latest = {
+                c.subject_id: c
+                for c in read.scalars(select(Consent).where(Consent.id.in_(latest_id)))
+            }
+        minors = {s.subject_id for s in subjects if s.is_minor}
+        return {
+            subject_id
+            for subject_id, c in latest.items()
+            if c.granted
+            and c.policy_version == self.policy_version
+            and (subject_id not in minors or c.given_by == "guardian")
+        }
 
     def of(self, subject_id: str) -> list[dict[str, Any]]:
         with self.tx.begin(read_only=True) as session:

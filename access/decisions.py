@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy.orm import Session
+
 from access.consents import Consents, SubjectFacts
 from access.errors import InvalidRequest
 from access.policy import NO_PURPOSE, PURPOSELESS, WHOLE_SUBJECT, Match, PolicyEngine
 from access.policy_store import PolicyStore
-from access.purposes import Justification, Purposes
+from access.purposes import Justification, Purpose, Purposes
 
 Redaction = Literal["plain", "masked", "denied"]
 Reason = Literal["forbidden", "consent_required", "justification_required"]
@@ -77,7 +79,9 @@ class Decision:
         return None
 
 
-DecisionListener = Callable[[Decision], None]
+# Told of every field decision made, per action (e.g. metrics): one call per request,
+# not per field, so a 400-token batch costs its listeners one call.
+DecisionListener = Callable[[str, Sequence[FieldDecision]], None]
 
 
 class Decider:
@@ -115,14 +119,68 @@ class Decider:
         the policy alone (``policy explain``); ``policy`` reuses an engine
         already fetched for this request (one revision check per request).
         """
-        if action in PURPOSELESS:
-            purpose_spec = None
-            request_purpose = NO_PURPOSE
+        purpose_spec = self._purpose(action, purpose)
+        decisions = self._evaluate(
+            principal, fields, action, purpose_spec, justification, gates, policy
+        )
+        if gates and _consent_gated(purpose_spec, action):
+            assert purpose_spec is not None
+            consented = subject is not None and self.consents.in_force(subject, purpose_spec.name)
+            decisions = {k: _consent_gate(d, consented) for k, d in decisions.items()}
+        self._notify(action, list(decisions.values()))
+        return Decision(
+            principal, action, purpose, subject.subject_id if subject else None, decisions
+        )
+
+    def decide_each(
+        self,
+        principal: str,
+        items: Sequence[tuple[str, SubjectFacts]],
+        action: str,
+        purpose: str,
+        justification: Justification | None = None,
+        *,
+        policy: PolicyEngine | None = None,
+        session: Session | None = None,
+    ) -> list[FieldDecision]:
+        """One decision per (field, subject) item, exactly as ``decide`` would make each
+        (gates included), for a batch: the policy is evaluated once per distinct field and
+        the consents of every subject are read in one query (in ``session``)."""
+        purpose_spec = self._purpose(action, purpose)
+        fields = list(dict.fromkeys(f for f, _ in items))
+        if not fields:
+            return []
+        base = self._evaluate(principal, fields, action, purpose_spec, justification, True, policy)
+        if _consent_gated(purpose_spec, action):
+            assert purpose_spec is not None
+            consented = self.consents.in_force_for(
+                [s for _, s in items], purpose_spec.name, session
+            )
+            out = [_consent_gate(base[f], s.subject_id in consented) for f, s in items]
         else:
-            if purpose is None:
-                raise InvalidRequest("a purpose is required")
-            purpose_spec = self.purposes.get(purpose)
-            request_purpose = purpose
+            out = [base[f] for f, _ in items]
+        self._notify(action, out)
+        return out
+
+    def _purpose(self, action: str, purpose: str | None) -> Purpose | None:
+        if action in PURPOSELESS:
+            return None
+        if purpose is None:
+            raise InvalidRequest("a purpose is required")
+        return self.purposes.get(purpose)
+
+    def _evaluate(
+        self,
+        principal: str,
+        fields: Sequence[str],
+        action: str,
+        purpose_spec: Purpose | None,
+        justification: Justification | None,
+        gates: bool,
+        policy: PolicyEngine | None,
+    ) -> dict[str, FieldDecision]:
+        """The policy's answer per field, then the justification gate (subject-independent)."""
+        request_purpose = NO_PURPOSE if purpose_spec is None else purpose_spec.name
         engine = policy if policy is not None else self.policy.current()
         objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE_ACTIONS else list(fields)
         if not objects:
@@ -148,24 +206,31 @@ class Decider:
                 deny_rule = deny_rule or match.rule
             else:
                 decisions[obj] = FieldDecision(obj, "denied", "forbidden", deny_rule)
-
         if gates and purpose_spec is not None and action != "consent_write":
-            # Justification guards plaintext (support sees masked records without one);
-            # consent guards any processing for a consent-based purpose.
+            # Justification guards plaintext (support sees masked records without one).
             unjustified = purpose_spec.requires_justification and not (
                 justification is not None and justification.valid
             )
-            no_consent = purpose_spec.requires_consent and (
-                subject is None or not self.consents.in_force(subject, purpose_spec.name)
-            )
-            for k, d in list(decisions.items()):
-                if d.redaction == "plain" and unjustified:
-                    decisions[k] = FieldDecision(k, "denied", "justification_required", d.rule)
-                elif d.visible and no_consent:
-                    decisions[k] = FieldDecision(k, "denied", "consent_required", d.rule)
-        decision = Decision(
-            principal, action, purpose, subject.subject_id if subject else None, decisions
-        )
+            if unjustified:
+                decisions = {
+                    k: FieldDecision(k, "denied", "justification_required", d.rule)
+                    if d.redaction == "plain"
+                    else d
+                    for k, d in decisions.items()
+                }
+        return decisions
+
+    def _notify(self, action: str, decisions: Sequence[FieldDecision]) -> None:
         for listener in self.listeners:
-            listener(decision)
-        return decision
+            listener(action, decisions)
+
+
+def _consent_gated(purpose_spec: Purpose | None, action: str) -> bool:
+    """Consent guards any processing for a consent-based purpose (recording consent aside)."""
+    return purpose_spec is not None and purpose_spec.requires_consent and action != "consent_write"
+
+
+def _consent_gate(decision: FieldDecision, consented: bool) -> FieldDecision:
+    if decision.visible and not consented:
+        return FieldDecision(decision.field, "denied", "consent_required", decision.rule)
+    return decision

@@ -109,6 +109,18 @@ class Client:
         return json.loads(data)  # type: ignore[no-any-return]
 
 
+def get(port: int, state: dict[str, Any], path: str) -> None:
+    """One unauthenticated GET on a keep-alive connection (the framework floor)."""
+    conn = state.get("conn")
+    if conn is None:
+        conn = state["conn"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"{path}: {resp.status}")
+
+
 def openbao_baselines(
     bao: ManagedOpenBao, token: str, clients: int, seconds: float
 ) -> dict[str, float]:
@@ -245,11 +257,18 @@ def bench_server(
             )
             return 1
 
+        def floor(st: dict[str, Any]) -> int:
+            get(port, st, "/healthz")  # no authentication, no database: gunicorn + Flask only
+            return 1
+
+        floor_rate, floor_lat = run_clients(clients, seconds, floor)
         batch_rate, _ = run_clients(clients, seconds, batch)
         single_rate, single_lat = run_clients(clients, seconds, single)
         _, single4_lat = run_clients(4, seconds, single)
         create_rate, create_lat = run_clients(clients, seconds, create)
         return {
+            "floor": floor_rate,
+            "floor_p50": pct(floor_lat, 0.5),
             "batch": batch_rate,
             "single": single_rate,
             "single_p50": pct(single_lat, 0.5),
@@ -288,9 +307,10 @@ def main() -> None:
         )
         print(
             "| database | workers | batch fields/s (xnaive) | single req/s (xnaive) | "
-            "single p50/p99 ms | p99 @c4 ms | create /s (xOpenBao) | create p50/p99 ms |"
+            "single p50/p99 ms | p99 @c4 ms | create /s (xOpenBao) | create p50/p99 ms | "
+            "floor: /healthz req/s (p50 ms) |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for database in args.databases:
             for workers in args.workers:
                 r = bench_server(bao, token, database, workers, args.clients, args.seconds, work)
@@ -300,7 +320,8 @@ def main() -> None:
                     f"| {r['single']:,.0f} ({r['single'] / base['decrypt']:.2f}x) "
                     f"| {r['single_p50']:.1f} / {r['single_p99']:.1f} | {r['single4_p99']:.1f} "
                     f"| {r['create']:,.0f} ({r['create'] / base['create']:.2f}x) "
-                    f"| {r['create_p50']:.1f} / {r['create_p99']:.1f} |",
+                    f"| {r['create_p50']:.1f} / {r['create_p99']:.1f} "
+                    f"| {r['floor']:,.0f} ({r['floor_p50']:.1f}) |",
                     flush=True,
                 )
 

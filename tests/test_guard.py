@@ -259,6 +259,46 @@ def test_minor_needs_guardian_consent(world: World) -> None:
     assert result.value == "/shoes,/umbrellas"
 
 
+def test_batch_decides_consent_per_subject(world: World) -> None:
+    """One batch, consents read together: each token still gets its own subject's answer."""
+    adult, withdrawn, minor_self, minor_guarded = (
+        register(world),
+        register(world),
+        register(world, is_minor=True),
+        register(world, is_minor=True),
+    )
+    tokens = {}
+    for sid, given_by in (
+        (adult, "subject"),
+        (withdrawn, "subject"),
+        (minor_self, "guardian"),
+        (minor_guarded, "guardian"),
+    ):
+        _consent(world, sid, given_by=given_by)
+        tokens[sid] = _browse(world, sid)
+    _consent(world, withdrawn, granted=False)
+    _consent(world, minor_self, given_by="subject")  # a minor's own consent does not count
+    order = [adult, withdrawn, minor_self, minor_guarded, adult]
+    results = world.guard.detokenize(
+        world.caller("recommendation-service"), "personalization", [tokens[s] for s in order]
+    )
+    assert [r.value or r.error for r in results] == [
+        "/shoes,/umbrellas",
+        "consent_required",
+        "consent_required",
+        "/shoes,/umbrellas",
+        "/shoes,/umbrellas",
+    ]
+    event = world.audit.events(limit=1)[0]
+    assert [event["outcome"][str(i)]["fields"]["browsing_history"]["reason"] for i in range(5)] == [
+        None,
+        "consent_required",
+        "consent_required",
+        None,
+        None,
+    ]
+
+
 def test_consent_write_is_checked_against_its_purpose(world: World) -> None:
     sid = register(world)
     with pytest.raises(Forbidden):

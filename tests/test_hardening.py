@@ -526,3 +526,29 @@ def test_probes_log_no_free_text_from_the_url(api: Api) -> None:
         api.client.get(f"/v1/subjects/{typed}?purpose={purpose}", headers=api.h(role))
         event = api.runtime.audit.events(limit=1)[0]
         assert event["subject_ids"] == ["invalid"] and typed not in json.dumps(event)
+
+
+def _nesting(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@given(_JSON, st.booleans())
+@settings(max_examples=300)
+def test_json_depth_is_the_nesting_of_the_parsed_value(value: object, ascii_only: bool) -> None:
+    """The pre-parse depth bound sees what the parser would: brackets inside strings
+    (escaped quotes and backslashes included) never count."""
+    from api.app import json_depth
+
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert json_depth(body) == _nesting(json.loads(body))

@@ -403,33 +403,44 @@ class VaultService:
     ) -> list[DetokenizeResult]:
         """Per token, in input order: the current value (masked for tokens in ``masked``)."""
         with self.keyed(read_only=True) as session:
-            out: list[DetokenizeResult] = []
-            targets = self.store.token_targets(session, tokens, share_lock=True)
-            values, _records = self.store.prefetch(
-                session, {(r.subject_id, r.field) for _, r, e in targets if r and not e}
-            )
-            for token, row, error in targets:
-                if error is not None or row is None:
-                    field = row.field if row is not None else None
-                    out.append(DetokenizeResult(token=token, field=field, error=error))
-                    continue
-                value_row = values.get((row.subject_id, row.field))
-                if value_row is None:
-                    out.append(DetokenizeResult(token=token, field=row.field, error="not_found"))
-                    continue
-                plaintext = self.store.decrypt(session, row.subject_id, value_row)
-                spec = self.schema[row.field]
-                hide = token in masked
-                out.append(
-                    DetokenizeResult(
-                        token=token,
-                        field=row.field,
-                        subject_id=row.subject_id,
-                        value=spec.masked(plaintext) if hide else spec.decode(plaintext),
-                        redaction="masked" if hide else "plain",
-                    )
+            refs = self.resolve_tokens(tokens, session, share_lock=True)
+            return self.read_tokens(session, refs, masked=masked)
+
+    def read_tokens(
+        self, session: Session, refs: Sequence[TokenRef], *, masked: Collection[str] = ()
+    ) -> list[DetokenizeResult]:
+        """The values of tokens already resolved in ``session`` (a ``keyed`` transaction,
+        the one that resolved them): no second lookup of the tokens."""
+        values, _records = self.store.prefetch(
+            session,
+            {
+                (r.subject_id, r.field)
+                for r in refs
+                if r.error is None and r.subject_id is not None and r.field is not None
+            },
+        )
+        out: list[DetokenizeResult] = []
+        for ref in refs:
+            if ref.error is not None or ref.subject_id is None or ref.field is None:
+                out.append(DetokenizeResult(token=ref.token, field=ref.field, error=ref.error))
+                continue
+            value_row = values.get((ref.subject_id, ref.field))
+            if value_row is None:
+                out.append(DetokenizeResult(token=ref.token, field=ref.field, error="not_found"))
+                continue
+            plaintext = self.store.decrypt(session, ref.subject_id, value_row)
+            spec = self.schema[ref.field]
+            hide = ref.token in masked
+            out.append(
+                DetokenizeResult(
+                    token=ref.token,
+                    field=ref.field,
+                    subject_id=ref.subject_id,
+                    value=spec.masked(plaintext) if hide else spec.decode(plaintext),
+                    redaction="masked" if hide else "plain",
                 )
-            return out
+            )
+        return out
 
     def masked_view(self, subject_id: str, fields: Sequence[str] | None = None) -> SubjectView:
         """Masked values (and tokens) of the subject's fields, or of ``fields`` only."""
@@ -550,12 +561,13 @@ class VaultService:
             )
 
     def resolve_tokens(
-        self, tokens: Sequence[str], session: Session | None = None
+        self, tokens: Sequence[str], session: Session | None = None, *, share_lock: bool = False
     ) -> list[TokenRef]:
         """Subject and field of each token, in input order, without decrypting anything
-        (in ``session`` when the caller reads more in the same snapshot)."""
+        (in ``session`` when the caller reads more in the same snapshot). ``share_lock``:
+        a concurrent shred of these subjects waits until ``session`` ends (PostgreSQL)."""
         with self.tx.reading(session) as read:
-            targets = self.store.token_targets(read, tokens, share_lock=False)
+            targets = self.store.token_targets(read, tokens, share_lock=share_lock)
         return [
             TokenRef(
                 token=token,
