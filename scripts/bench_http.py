@@ -51,10 +51,69 @@ def phone() -> str:
     return "+44207" + str(uuid.uuid4().int)[:7]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> tuple[float, int, str]:
+    """(CPU seconds, process group, command name) of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK, int(fields[2]), name
+
+
+class CpuMeter:
+    """CPU seconds spent per party during a phase: the server (its process group),
+    OpenBao, PostgreSQL (every ``postgres`` process) and the benchmark's own client
+    threads. Tells whether a phase is bound by the machine's two cores, and whose."""
+
+    def __init__(self, openbao_pid: int, server_group: int | None = None) -> None:
+        self.openbao_pid, self.server_group = openbao_pid, server_group
+
+    def sample(self) -> dict[str, float]:
+        out = {"server": 0.0, "openbao": 0.0, "postgresql": 0.0}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cpu, group, name = _proc_cpu(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            if int(entry) == self.openbao_pid:
+                out["openbao"] += cpu
+            elif self.server_group is not None and group == self.server_group:
+                out["server"] += cpu
+            elif name == "postgres":
+                out["postgresql"] += cpu
+        t = os.times()
+        out["client"] = t.user + t.system
+        out["wall"] = time.monotonic()
+        return out
+
+    @staticmethod
+    def per_unit(before: dict[str, float], after: dict[str, float], units: float) -> str:
+        """'server 1.2 / OpenBao 0.3 / PostgreSQL 0.1 / client 0.4 ms per unit, cores 1.9'."""
+        d = {k: after[k] - before[k] for k in before}
+        busy = sum(v for k, v in d.items() if k != "wall") / max(d["wall"], 1e-9)
+        parts = " / ".join(
+            f"{label} {d[k] / max(units, 1) * 1000:.2f}"
+            for k, label in (
+                ("server", "server"),
+                ("openbao", "OpenBao"),
+                ("postgresql", "PostgreSQL"),
+                ("client", "client"),
+            )
+        )
+        return f"{parts} ms; {busy:.2f} cores busy"
+
+
 def run_clients(
-    clients: int, seconds: float, op: Callable[[Any], int]
+    clients: int, seconds: float, op: Callable[[Any], int], meter: CpuMeter | None = None
 ) -> tuple[float, list[float]]:
-    """Each client runs ``op(state)`` (units done) until time is up: (units/s, latencies)."""
+    """Each client runs ``op(state)`` (units done) until time is up: (units/s, latencies).
+
+    With ``meter``, the phase's CPU per unit is kept in ``run_clients.cpu`` (last phase)."""
     latencies: list[float] = []
     units = [0] * clients
     lock = threading.Lock()
@@ -71,12 +130,19 @@ def run_clients(
             latencies.extend(mine)
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    before = meter.sample() if meter is not None else None
     started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(units) / (time.monotonic() - started), latencies
+    elapsed = time.monotonic() - started
+    if meter is not None and before is not None:
+        CPU_REPORT.append(CpuMeter.per_unit(before, meter.sample(), sum(units)))
+    return sum(units) / elapsed, latencies
+
+
+CPU_REPORT: list[str] = []
 
 
 def pct(values: list[float], q: float) -> float:
@@ -123,7 +189,7 @@ def get(port: int, state: dict[str, Any], path: str) -> None:
 
 def openbao_baselines(
     bao: ManagedOpenBao, token: str, clients: int, seconds: float
-) -> dict[str, float]:
+) -> dict[str, Any]:
     root = bao.client()
     setup = f"bench-{uuid.uuid4().hex[:6]}"
     root.secrets.transit.create_key(setup, mount_point="transit")
@@ -144,9 +210,10 @@ def openbao_baselines(
         c.secrets.transit.generate_data_key(name, key_type="plaintext", mount_point="transit")
         return 1
 
-    decrypt_rate, _ = run_clients(clients, seconds, decrypt)
-    create_rate, _ = run_clients(clients, seconds, create)
-    return {"decrypt": decrypt_rate, "create": create_rate}
+    meter = CpuMeter(bao.pid)
+    decrypt_rate, _ = run_clients(clients, seconds, decrypt, meter)
+    create_rate, _ = run_clients(clients, seconds, create, meter)
+    return {"decrypt": decrypt_rate, "create": create_rate, "cpu": CPU_REPORT[-2:]}
 
 
 def bench_server(
@@ -157,7 +224,7 @@ def bench_server(
     clients: int,
     seconds: float,
     work: Path,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     home = work / f"home-{database}-{workers}"
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -261,12 +328,14 @@ def bench_server(
             get(port, st, "/healthz")  # no authentication, no database: gunicorn + Flask only
             return 1
 
-        floor_rate, floor_lat = run_clients(clients, seconds, floor)
-        batch_rate, _ = run_clients(clients, seconds, batch)
-        single_rate, single_lat = run_clients(clients, seconds, single)
+        meter = CpuMeter(bao.pid, server.pid)
+        floor_rate, floor_lat = run_clients(clients, seconds, floor, meter)
+        batch_rate, _ = run_clients(clients, seconds, batch, meter)
+        single_rate, single_lat = run_clients(clients, seconds, single, meter)
         _, single4_lat = run_clients(4, seconds, single)
-        create_rate, create_lat = run_clients(clients, seconds, create)
+        create_rate, create_lat = run_clients(clients, seconds, create, meter)
         return {
+            "cpu": CPU_REPORT[-4:],
             "floor": floor_rate,
             "floor_p50": pct(floor_lat, 0.5),
             "batch": batch_rate,
@@ -311,9 +380,17 @@ def main() -> None:
             "floor: /healthz req/s (p50 ms) |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
+        cpu = [
+            f"| OpenBao directly | transit/decrypt | {base['cpu'][0]} |",
+            f"| OpenBao directly | create key + data key | {base['cpu'][1]} |",
+        ]
         for database in args.databases:
             for workers in args.workers:
                 r = bench_server(bao, token, database, workers, args.clients, args.seconds, work)
+                for phase, line in zip(
+                    ("/healthz", "batch (per field)", "single", "create"), r["cpu"], strict=True
+                ):
+                    cpu.append(f"| {database}, {workers} workers | {phase} | {line} |")
                 print(
                     f"| {database} | {workers} "
                     f"| {r['batch']:,.0f} ({r['batch'] / base['decrypt']:.1f}x) "
@@ -324,6 +401,10 @@ def main() -> None:
                     f"| {r['floor']:,.0f} ({r['floor_p50']:.1f}) |",
                     flush=True,
                 )
+        print("\nCPU per operation (ms of CPU time by each party during the phase):\n")
+        print("| run | phase | server / OpenBao / PostgreSQL / client ms; cores busy |")
+        print("|---|---|---|")
+        print("\n".join(cpu))
 
 
 if __name__ == "__main__":

@@ -373,3 +373,20 @@ def test_retention_purge_deletes_only_expired_values(service: VaultService) -> N
     assert by_token[created.tokens["email"]].value == "keep@example.com"
     assert by_token[created.tokens["transaction_record"]].error == "not_found"
     assert set(service.export(created.subject_id)["fields"]) == {"email"}
+
+
+def test_a_drawn_card_token_already_taken_is_drawn_again(
+    service: VaultService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Card tokens are low-entropy: a draw that collides with a stored token (or with one
+    drawn for another field of the same write) is replaced, never stored twice."""
+    import vault.storage
+
+    first = service.create_subject({"card_number": "4111111111111111"})
+    taken = first.tokens["card_number"]
+    draws = iter([taken, taken, "5" + taken[1:]])
+    monkeypatch.setattr(vault.storage, "card_token", lambda _digits: next(draws))
+    second = service.create_subject({"card_number": "4111111111111111"})
+    assert second.tokens["card_number"] == "5" + taken[1:]
+    by_token = {r.token: r.subject_id for r in service.detokenize([taken, "5" + taken[1:]])}
+    assert by_token == {taken: first.subject_id, "5" + taken[1:]: second.subject_id}

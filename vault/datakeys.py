@@ -40,35 +40,46 @@ class DataKeyManager:
         )
 
     def for_encryption(
-        self, session: Session, subject_id: str, needed: int, fresh: DataKey | None = None
+        self,
+        session: Session,
+        subject_id: str,
+        needed: int,
+        fresh: DataKey | None = None,
+        *,
+        new_subject: bool = False,
     ) -> tuple[DataKeyRecord, bytes]:
         """The active data key with room for ``needed`` encryptions, counted; else a fresh one
-        (``fresh`` if the caller generated it before its transaction: no Vault call inside)."""
-        record = session.execute(
-            select(DataKeyRecord)
-            .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.active.is_(True))
-            .with_for_update()
-        ).scalar_one_or_none()
+        (``fresh`` if the caller generated it before its transaction: no Vault call inside).
+        ``new_subject``: created in this transaction, so it has no data key to look for."""
+        record = (
+            None
+            if new_subject
+            else session.execute(
+                select(DataKeyRecord)
+                .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.active.is_(True))
+                .with_for_update()
+            ).scalar_one_or_none()
+        )
         if record is not None and record.encryptions + needed <= self.max_encryptions:
             key = self.for_decryption(subject_id, record)
-        else:
-            if record is not None:
-                record.active = False  # nonce budget spent: rotate to a fresh data key
-            fresh = fresh or self.keys.generate_data_key(subject_id)
-            record = DataKeyRecord(
-                id=str(uuid.uuid4()),
-                subject_id=subject_id,
-                wrapped=fresh.wrapped,
-                active=True,
-                encryptions=0,
-                created_at=utcnow(),
-            )
+            record.encryptions = DataKeyRecord.encryptions + needed
+            return record, key
+        if record is not None:
+            record.active = False  # nonce budget spent: rotate to a fresh data key
+        fresh = fresh or self.keys.generate_data_key(subject_id)
+        record = DataKeyRecord(
+            id=str(uuid.uuid4()),
+            subject_id=subject_id,
+            wrapped=fresh.wrapped,
+            active=True,
+            encryptions=needed,
+            created_at=utcnow(),
+        )
+        if not new_subject:  # else the caller adds it once the subject's row is in
             session.add(record)
             session.flush()
-            self.cache.put(subject_id, record.id, fresh.plaintext)
-            key = fresh.plaintext
-        record.encryptions = DataKeyRecord.encryptions + needed
-        return record, key
+        self.cache.put(subject_id, record.id, fresh.plaintext)
+        return record, fresh.plaintext
 
     def sync(self, session: Session) -> None:
         """Evict the keys of every subject shredded (by any process) since the last sync.

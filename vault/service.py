@@ -250,10 +250,13 @@ class VaultService:
         try:
             with self.keyed() as session:
                 self.intents.claim(session, [subject.id])
-                session.add(subject)
-                session.flush()
                 tokens = self.store.store(
-                    session, subject, write.values, external_id=write.external_id, ready=ready
+                    session,
+                    subject,
+                    write.values,
+                    external_id=write.external_id,
+                    ready=ready,
+                    new_subject=True,
                 )
                 committing = True  # leaving the block commits
         except IntegrityError as exc:
@@ -321,11 +324,9 @@ class VaultService:
                                 )
                                 self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
-                            session.add(subject)
-                            session.flush()
                             by_external[ext] = subject
                             tokens = self.store.store(
-                                session, subject, write.values, external_id=ext
+                                session, subject, write.values, external_id=ext, new_subject=True
                             )
                             results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
                             continue

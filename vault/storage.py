@@ -149,11 +149,28 @@ class FieldStore:
         return {t.field: t.token for t in rows}
 
     @staticmethod
-    def _new_token(session: Session, spec: FieldSpec, plaintext: bytes) -> str:
+    def _new_tokens(
+        session: Session, specs: Mapping[str, tuple[FieldSpec, bytes]]
+    ) -> dict[str, str]:
+        """A free token per field, checked against the table in one query per round (a
+        card token, low-entropy, may collide; a random one practically never does)."""
+        tokens: dict[str, str] = {}
         for _ in range(16):
-            token = card_token(plaintext.decode()) if spec.token == "card" else random_token()
-            if session.get(Token, token) is None:
-                return token
+            todo = [name for name in specs if name not in tokens]
+            if not todo:
+                return tokens
+            drawn = {
+                name: card_token(specs[name][1].decode())
+                if specs[name][0].token == "card"
+                else random_token()
+                for name in todo
+            }
+            taken = set(session.scalars(select(Token.token).where(Token.token.in_(drawn.values()))))
+            for name, token in drawn.items():
+                if token not in taken and token not in tokens.values():
+                    tokens[name] = token
+        if len(tokens) == len(specs):
+            return tokens
         raise KeyProviderError("could not find a free token")  # pragma: no cover
 
     def store(
@@ -164,16 +181,24 @@ class FieldStore:
         *,
         external_id: str | None = None,
         ready: Ready | None = None,
+        new_subject: bool = False,
     ) -> dict[str, str]:
         """Encrypt and upsert values (and the external id), re-issue tokens and index entries.
 
         ``ready``: the data key and digests computed before the transaction (``prepare``),
-        so a new subject's write transaction makes no Vault call."""
+        so a new subject's write transaction makes no Vault call. ``new_subject``: a subject
+        not in the session yet, added here with its external id (one INSERT, no UPDATE); it
+        has no values, tokens or index entries to replace, so none are looked for."""
         if not values and external_id is None:
+            if new_subject:
+                session.add(subject)
+                session.flush()
             return {}
         needed = len(values) + (external_id is not None)
         fresh = ready.data_key if ready is not None else None
-        record, dek = self.datakeys.for_encryption(session, subject.id, needed, fresh)
+        record, dek = self.datakeys.for_encryption(
+            session, subject.id, needed, fresh, new_subject=new_subject
+        )
         searchable = [name for name in values if self.schema[name].searchable]
         if ready is not None:
             digests = list(ready.digests)
@@ -181,10 +206,27 @@ class FieldStore:
             digests = self.index.blind_index(self.index_forms(values, external_id))
         now = utcnow()
         sid, kid = uuid.UUID(subject.id), uuid.UUID(record.id)
-        tokens: dict[str, str] = {}
+        if external_id is not None:
+            subject.external_id_digest = digests.pop()
+            subject.external_id_ct = encrypt_field(
+                dek, kid, sid, EXTERNAL_ID, external_id.encode("utf-8")
+            )
+        subject.updated_at = now
+        if new_subject:  # rows go in dependency order: the subject, then its data key
+            session.add(subject)
+            session.flush()
+            session.add(record)
+            session.flush()
+        if not new_subject and values:
+            session.execute(
+                delete(Token).where(Token.subject_id == subject.id, Token.field.in_(list(values)))
+            )
+        tokens = self._new_tokens(
+            session, {name: (self.schema[name], plaintext) for name, plaintext in values.items()}
+        )
         for name, plaintext in values.items():
             spec = self.schema[name]
-            row = session.get(FieldValue, (subject.id, name))
+            row = None if new_subject else session.get(FieldValue, (subject.id, name))
             if row is None:
                 row = FieldValue(subject_id=subject.id, field=name, created_at=now)
                 session.add(row)
@@ -192,20 +234,15 @@ class FieldStore:
             row.dek_id = record.id
             row.updated_at = now
             row.retain_until = spec.retention.expires(now)
-            session.execute(
-                delete(Token).where(Token.subject_id == subject.id, Token.field == name)
-            )
-            token = self._new_token(session, spec, plaintext)
-            session.add(Token(token=token, subject_id=subject.id, field=name, created_at=now))
-            tokens[name] = token
-        if external_id is not None:
-            subject.external_id_digest = digests.pop()
-            subject.external_id_ct = encrypt_field(
-                dek, kid, sid, EXTERNAL_ID, external_id.encode("utf-8")
+            session.add(
+                Token(token=tokens[name], subject_id=subject.id, field=name, created_at=now)
             )
         for name, digest in zip(searchable, digests, strict=True):
-            session.merge(BlindIndex(subject_id=subject.id, field=name, digest=digest))
-        subject.updated_at = now
+            index = BlindIndex(subject_id=subject.id, field=name, digest=digest)
+            if new_subject:
+                session.add(index)
+            else:
+                session.merge(index)
         session.flush()
         return tokens
 

@@ -154,6 +154,13 @@ ui            = false
         self.start()
 
     @property
+    def pid(self) -> int:
+        """The server's process id (benchmarks read its CPU time)."""
+        if self._proc is None:
+            raise RuntimeError("OpenBao is not running")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
