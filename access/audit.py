@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,24 +80,30 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_HASHED = (
+    "seq",
+    "ts",
+    "request_id",
+    "principal",
+    "action",
+    "purpose",
+    "subject_ids",
+    "fields",
+    "decision",
+    "outcome",
+    "justification_ticket",
+    "justification_reason",
+    "prev_hash",
+)
+
+
+def _hash_of(material: list[Any]) -> str:
+    return hashlib.sha256(_json(material).encode("utf-8")).hexdigest()
+
+
 def event_hash(row: AuditEvent) -> str:
     """SHA-256 over the stored columns (exactly as stored) and the previous hash."""
-    material = [
-        row.seq,
-        row.ts,
-        row.request_id,
-        row.principal,
-        row.action,
-        row.purpose,
-        row.subject_ids,
-        row.fields,
-        row.decision,
-        row.outcome,
-        row.justification_ticket,
-        row.justification_reason,
-        row.prev_hash,
-    ]
-    return hashlib.sha256(_json(material).encode("utf-8")).hexdigest()
+    return _hash_of([getattr(row, c) for c in _HASHED])
 
 
 def _text(value: str | None, limit: int) -> str | None:
@@ -117,25 +123,26 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-def _row(record: AuditRecord, seq: int, prev_hash: str) -> AuditEvent:
+def _row(record: AuditRecord, seq: int, prev_hash: str) -> dict[str, Any]:
+    """The event's columns as stored, its hash included."""
     justification = record.justification
     reason = _text(justification.reason, MAX_REASON) if justification is not None else None
-    row = AuditEvent(
-        seq=seq,
-        ts=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-        request_id=_text(record.request_id, 64) or "-",
-        principal=_text(record.principal, 128) or "-",
-        action=_text(record.action, 32) or "-",
-        purpose=_text(record.purpose, 64) or "-",
-        subject_ids=_json(list(record.subject_ids)),
-        fields=_json(list(record.fields)),
-        decision=record.verdict,
-        outcome=_json(dict(record.outcome)),
-        justification_ticket=_text(justification.ticket, 32) if justification else None,
-        justification_reason=reason,
-        prev_hash=prev_hash,
-    )
-    row.hash = event_hash(row)
+    row: dict[str, Any] = {
+        "seq": seq,
+        "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "request_id": _text(record.request_id, 64) or "-",
+        "principal": _text(record.principal, 128) or "-",
+        "action": _text(record.action, 32) or "-",
+        "purpose": _text(record.purpose, 64) or "-",
+        "subject_ids": _json(list(record.subject_ids)),
+        "fields": _json(list(record.fields)),
+        "decision": record.verdict,
+        "outcome": _json(dict(record.outcome)),
+        "justification_ticket": _text(justification.ticket, 32) if justification else None,
+        "justification_reason": reason,
+        "prev_hash": prev_hash,
+    }
+    row["hash"] = _hash_of([row[c] for c in _HASHED])
     return row
 
 
@@ -204,23 +211,24 @@ class AuditLog:
     def _write(self, group: list[_Pending]) -> None:
         """Group commit: the events queued while the previous group was written, chained
         in queue order under one lock of the head row and one commit. Each caller returns
-        only after the commit that holds its event (or with its error)."""
+        only after the commit that holds its event (or with its error). Core statements
+        (one multi-row INSERT, one UPDATE), not the ORM's unit of work: this runs once per
+        audited request."""
         try:
-            with self._sessions.begin() as session:
-                head = session.execute(
-                    select(AuditHead).where(AuditHead.id == 1).with_for_update()
-                ).scalar_one()
-                seq, prev = head.seq, head.hash
+            with self.engine.begin() as conn:
+                seq, prev = conn.execute(
+                    select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+                ).one()
                 rows = []
                 for item in group:
                     seq += 1
                     row = _row(item.record, seq, prev)
-                    prev = row.hash
+                    prev = row["hash"]
                     rows.append(row)
-                session.add_all(rows)
-                head.seq, head.hash = seq, prev
+                conn.execute(insert(AuditEvent), rows)
+                conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
             for item, row in zip(group, rows, strict=True):
-                item.seq = row.seq
+                item.seq = row["seq"]
         except Exception as exc:  # every waiter fails closed: no event, no success
             for item in group:
                 item.error = exc

@@ -10,7 +10,6 @@ AuditUnavailable and nothing is read, written or returned. Batches go through
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -159,7 +158,7 @@ class GuardedVault(BatchGuard):
     ) -> CreatedSubject:
         write = self.vault.validator.prepare(
             fields,
-            subject_id=str(uuid.uuid4()),
+            subject_id=self.vault.new_subject_id(),
             external_id=external_id,
             region=region,
             is_minor=is_minor,

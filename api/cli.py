@@ -87,11 +87,22 @@ def init() -> None:
         client = hvac.Client(
             url=settings.keys.vault_addr, token=settings.keys.vault_token, timeout=10
         )
-        bootstrap_transit(client, mount=settings.keys.transit_mount)
+        here = [s for s in settings.keys.shards if s.addr is None]
+        bootstrap_transit(
+            client, mount=settings.keys.transit_mount, shard_mounts=[s.mount for s in here]
+        )
         click.echo(
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
             f"policy '{POLICY_NAME}' ready"
         )
+        for shard in here:
+            click.echo(f"vault: shard {shard.number} on mount '{shard.mount}/' ready")
+        for shard in settings.keys.shards:
+            if shard.addr is not None:
+                click.echo(
+                    f"vault: shard {shard.number} is on {shard.addr}: run `pii-vault init-shard "
+                    f"{shard.number}` with that cluster's privileged VAULT_TOKEN"
+                )
     with _runtime(settings, migrate=True) as runtime:
         runtime.check()
         seeded = runtime.policy.seed_default()
@@ -102,6 +113,37 @@ def init() -> None:
         else "policy: existing policy kept"
     )
     click.echo(f"key provider: {settings.keys.kind} ready")
+
+
+@main.command("init-shard")
+@click.argument("number", type=int)
+@click.option("--service-token", is_flag=True, help="Also print a token for the service.")
+@_one_line_errors
+def init_shard(number: int, service_token: bool) -> None:
+    """Set up subject-key shard NUMBER on its own cluster (PII_VAULT_KEY_SHARDS). Idempotent.
+
+    VAULT_TOKEN must be privileged on that cluster; the service then uses a token
+    (PII_VAULT_SHARD_<N>_TOKEN) holding only the shard policy: subject keys on that mount.
+    """
+    import hvac
+
+    from keys.transit import POLICY_NAME
+    from keys.transit_setup import bootstrap_shard, create_service_token
+
+    settings = Settings.from_env()
+    shard = next((s for s in settings.keys.shards if s.number == number), None)
+    if shard is None or shard.addr is None:
+        raise ConfigError(
+            f"shard {number} is not in PII_VAULT_KEY_SHARDS as another cluster's mount "
+            "(a mount on the primary's cluster is set up by `pii-vault init`)"
+        )
+    if not settings.keys.vault_token:
+        raise ConfigError("init-shard needs that cluster's privileged token in VAULT_TOKEN")
+    client = hvac.Client(url=shard.addr, token=settings.keys.vault_token, timeout=10)
+    bootstrap_shard(client, mount=shard.mount, policy_name=POLICY_NAME)
+    click.echo(f"vault: shard {number} on {shard.addr}, mount '{shard.mount}/' ready")
+    if service_token:
+        click.echo(create_service_token(client, policy_name=POLICY_NAME))
 
 
 @contextlib.contextmanager

@@ -34,8 +34,8 @@ class CallCounter:
 
 
 class _Counted:
-    # Lifecycle calls are not requests to the key provider.
-    _UNCOUNTED = frozenset({"close"})
+    # Lifecycle calls and local choices are not requests to the key provider.
+    _UNCOUNTED = frozenset({"close", "new_subject_id"})
 
     def __init__(self, target: object, counter: CallCounter) -> None:
         self._target = target

@@ -55,6 +55,16 @@ class SubjectKeys(Protocol):
 
 
 @runtime_checkable
+class SubjectIdIssuer(Protocol):
+    """A backend that chooses new subjects' ids (``keys.sharding``: the id names the shard
+    holding the key). Backends without it leave ids to the vault (random version-4 UUIDs)."""
+
+    def new_subject_id(self) -> str:
+        """A fresh, unguessable subject id."""
+        ...
+
+
+@runtime_checkable
 class BlindIndexer(Protocol):
     """Deterministic keyed MACs for exact-match lookup, under versioned keys.
 

@@ -5,7 +5,9 @@ the audit-anchor mount, and service tokens. Used by ``pii-vault init``, the demo
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+from collections.abc import Sequence
 from importlib import resources
 
 import hvac
@@ -22,12 +24,50 @@ def policy_text(mount: str = "transit") -> str:
     return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
 
 
+_STANZA = re.compile(r'^path "([^"]+)" \{\n.*?^\}\n', re.DOTALL | re.MULTILINE)
+
+
+def shard_policy_text(mount: str) -> str:
+    """The subject-key part of the service policy, for a shard's ``mount``: a shard holds
+    subject keys only (the index key, signing key and anchors stay on the primary)."""
+    stanzas = [
+        m.group(0)
+        for m in _STANZA.finditer(policy_text(mount))
+        if "/pii-subject-" in m.group(1) or m.group(1) == f"{mount}/keys"
+    ]
+    return f"# pii-vault subject-key shard on mount {mount}/\n\n" + "\n".join(stanzas)
+
+
+def _enable_transit(client: hvac.Client, mount: str) -> None:
+    mounts = client.sys.list_mounted_secrets_engines()
+    mounts = mounts.get("data", mounts)
+    if f"{mount}/" not in mounts:
+        client.sys.enable_secrets_engine("transit", path=mount)
+
+
+def bootstrap_shard(client: hvac.Client, *, mount: str, policy_name: str = POLICY_NAME) -> None:
+    """A shard on another cluster: its transit mount and a policy for subject keys only.
+    Idempotent; needs that cluster's privileged token (``pii-vault init-shard``)."""
+    privileged = config_error("init-shard needs a privileged Vault token (mounts, policies)")
+    with vault_errors(
+        missing=privileged, invalid=provider_error("Vault shard set-up failed"), denied=privileged
+    ):
+        _enable_transit(client, mount)
+        client.sys.create_or_update_policy(name=policy_name, policy=shard_policy_text(mount))
+
+
 def bootstrap_transit(
-    client: hvac.Client, *, mount: str = "transit", policy_name: str = POLICY_NAME
+    client: hvac.Client,
+    *,
+    mount: str = "transit",
+    policy_name: str = POLICY_NAME,
+    shard_mounts: Sequence[str] = (),
 ) -> None:
     """Create the mount, shared keys and service policy. Idempotent; needs a privileged token.
 
-    Used by ``pii-vault init`` and by the managed OpenBao of tests and the demo.
+    ``shard_mounts``: subject-key shards on this same cluster; their mounts are enabled
+    and the service policy covers them too. Used by ``pii-vault init`` and by the
+    managed OpenBao of tests and the demo.
     """
     privileged = config_error(
         "init needs a privileged Vault token (mounts, policies, transit keys)"
@@ -55,7 +95,10 @@ def bootstrap_transit(
         if f"{ANCHOR_MOUNT}/" not in mounts:
             client.sys.enable_secrets_engine("kv", path=ANCHOR_MOUNT, options={"version": "2"})
             _configure_anchor_mount(client)
-        client.sys.create_or_update_policy(name=policy_name, policy=policy_text(mount))
+        for shard in shard_mounts:
+            _enable_transit(client, shard)
+        policy = "\n".join([policy_text(mount), *(shard_policy_text(m) for m in shard_mounts)])
+        client.sys.create_or_update_policy(name=policy_name, policy=policy)
 
 
 def _configure_anchor_mount(client: hvac.Client) -> None:

@@ -145,6 +145,51 @@ def run_clients(
 CPU_REPORT: list[str] = []
 
 
+class LockWaits:
+    """Samples pg_stat_activity while a phase runs: how many of the server's backends are
+    active, and how many of those wait on a lock (the audit head row, above all). Tells
+    whether a flat curve is the head row or the CPU."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(normalize_url(url))
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        query = text(
+            "SELECT count(*) FILTER (WHERE state = 'active'), "
+            "count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock') "
+            "FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        with self.engine.connect() as conn:
+            while not self._stop.wait(0.01):
+                active, waiting = conn.execute(query).one()
+                self.samples.append((int(active), int(waiting)))
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "-"
+        n = len(self.samples)
+        active = sum(a for a, _ in self.samples) / n
+        waiting = sum(w for _, w in self.samples) / n
+        share = sum(1 for _, w in self.samples if w) / n
+        return (
+            f"{active:.2f} active backends, {waiting:.2f} waiting on a lock "
+            f"({share:.0%} of samples)"
+        )
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -331,10 +376,17 @@ def bench_server(
         meter = CpuMeter(bao.pid, server.pid)
         floor_rate, floor_lat = run_clients(clients, seconds, floor, meter)
         batch_rate, _ = run_clients(clients, seconds, batch, meter)
-        single_rate, single_lat = run_clients(clients, seconds, single, meter)
+        if database == "postgresql":
+            with LockWaits(POSTGRES) as waits:
+                single_rate, single_lat = run_clients(clients, seconds, single, meter)
+            lock_waits = waits.summary()
+        else:
+            single_rate, single_lat = run_clients(clients, seconds, single, meter)
+            lock_waits = "-"
         _, single4_lat = run_clients(4, seconds, single)
         create_rate, create_lat = run_clients(clients, seconds, create, meter)
         return {
+            "lock_waits": lock_waits,
             "cpu": CPU_REPORT[-4:],
             "floor": floor_rate,
             "floor_p50": pct(floor_lat, 0.5),
@@ -380,6 +432,7 @@ def main() -> None:
             "floor: /healthz req/s (p50 ms) |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
+        waits: list[str] = []
         cpu = [
             f"| OpenBao directly | transit/decrypt | {base['cpu'][0]} |",
             f"| OpenBao directly | create key + data key | {base['cpu'][1]} |",
@@ -391,6 +444,8 @@ def main() -> None:
                     ("/healthz", "batch (per field)", "single", "create"), r["cpu"], strict=True
                 ):
                     cpu.append(f"| {database}, {workers} workers | {phase} | {line} |")
+                if r["lock_waits"] != "-":
+                    waits.append(f"| {workers} | {r['lock_waits']} |")
                 print(
                     f"| {database} | {workers} "
                     f"| {r['batch']:,.0f} ({r['batch'] / base['decrypt']:.1f}x) "
@@ -405,6 +460,11 @@ def main() -> None:
         print("| run | phase | server / OpenBao / PostgreSQL / client ms; cores busy |")
         print("|---|---|---|")
         print("\n".join(cpu))
+        if waits:
+            print("\nPostgreSQL during single detokenize (pg_stat_activity every 10 ms):\n")
+            print("| workers | backends |")
+            print("|---|---|")
+            print("\n".join(waits))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from api.demo.openbao import ManagedOpenBao, find_bao_binary
 from keys.errors import KeyProviderConfigError
 from keys.local import LocalKeyProvider
 from keys.provider import KeyBackend, Signer
+from keys.sharding import ShardedKeys
 from keys.transit import TransitKeyProvider
 from vault.db import make_engine, migrate, normalize_url
 from vault.service import VaultService
@@ -157,12 +158,33 @@ def new_local_provider(directory: Path) -> LocalKeyProvider:
     return LocalKeyProvider(directory / "keys.db", secrets.token_bytes(32))
 
 
-@pytest.fixture(params=["local", "transit"])
+@pytest.fixture(scope="session")
+def shard_token(openbao: OpenBaoServer) -> str:
+    """A subject-key shard (mount ``transit-shard1``) on the session's OpenBao, with a token
+    of its own holding only the shard policy, as a shard on another cluster would have."""
+    return openbao.server.bootstrap_shard(SHARD_MOUNT)
+
+
+SHARD_MOUNT = "transit-shard1"
+
+
+def sharded_provider(openbao: OpenBaoServer, token: str) -> ShardedKeys:
+    """Primary on ``transit``, every new subject on shard 1: the contract suites then
+    prove that routing by subject id reaches the right mount for every operation."""
+    shard = TransitKeyProvider(openbao.addr, token, mount=SHARD_MOUNT)
+    return ShardedKeys(openbao.provider(), {1: shard}, open_shards=[1])
+
+
+@pytest.fixture(params=["local", "transit", "sharded"])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyBackend]:
     if request.param == "local":
         prov: KeyBackend = new_local_provider(tmp_path / "local-keys")
-    else:
+    elif request.param == "transit":
         prov = request.getfixturevalue("openbao").provider()
+    else:
+        prov = sharded_provider(
+            request.getfixturevalue("openbao"), request.getfixturevalue("shard_token")
+        )
     yield prov
     prov.close()
 

@@ -29,6 +29,7 @@ from keys import (
     verify_signature,
 )
 from keys.local import LocalKeyProvider, load_master_key
+from keys.sharding import ShardedKeys
 from keys.transit import TransitKeyProvider
 from keys.transit_setup import policy_text
 from tests.conftest import Database, OpenBaoServer
@@ -117,7 +118,7 @@ def test_index_keys_rotate_and_retired_versions_are_gone(
 ) -> None:
     """After a rotation and a retirement, nobody can compute a digest of the old version."""
     admin: Any = provider
-    if isinstance(provider, TransitKeyProvider):
+    if isinstance(provider, TransitKeyProvider | ShardedKeys):
         bao: OpenBaoServer = request.getfixturevalue("openbao")
         with pytest.raises(KeyProviderConfigError):  # the service token may not rotate...
             provider.rotate_index_key()

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keys.errors import KeyProviderConfigError
 from keys.factory import PROVIDERS, KeyProviderSettings
+from keys.sharding import parse_open, parse_shards
 from vault.errors import ConfigError
 
 DEFAULT_MAX_DEK_ENCRYPTIONS = 1 << 20  # far below the 2**32 random-nonce bound for AES-GCM
@@ -70,6 +72,12 @@ class Settings:
             raise ConfigError(
                 f"PII_VAULT_KEY_PROVIDER must be one of {', '.join(PROVIDERS)}, not {kind!r}"
             )
+        transit_mount = env.get("PII_VAULT_TRANSIT_MOUNT") or "transit"
+        try:
+            shards = parse_shards(env.get("PII_VAULT_KEY_SHARDS") or "", env, transit_mount)
+            open_shards = parse_open(env.get("PII_VAULT_KEY_SHARDS_OPEN"), shards)
+        except KeyProviderConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
         if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
             raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
@@ -81,13 +89,15 @@ class Settings:
                 home=home,
                 vault_addr=env.get("VAULT_ADDR"),
                 vault_token=env.get("VAULT_TOKEN"),
-                transit_mount=env.get("PII_VAULT_TRANSIT_MOUNT") or "transit",
+                transit_mount=transit_mount,
                 local_master_key=env.get("PII_VAULT_LOCAL_MASTER_KEY"),
                 role_id=env.get("VAULT_ROLE_ID") or None,
                 secret_id=env.get("VAULT_SECRET_ID") or None,
                 role_id_file=env.get("VAULT_ROLE_ID_FILE") or None,
                 secret_id_file=env.get("VAULT_SECRET_ID_FILE") or None,
                 approle_mount=env.get("PII_VAULT_APPROLE_MOUNT") or "approle",
+                shards=shards,
+                open_shards=open_shards if shards else (),
             ),
             dek_cache_size=_int(env, "PII_VAULT_DEK_CACHE_SIZE", 1024, 1),
             dek_cache_ttl=float(_int(env, "PII_VAULT_DEK_CACHE_TTL", 300, 1)),

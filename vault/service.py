@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, cast
@@ -28,7 +29,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keys.provider import BlindIndexer, SubjectKeys
+from keys.provider import BlindIndexer, SubjectIdIssuer, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.datakeys import DataKeyManager
@@ -127,6 +128,13 @@ class VaultService:
             return exc
         return DecryptionError()  # the key is back (it never went): say nothing more
 
+    def new_subject_id(self) -> str:
+        """A fresh subject id: the key backend's choice where it has one (a sharded backend
+        names the shard in the id), else a random version-4 UUID."""
+        if isinstance(self.keys, SubjectIdIssuer):
+            return self.keys.new_subject_id()
+        return str(uuid.uuid4())
+
     @property
     def cache(self) -> DataKeyCache:
         return self.datakeys.cache
@@ -220,7 +228,9 @@ class VaultService:
             )
         )
         subject = self.store.new_subject(
-            write.region or self.default_region, write.is_minor, write.subject_id
+            write.region or self.default_region,
+            write.is_minor,
+            write.subject_id or self.new_subject_id(),
         )
         # Vault round trips overlap and stay outside the write transaction: the duplicate
         # check and the index digests run while the key is created; then the data key.
@@ -320,7 +330,9 @@ class VaultService:
                             subject = made.pop(ext, None)
                             if subject is None:  # appeared free since the pre-pass: rare
                                 subject = self.store.new_subject(
-                                    write.region or self.default_region, write.is_minor
+                                    write.region or self.default_region,
+                                    write.is_minor,
+                                    self.new_subject_id(),
                                 )
                                 self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
@@ -376,7 +388,7 @@ class VaultService:
             ext = write.external_id
             if write.subject_id is None and ext and ext not in known and ext not in made:
                 made[ext] = self.store.new_subject(
-                    write.region or self.default_region, write.is_minor
+                    write.region or self.default_region, write.is_minor, self.new_subject_id()
                 )
         self.intents.create_keys([s.id for s in made.values()])
         return made

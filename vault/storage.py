@@ -108,11 +108,11 @@ class FieldStore:
         return subject
 
     @staticmethod
-    def new_subject(region: str, is_minor: bool, subject_id: str | None = None) -> Subject:
+    def new_subject(region: str, is_minor: bool, subject_id: str) -> Subject:
         """A new active subject; its external id (if any) is written by ``store``."""
         now = utcnow()
         return Subject(
-            id=subject_id or str(uuid.uuid4()),
+            id=subject_id,
             region=region.upper(),
             is_minor=bool(is_minor),
             status=STATUS_ACTIVE,

@@ -23,7 +23,7 @@ import hvac
 import requests
 
 from keys.errors import KeyProviderConfigError, KeyUnavailable
-from keys.transit_setup import bootstrap_transit, create_service_token
+from keys.transit_setup import bootstrap_shard, bootstrap_transit, create_service_token
 
 
 def find_bao_binary() -> str:
@@ -187,6 +187,14 @@ ui            = false
         root = self.client()
         policy = "pii-vault" if mount == "transit" else f"pii-vault-{mount}"
         bootstrap_transit(root, mount=mount, policy_name=policy)
+        return create_service_token(root, policy_name=policy)
+
+    def bootstrap_shard(self, mount: str) -> str:
+        """A subject-key shard on this server: its mount, a shard-only policy, and a token
+        holding just that policy (as a shard on another cluster would be set up)."""
+        root = self.client()
+        policy = f"pii-vault-shard-{mount}"
+        bootstrap_shard(root, mount=mount, policy_name=policy)
         return create_service_token(root, policy_name=policy)
 
     def seal(self) -> None:
