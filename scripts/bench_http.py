@@ -45,6 +45,11 @@ POSTGRES = os.environ.get(
     "PII_VAULT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 BATCH = 400
+# Keep-alive connections stay with the worker that accepted them: with 2 clients both
+# could land on one worker (one core) and the run measures that. Reconnecting every
+# few requests spreads them, as a load balancer's many connections would.
+RECONNECT_EVERY = 20
+TOKENIZE_SIZES = (1, 10, 100)  # new subjects per /v1/tokenize request
 
 
 def phone() -> str:
@@ -163,7 +168,8 @@ class LockWaits:
             "FROM pg_stat_activity "
             "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
-        with self.engine.connect() as conn:
+        # Autocommit: inside one transaction pg_stat_activity is a snapshot taken once.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             while not self._stop.wait(0.01):
                 active, waiting = conn.execute(query).one()
                 self.samples.append((int(active), int(waiting)))
@@ -203,6 +209,10 @@ class Client:
 
     def post(self, state: dict[str, Any], path: str, body: dict[str, Any]) -> dict[str, Any]:
         conn = state.get("conn")
+        state["n"] = state.get("n", 0) + 1
+        if conn is not None and state["n"] % RECONNECT_EVERY == 0:
+            conn.close()  # a new connection now and then: gunicorn workers each get a share
+            conn = None
         if conn is None:
             conn = state["conn"] = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         payload = json.dumps(body)
@@ -223,6 +233,10 @@ class Client:
 def get(port: int, state: dict[str, Any], path: str) -> None:
     """One unauthenticated GET on a keep-alive connection (the framework floor)."""
     conn = state.get("conn")
+    state["n"] = state.get("n", 0) + 1
+    if conn is not None and state["n"] % RECONNECT_EVERY == 0:
+        conn.close()
+        conn = None
     if conn is None:
         conn = state["conn"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request("GET", path)
@@ -376,6 +390,24 @@ def bench_server(
         meter = CpuMeter(bao.pid, server.pid)
         floor_rate, floor_lat = run_clients(clients, seconds, floor, meter)
         batch_rate, _ = run_clients(clients, seconds, batch, meter)
+
+        def tokenize_new(size: int) -> Callable[[dict[str, Any]], int]:
+            def op(st: dict[str, Any]) -> int:
+                records = [
+                    {"external_id": uuid.uuid4().hex, "fields": {"phone": phone()}}
+                    for _ in range(size)
+                ]
+                writer.post(
+                    st, "/v1/tokenize", {"purpose": "account_registration", "records": records}
+                )
+                return size
+
+            return op
+
+        tokenize_rates = {
+            size: run_clients(clients, seconds / 2, tokenize_new(size))[0]
+            for size in TOKENIZE_SIZES
+        }
         if database == "postgresql":
             with LockWaits(POSTGRES) as waits:
                 single_rate, single_lat = run_clients(clients, seconds, single, meter)
@@ -386,6 +418,7 @@ def bench_server(
         _, single4_lat = run_clients(4, seconds, single)
         create_rate, create_lat = run_clients(clients, seconds, create, meter)
         return {
+            "tokenize": tokenize_rates,
             "lock_waits": lock_waits,
             "cpu": CPU_REPORT[-4:],
             "floor": floor_rate,
@@ -433,6 +466,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         waits: list[str] = []
+        tokenize: list[str] = []
         cpu = [
             f"| OpenBao directly | transit/decrypt | {base['cpu'][0]} |",
             f"| OpenBao directly | create key + data key | {base['cpu'][1]} |",
@@ -444,6 +478,11 @@ def main() -> None:
                     ("/healthz", "batch (per field)", "single", "create"), r["cpu"], strict=True
                 ):
                     cpu.append(f"| {database}, {workers} workers | {phase} | {line} |")
+                tokenize.append(
+                    f"| {database} | {workers} | "
+                    + " | ".join(f"{r['tokenize'][n]:,.0f}" for n in TOKENIZE_SIZES)
+                    + " |"
+                )
                 if r["lock_waits"] != "-":
                     waits.append(f"| {workers} | {r['lock_waits']} |")
                 print(
@@ -460,6 +499,10 @@ def main() -> None:
         print("| run | phase | server / OpenBao / PostgreSQL / client ms; cores busy |")
         print("|---|---|---|")
         print("\n".join(cpu))
+        print("\nNew subjects per second through /v1/tokenize, by records per request:\n")
+        print("| database | workers | " + " | ".join(str(n) for n in TOKENIZE_SIZES) + " |")
+        print("|---|---|" + "---|" * len(TOKENIZE_SIZES))
+        print("\n".join(tokenize))
         if waits:
             print("\nPostgreSQL during single detokenize (pg_stat_activity every 10 ms):\n")
             print("| workers | backends |")
