@@ -262,12 +262,33 @@ class AuditLog:
         if self.anchorer is not None:
             self.checkpoint()
 
-    def events(self, subject_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(
+        self,
+        subject_id: str | None = None,
+        limit: int = 100,
+        *,
+        principal: str | None = None,
+        action: str | None = None,
+        decision: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest events first, filtered; ``since``/``until`` are ISO times (UTC)."""
         limit = max(1, min(int(limit), 1000))
         with self._sessions.begin() as session:
             stmt = select(AuditEvent).order_by(AuditEvent.seq.desc())
             if subject_id is not None:
                 stmt = stmt.where(AuditEvent.subject_ids.contains(f'"{subject_id}"'))
+            if principal is not None:
+                stmt = stmt.where(AuditEvent.principal == principal)
+            if action is not None:
+                stmt = stmt.where(AuditEvent.action == action)
+            if decision is not None:
+                stmt = stmt.where(AuditEvent.decision == decision)
+            if since is not None:
+                stmt = stmt.where(AuditEvent.ts >= since)
+            if until is not None:
+                stmt = stmt.where(AuditEvent.ts < until)
             rows = session.scalars(stmt.limit(limit)).all()
             return [_event_dict(r) for r in rows]
 

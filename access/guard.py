@@ -5,6 +5,10 @@ commit the audit event (allow or deny, with the justification), and only then
 touch data. If the audit event cannot be committed the call fails with
 AuditUnavailable and nothing is read, written or returned. Batches go through
 ``access.batch``; event shapes come from ``access.events``.
+
+A little past 400 lines: one class holds every single-subject path so that each
+visibly follows the same decide-audit-touch order through the same helpers;
+splitting it would put that order in several places.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from vault.results import CreatedSubject, SubjectInfo, SubjectView
 from vault.schema import Value
 from vault.service import VaultService
 from vault.shredding import Shredder
+from vault.storage import EXTERNAL_ID
 
 __all__ = ["Caller", "GuardedVault"]
 
@@ -313,6 +318,69 @@ class GuardedVault(BatchGuard):
         ]
         return data
 
+    def find(
+        self, caller: Caller, purpose: str, field: str, value: Value, *, limit: int = 20
+    ) -> list[SubjectView]:
+        """Exact-match search (the blind index) by a searchable field or the external id:
+        masked views only. Decided before the lookup — ``read_masked`` of the searched field
+        (for the external id: of any field, as for tokenize) — and audited without the
+        value; each subject shown is then decided and audited as a masked view."""
+        searched = [field] if field != EXTERNAL_ID else sorted(self.decider.field_categories)
+        decision = self.decider.decide(
+            caller.principal, searched, "read_masked", purpose, None, None, gates=False
+        )
+        allowed = decision.allowed if field != EXTERNAL_ID else decision.permits
+        self.audit.append(
+            decided(
+                caller,
+                decision,
+                None,
+                verdict="allow" if allowed else "deny",
+                outcome={"search": {"field": field, "allowed": allowed}},
+            )
+        )
+        if not allowed:
+            raise Forbidden(f"searching by {field} for purpose {purpose} is not allowed")
+        if field == EXTERNAL_ID:
+            if not isinstance(value, str):
+                raise ValidationError("invalid external id", {"external_id": "invalid"})
+            try:
+                ids = [self.vault.describe(external_id=value).subject_id]
+            except SubjectNotFound:
+                ids = []
+        else:
+            ids = self.vault.lookup(field, value)
+        views: list[SubjectView] = []
+        for subject_id in ids[:limit]:
+            try:
+                views.append(self.masked_view(caller, subject_id, purpose))
+            except (Forbidden, SubjectNotFound):
+                continue  # e.g. nothing of this subject is visible to the caller
+        return views
+
+    def access_history(
+        self, caller: Caller, subject_id: str, purpose: str, *, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Who did what to this subject (the privacy office: decided as an export, which
+        the history is part of), each event cut down to this subject."""
+        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
+        self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
+        return [
+            for_subject(event, facts.subject_id)
+            for event in self.audit.events(subject_id=facts.subject_id, limit=limit)
+        ]
+
+    def consents_of(self, caller: Caller, subject_id: str, purpose: str) -> list[dict[str, Any]]:
+        """A subject's consent history (the privacy office, as part of an export)."""
+        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
+        self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
+        return self.consents.of(facts.subject_id)
+
+    def own_reveals(self, caller: Caller, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The caller's own recent reveals (subject ids, fields, tickets: never values).
+        One's own trail needs no right beyond being signed in."""
+        return self.audit.events(principal=caller.principal, action="reveal", limit=limit)
+
     # -- deletion ------------------------------------------------------------------------
 
     def shred(
@@ -346,10 +414,15 @@ class GuardedVault(BatchGuard):
     # -- audit -----------------------------------------------------------------------------
 
     def audit_events(
-        self, caller: Caller, subject_id: str | None = None, limit: int = 100
+        self,
+        caller: Caller,
+        subject_id: str | None = None,
+        limit: int = 100,
+        **filters: str | None,
     ) -> list[dict[str, Any]]:
+        """Events, newest first; ``filters``: principal, action, decision, since, until."""
         self._decide_and_record(caller, [WHOLE_SUBJECT], "audit_read", None, None, None)
-        return self.audit.events(subject_id=subject_id, limit=limit)
+        return self.audit.events(subject_id=subject_id, limit=limit, **filters)
 
     def audit_verify(self, caller: Caller) -> VerifyResult:
         self._decide_and_record(caller, [WHOLE_SUBJECT], "audit_read", None, None, None)

@@ -121,3 +121,18 @@ class LookupFailures(AccessBase):
     principal: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class ConsoleSession(AccessBase):
+    """A signed-in (or signing-in) console session, kept server-side.
+
+    The browser holds only a random 256-bit id; the table holds its SHA-256, so a
+    copy of the database does not give anyone a session to ride."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -92,6 +92,43 @@ class Principals:
             principal.disabled_at = dt.datetime.now(dt.UTC)
             bump_revision(session)
 
+    def sign_in_user(self, name: str, roles: Sequence[str]) -> PrincipalInfo:
+        """A person signed in through the identity provider: their principal is created, or
+        its roles updated to what the provider says now. A disabled principal stays out
+        (``principal disable`` applies to people too). People get no API key: the one
+        stored is random and never shown, so it opens nothing."""
+        if not _PRINCIPAL_NAME.fullmatch(name) or not name.startswith("user:"):
+            raise AuthenticationFailed()
+        known = set(self.policy.current().roles)
+        granted = tuple(dict.fromkeys(r for r in roles if r in known))
+        if not granted:
+            raise AuthenticationFailed()  # signed in, but no role here: not a user of this vault
+        now = dt.datetime.now(dt.UTC)
+        with self.tx.begin() as session:
+            principal = session.get(Principal, name)
+            if principal is None:
+                principal = Principal(
+                    name=name,
+                    key_id=secrets.token_hex(8),
+                    key_hash=_hash_secret(secrets.token_urlsafe(32)),
+                    roles=",".join(granted),
+                    disabled=False,
+                    created_at=now,
+                )
+                session.add(principal)
+            elif principal.disabled:
+                raise AuthenticationFailed()
+            elif principal.roles != ",".join(granted):
+                principal.roles = ",".join(granted)
+            created = principal.created_at
+        return PrincipalInfo(name, granted, False, created)
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether ``name`` exists and is not disabled (checked on every console request)."""
+        with self.tx.begin(read_only=True) as session:
+            principal = session.get(Principal, name)
+            return principal is not None and not principal.disabled
+
     def authenticate(self, api_key: str | None) -> PrincipalInfo:
         """The principal owning ``api_key``; one error for missing, malformed, unknown, disabled."""
         match = _KEY.fullmatch(api_key or "")

@@ -17,6 +17,9 @@ from werkzeug.exceptions import BadRequest
 from access.errors import AuthenticationFailed
 from access.runtime import Runtime, open_runtime
 from api import errors
+from api.console import init_console
+from api.console.config import ConsoleSettings
+from api.console.sessions import CONSOLE_PREFIX
 from api.context import EXTENSION
 from api.metrics import Metrics
 from api.models import Problem
@@ -36,6 +39,8 @@ class AppConfig:
     settings: Settings = field(default_factory=Settings.from_env)
     max_body_bytes: int = DEFAULT_MAX_BODY
     runtime: Runtime | None = None
+    # The console (/console/) is mounted when an identity provider is configured.
+    console: ConsoleSettings | None = field(default_factory=ConsoleSettings.from_env)
 
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 429, 503)
@@ -113,8 +118,8 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        if request.path in PUBLIC_PATHS:
-            return
+        if request.path in PUBLIC_PATHS or request.path.startswith(CONSOLE_PREFIX):
+            return  # the console authenticates people by its own session (api/console)
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             raise AuthenticationFailed()
@@ -140,6 +145,8 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
 
     for module in (subjects, consents, tokens, audit, ops):
         app.register_api(module.bp)
+    if config.console is not None:
+        init_console(app, rt, config.console)
 
     document = with_problem_responses(app.api_doc)
 

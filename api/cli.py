@@ -221,10 +221,17 @@ def shred(subject_id: str | None, pending: bool) -> None:
 
 
 @main.command()
-@click.option("--keep", is_flag=True, help="Keep the temporary directory (database, OpenBao log).")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Afterwards keep the API and the console running (Ctrl-C stops), and the directory.",
+)
 @_one_line_errors
 def demo(keep: bool) -> None:
-    """The whole story on embedded defaults: managed OpenBao + SQLite in a temporary directory."""
+    """The whole story on embedded defaults: managed OpenBao + SQLite in a temporary directory.
+
+    OpenBao is also the console's identity provider: with --keep, open the printed
+    console address and sign in as one of the three people it prints."""
     from api.demo.story import run_demo
 
     if not run_demo(click.echo, keep=keep).ok:

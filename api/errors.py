@@ -12,10 +12,11 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
 from access.errors import AccessError, AccessErrorCode, TooManyFailedLookups
+from api.console.forms import SignOutForm
 from vault.errors import ValidationError, VaultError, VaultErrorCode
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,26 @@ def validation_problem(exc: Any) -> Response:
     return problem(400, "invalid", "the request is malformed; nothing was stored", errors or None)
 
 
+def _for_people(response: Response) -> Response:
+    """On console pages the same status and message, as a page instead of JSON."""
+    if not request.path.startswith("/console"):
+        return response
+    body = json.loads(response.get_data())
+    page = render_template(
+        "console/error.html",
+        status=response.status_code,
+        message=body.get("detail", ""),
+        errors=body.get("errors"),
+        signout=SignOutForm(prefix="signout") if session.get("principal") else None,
+    )
+    return Response(page, status=response.status_code, mimetype="text/html")
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(VaultError)
     @app.errorhandler(AccessError)
     def _project(exc: Exception) -> Response:
-        return _from_exception(exc)
+        return _for_people(_from_exception(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
@@ -107,8 +123,8 @@ def register(app: Flask) -> None:
             413: "request body exceeds the configured limit; nothing was stored",
             400: "the request is malformed; nothing was stored",
         }.get(status, exc.description or HTTPStatus(status).phrase)
-        return problem(status, code, detail)
+        return _for_people(problem(status, code, detail))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        return _from_exception(exc)
+        return _for_people(_from_exception(exc))

@@ -22,9 +22,6 @@ import http.client
 import json
 import os
 import platform
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,6 +35,7 @@ from sqlalchemy import create_engine, text
 
 from access.runtime import open_runtime
 from api.demo.openbao import ManagedOpenBao, free_port
+from api.demo.serve import ServedVault
 from vault.config import Settings
 from vault.db import normalize_url
 
@@ -308,23 +306,8 @@ def bench_server(
     chk = runtime.principals.create("svc:chk", ["checkout-service"])[1]
     runtime.close()
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = ServedVault(env, port, workers=workers).start()
     try:
-        for _ in range(300):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
         writer, reader = Client(port, reg), Client(port, chk)
         tokens: list[str] = []
         state: dict[str, Any] = {}
@@ -387,7 +370,8 @@ def bench_server(
             get(port, st, "/healthz")  # no authentication, no database: gunicorn + Flask only
             return 1
 
-        meter = CpuMeter(bao.pid, server.pid)
+        assert server.process is not None
+        meter = CpuMeter(bao.pid, server.process.pid)
         floor_rate, floor_lat = run_clients(clients, seconds, floor, meter)
         batch_rate, _ = run_clients(clients, seconds, batch, meter)
 
@@ -433,8 +417,7 @@ def bench_server(
             "create_p99": pct(create_lat, 0.99),
         }
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
         if schema is not None:
             with create_engine(normalize_url(POSTGRES)).begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +27,7 @@ from sqlalchemy import create_engine, text
 
 from access.runtime import open_runtime
 from api.demo.openbao import ManagedOpenBao, free_port
+from api.demo.serve import ServedVault
 from vault.config import Settings
 from vault.db import normalize_url
 
@@ -78,36 +77,9 @@ def main() -> int:
         for r in ("registration-service", "checkout-service")
     }
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "serve",
-            "--workers",
-            str(args.workers),
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if requests.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    workers = [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-    ]
+    server = ServedVault(env, port, workers=args.workers).start()
+    url = server.url
+    workers = server.worker_pids()
 
     reg = {"Authorization": f"Bearer {keys['registration-service']}"}
     chk = {"Authorization": f"Bearer {keys['checkout-service']}"}
@@ -182,8 +154,7 @@ def main() -> int:
         time.sleep(10)
     elapsed = time.monotonic() - started
 
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    server.stop()
     report = runtime.reconciler().run(dry_run=True)
     verified = runtime.audit.verify()
     total = sum(statuses.values())

@@ -28,7 +28,10 @@ from vault.db import make_engine, migrate, normalize_url
 from vault.service import VaultService
 from vault.shredding import Shredder
 
-pytest_plugins = ["tests.api_support"]  # the `api` fixture, shared by the HTTP-level tests
+pytest_plugins = [
+    "tests.api_support",
+    "tests.console_support",
+]  # the `api` fixture, shared by the HTTP-level tests
 
 REQUIRE_SERVICES = (
     os.environ.get("CI", "").lower() in ("1", "true")

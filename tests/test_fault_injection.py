@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,6 +28,7 @@ from sqlalchemy import Engine, text
 from access.runtime import Runtime, open_runtime
 from api.cli import main
 from api.demo.openbao import free_port
+from api.demo.serve import ServedVault
 from tests.conftest import POSTGRES_URL, OpenBaoServer, start_openbao
 from tests.faultproxy import FaultProxy
 from vault.config import Settings
@@ -51,7 +50,7 @@ class Deployment:
     bao: OpenBaoServer
     keys: dict[str, str]
     schema: str
-    process: subprocess.Popen[bytes] | None = None
+    served: ServedVault | None = None
     acknowledged: dict[str, tuple[str, str]] = field(default_factory=dict)  # token -> (sid, v)
 
     def h(self, role: str) -> dict[str, str]:
@@ -99,26 +98,6 @@ def new_phone() -> str:
     return "+44207" + str(uuid.uuid4().int)[:7]
 
 
-def _serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise AssertionError("server did not become ready")
-
-
 @pytest.fixture(scope="module")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, postgres_admin: Engine
@@ -160,11 +139,9 @@ def deployment(
     }
     port = free_port()
     dep = Deployment(f"http://127.0.0.1:{port}", direct, runtime, pg, bao_proxy, bao, keys, schema)
-    dep.process = _serve(served, port)
+    dep.served = ServedVault(served, port).start()
     yield dep
-    if dep.process is not None and dep.process.poll() is None:
-        os.killpg(dep.process.pid, signal.SIGTERM)
-        dep.process.wait(timeout=30)
+    dep.served.stop()
     runtime.close()
     pg.close()
     bao_proxy.close()
@@ -324,10 +301,8 @@ def test_openbao_killed_then_restarted(deployment: Deployment) -> None:
 def test_worker_killed_mid_batch(deployment: Deployment) -> None:
     """A SIGKILLed worker: its batch is not acknowledged, and leaves only key intents."""
     dep = deployment
-    assert dep.process is not None
-    workers = subprocess.run(
-        ["pgrep", "-P", str(dep.process.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    assert dep.served is not None
+    workers = dep.served.worker_pids()
     assert len(workers) == 2
     records = [
         {"external_id": f"kill-{uuid.uuid4().hex}", "fields": {"phone": new_phone()}}
@@ -389,9 +364,8 @@ def test_after_the_faults_nothing_is_lost_or_broken(deployment: Deployment) -> N
         )
         assert "value" not in r.json()["results"][0]
     # Stop serving; then reconcile settles what the faults left, and finds nothing broken.
-    assert dep.process is not None
-    os.killpg(dep.process.pid, signal.SIGTERM)
-    dep.process.wait(timeout=30)
+    assert dep.served is not None
+    dep.served.stop()
     runner = CliRunner()
     result = runner.invoke(main, ["reconcile", "--grace", "0"], env=dep.env)
     assert result.exit_code == 0, result.stdout + result.stderr

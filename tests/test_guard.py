@@ -461,3 +461,32 @@ def test_consents_go_when_a_pending_shred_completes(world: World, database: Data
     outcome = world.rt.shredder.complete_pending()
     assert [r.subject_id for r in outcome.completed] == [sid]
     assert world.rt.consents.of(sid) == []
+
+
+def test_find_by_email_phone_and_external_id_shows_masked_views_and_audits_no_value(
+    world: World, database: Database
+) -> None:
+    fields = {k: ALICE[k] for k in ("full_name", "email", "phone")}
+    created = world.guard.create_subject(
+        world.caller("registration-service"),
+        "account_registration",
+        fields,
+        external_id="shop-find-1",
+    )
+    agent = world.caller("support-agent")
+    for field, value in (("email", ALICE["email"]), ("phone", ALICE["phone"])):
+        (view,) = world.guard.find(agent, "customer_support", field, value)
+        assert view.subject_id == created.subject_id
+        assert all(ALICE[name] != f.masked for name, f in view.fields.items())
+    assert world.guard.find(agent, "customer_support", "email", "nobody@example.com") == []
+    privacy = world.caller("privacy-officer")
+    (view,) = world.guard.find(privacy, "subject_access_request", "external_id", "shop-find-1")
+    assert view.subject_id == created.subject_id
+    # A caller with no read right for the purpose is refused before any lookup, audited.
+    with pytest.raises(Forbidden):
+        world.guard.find(
+            world.caller("checkout-service"), "customer_support", "email", ALICE["email"]
+        )
+    assert world.audit.events(limit=1)[0]["decision"] == "deny"
+    audited = audit_text(database)
+    assert not any(leaked(audited, v) for v in (ALICE["email"], ALICE["phone"], "shop-find-1"))

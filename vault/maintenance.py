@@ -26,6 +26,11 @@ class Maintenance:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def add(self, name: str, task: Task) -> None:
+        """A task of a part composed later (the console's session sweep)."""
+        self.failures.setdefault(name, 0)
+        self.tasks.append((name, task))
+
     def start(self) -> Maintenance:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="pii-vault-maintenance")

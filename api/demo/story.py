@@ -9,6 +9,7 @@ prints one line and is checked; the demo exits non-zero if any check fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -24,6 +25,8 @@ from werkzeug.serving import make_server
 
 from access.runtime import open_runtime
 from api.app import AppConfig, create_app
+from api.console.config import ConsoleSettings
+from api.demo.oidc import DEMO_PEOPLE, setup_oidc
 from api.demo.openbao import ManagedOpenBao, free_port
 from api.demo.probes import copy_rows, files_hold, rows_hold, sqlite_backup
 from keys.factory import KeyProviderSettings
@@ -43,6 +46,7 @@ PERSON = {
     "face_template": base64.b64encode(FACE).decode(),
 }
 CARD = "4242424242424242"
+TOUR_EMAIL = "grace.hopper@example.com"
 TICKET = {"ticket": "CS-1042", "reason": "customer asked to confirm the passport on file"}
 PARTIES = {
     "registration": ("svc:registration", "registration-service"),
@@ -82,7 +86,19 @@ class _Story:
         self.echo(line)
 
 
-def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: str = "") -> Report:
+def _until_interrupted() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def run_demo(
+    echo: Callable[[str], None],
+    *,
+    keep: bool = False,
+    database_url: str = "",
+    hold: Callable[[], None] = _until_interrupted,
+) -> Report:
+    """The story; with ``keep``, then the console stays up (``hold`` returns: it stops)."""
     workdir = Path(tempfile.mkdtemp(prefix="pii-vault-demo-"))
     bao = ManagedOpenBao(workdir / "openbao")
     server = None
@@ -103,13 +119,22 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
         }
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per step, no more
         port = free_port()
-        server = make_server(
-            "127.0.0.1", port, create_app(AppConfig(settings, runtime=runtime)), threaded=True
+        base = f"http://127.0.0.1:{port}"
+        # OpenBao is the console's identity provider too: three people, in groups.
+        oidc = setup_oidc(bao.client(), f"{base}/console/auth/callback")
+        console = ConsoleSettings(
+            issuer=oidc.issuer,
+            client_id=oidc.client_id,
+            client_secret=oidc.client_secret,
+            public_url=base,
+            secure_cookies=False,  # loopback only
         )
+        app = create_app(AppConfig(settings, runtime=runtime, console=console))
+        server = make_server("127.0.0.1", port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         echo(
-            f"OpenBao (real `bao`, dev mode) at {bao.addr}; API at http://127.0.0.1:{port}; "
-            f"SQLite in {workdir}"
+            f"OpenBao (real `bao`, dev mode) at {bao.addr}; API at {base}; console at "
+            f"{base}/console/; SQLite in {workdir}"
         )
         echo("the service holds a Vault token limited to the shipped `pii-vault` policy")
         s = _Story(f"http://127.0.0.1:{port}", keys, echo)
@@ -314,6 +339,9 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             "demo complete: "
             + ("every check passed" if s.report.ok else f"{len(s.report.failures)} CHECK(S) FAILED")
         )
+        if keep:
+            _console_tour(s, base, echo)
+            hold()
         runtime.close()
         return s.report
     finally:
@@ -324,3 +352,22 @@ def run_demo(echo: Callable[[str], None], *, keep: bool = False, database_url: s
             echo(f"(kept {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _console_tour(s: _Story, base: str, echo: Callable[[str], None]) -> None:
+    """A customer to find, and who may sign in, for a newcomer clicking through."""
+    r = s.call(
+        "registration",
+        "POST",
+        "/v1/subjects",
+        json={
+            "external_id": "shop-user-2",
+            "purpose": "account_registration",
+            "fields": {"full_name": "Grace Hopper", "email": TOUR_EMAIL, "phone": "+14155550199"},
+        },
+    )
+    echo(f"console: {base}/console/ (kept running; Ctrl-C stops it)")
+    if r.status_code == 201:
+        echo(f"  a customer to find by email: {TOUR_EMAIL}")
+    for person in DEMO_PEOPLE:
+        echo(f"  sign in as {person.username} / {person.password} ({', '.join(person.groups)})")

@@ -1,0 +1,79 @@
+"""Auditors: the audit log with filters, verification, and charts of reveals and denials.
+
+The charts are SVG drawn here (no script, no CDN): reveals per principal per day,
+and denials per day, over the events the filter selects.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import asdict
+from typing import Any
+
+from flask import render_template, request
+
+from api.console.blueprint import bp, console_caller
+from api.console.charts import bar_chart
+from api.console.forms import AuditFilterForm, SignOutForm, VerifyForm
+from api.context import runtime
+from vault.errors import ValidationError
+
+
+def _filters(form: AuditFilterForm) -> dict[str, str | None]:
+    return {
+        "principal": form.principal.data or None,
+        "action": form.action.data or None,
+        "decision": form.decision.data or None,
+        "since": f"{form.since.data}T00:00:00" if form.since.data else None,
+        "until": f"{form.until.data}T23:59:59.999999+00:00" if form.until.data else None,
+    }
+
+
+def _short(principal: str) -> str:
+    """A chart label: people are user:<id>; the first 8 characters tell them apart."""
+    kind, _, name = principal.partition(":")
+    return f"{kind}:{name[:8]}…" if len(name) > 12 else principal
+
+
+@bp.get("/audit")
+def audit() -> Any:
+    form = AuditFilterForm(request.args)
+    if request.args and not form.validate():
+        raise ValidationError("invalid filter", {k: "invalid" for k in form.errors})
+    events = runtime().guard.audit_events(console_caller(), None, 1000, **_filters(form))
+    reveals: collections.Counter[tuple[str, str]] = collections.Counter()
+    denials: collections.Counter[str] = collections.Counter()
+    for event in events:
+        day = str(event["ts"])[:10]
+        if event["action"] == "reveal" and event["decision"] == "allow":
+            reveals[(day, event["principal"])] += 1
+        if event["decision"] in ("deny", "partial"):
+            denials[day] += 1
+    reveal_chart = bar_chart(
+        "Reveals per principal per day",
+        [(f"{day} {_short(who)}", n) for (day, who), n in sorted(reveals.items())],
+    )
+    denial_chart = bar_chart("Denials per day", sorted(denials.items()))
+    return render_template(
+        "console/audit.html",
+        form=form,
+        events=events[:200],
+        total=len(events),
+        reveal_chart=reveal_chart,
+        denial_chart=denial_chart,
+        verify_form=VerifyForm(),
+        signout=SignOutForm(prefix="signout"),
+    )
+
+
+@bp.post("/audit/verify")
+def verify() -> Any:
+    if not VerifyForm().validate_on_submit():
+        raise ValidationError("invalid form", {"verify": "invalid"})
+    result = runtime().guard.audit_verify(console_caller())
+    return render_template(
+        "console/verified.html",
+        result=asdict(result),
+        summary=result.summary(),
+        signout=SignOutForm(prefix="signout"),
+    )

@@ -1,0 +1,88 @@
+"""The console's blueprint and what every page shares: the gate (CSRF on every post,
+sign-in, a disabled principal out), the security headers, the caller."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, redirect, request, session, url_for
+from flask_wtf.csrf import CSRFProtect
+
+from access.events import Caller
+from api.console.config import ConsoleSettings
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+csrf = CSRFProtect()
+OAUTH = "pii_vault_console_oauth"
+OPEN_ENDPOINTS = {"console.home", "console.login", "console.callback", "console.static"}
+
+
+def content_security_policy(issuer: str) -> str:
+    """No inline script or style, nothing from elsewhere, never framed. Forms post here
+    only — and to the identity provider's origin, where a reveal that needs a fresh
+    sign-in is redirected (a form's redirect chain is checked against form-action)."""
+    parts = urlsplit(issuer)
+    idp = f"{parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"connect-src 'self'; form-action 'self' {idp}; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+
+
+def identity_provider() -> Any:
+    """This app's OIDC client (authlib), registered by ``init_console``."""
+    from flask import current_app
+
+    return current_app.extensions[OAUTH].idp
+
+
+def settings() -> ConsoleSettings:
+    from flask import current_app
+
+    return current_app.extensions["pii_vault_console"]  # type: ignore[no-any-return]
+
+
+def console_caller() -> Caller:
+    return Caller(session["principal"], g.request_id)
+
+
+def signed_in() -> bool:
+    return bool(session.get("principal"))
+
+
+@bp.before_request
+def _gate() -> Any:
+    g.console_started = time.monotonic()
+    if request.method == "POST":
+        csrf.protect()  # a forged form post is refused before anything else
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    if not signed_in():
+        return redirect(url_for("console.login", next=request.path))
+    from api.context import runtime
+
+    if not runtime().principals.is_enabled(session["principal"]):
+        session_obj: Any = session
+        session_obj.end()  # disabled meanwhile: out, everywhere
+        return redirect(url_for("console.home"))
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = content_security_policy(settings().issuer)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    return response

@@ -1,0 +1,105 @@
+"""Support agents: find a customer, see the masked record, reveal one field with a ticket.
+
+A revealed value is only ever in the body of the POST that revealed it: never in
+a URL, a title, a log line or a cache (``no-store``), and the page removes it
+after the display window. Purpose: ``customer_support``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import redirect, render_template, request, session, url_for
+
+from access.purposes import Justification
+from api.console.auth import fresh_sign_in
+from api.console.blueprint import bp, console_caller, settings
+from api.console.forms import RevealForm, SearchForm, SignOutForm
+from api.context import runtime
+from vault.errors import ValidationError
+
+PURPOSE = "customer_support"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return "" if value is None else str(value)
+
+
+@bp.route("/search", methods=["GET", "POST"])
+def search() -> Any:
+    form = SearchForm()
+    if request.method == "GET" and "support-agent" not in session.get("roles", []):
+        form.purpose.data = "subject_access_request"  # a default only: decide() rules
+    results = None
+    if form.validate_on_submit():  # POST only: what is searched never enters a URL
+        results = runtime().guard.find(
+            console_caller(),
+            str(form.purpose.data),
+            str(form.kind.data),
+            str(form.value.data).strip(),
+        )
+        form.value.data = ""  # not echoed back into the page
+    return render_template(
+        "console/search.html",
+        form=form,
+        results=results,
+        signout=SignOutForm(prefix="signout"),
+        shown=_shown,
+    )
+
+
+@bp.get("/subjects/<subject_id>")
+def subject(subject_id: str) -> Any:
+    view = runtime().guard.masked_view(console_caller(), subject_id, PURPOSE)
+    forms = {}
+    for name in view.fields:
+        form = RevealForm(prefix=name)
+        form.field.data = name
+        forms[name] = form
+    return render_template(
+        "console/subject.html",
+        view=view,
+        forms=forms,
+        shown=_shown,
+        signout=SignOutForm(prefix="signout"),
+        step_up_seconds=settings().step_up_seconds,
+    )
+
+
+@bp.post("/subjects/<subject_id>/reveal")
+def reveal(subject_id: str) -> Any:
+    field = request.form.get("field_name", "")
+    form = RevealForm(prefix=field)
+    if not form.validate_on_submit() or form.field.data != field:
+        raise ValidationError("invalid reveal form", {"field": "invalid"})
+    if not fresh_sign_in():  # step-up: a reveal needs a recent sign-in
+        return redirect(
+            url_for(
+                "console.login", step_up="1", next=url_for("console.subject", subject_id=subject_id)
+            )
+        )
+    ticket, reason = (form.ticket.data or "").strip(), (form.reason.data or "").strip()
+    justification = Justification(ticket, reason) if ticket or reason else None
+    values, seq = runtime().guard.reveal(
+        console_caller(), subject_id, PURPOSE, [field], justification
+    )
+    return render_template(
+        "console/revealed.html",
+        subject_id=subject_id,
+        field=field,
+        value=_shown(values[field]),
+        seconds=settings().reveal_seconds,
+        seq=seq,
+        signout=SignOutForm(prefix="signout"),
+    )
+
+
+@bp.get("/reveals")
+def reveals() -> Any:
+    events = runtime().guard.own_reveals(console_caller())
+    return render_template(
+        "console/reveals.html", events=events, signout=SignOutForm(prefix="signout")
+    )

@@ -1,0 +1,100 @@
+"""The privacy office: consents, access history, the export download, and erasure.
+
+Purpose ``subject_access_request`` (privacy policy §5). Erasure needs the subject
+id typed back; it ends with the signed deletion receipt, its verification against
+the vault's pinned key, and the receipt as a download.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from flask import Response, redirect, render_template, url_for
+
+from api.console.blueprint import bp, console_caller
+from api.console.forms import ConsentForm, EraseForm, ExportForm, SignOutForm, options
+from api.context import runtime
+from vault.errors import ValidationError
+from vault.receipts import verify_receipt
+
+PURPOSE = "subject_access_request"
+
+
+def _consent_form() -> ConsentForm:
+    form = ConsentForm(prefix="consent")
+    form.purpose.choices = options(*((p, p) for p in runtime().decider.purposes.names))
+    return form
+
+
+@bp.get("/privacy/<subject_id>")
+def privacy(subject_id: str) -> Any:
+    guard, caller = runtime().guard, console_caller()
+    view = guard.masked_view(caller, subject_id, PURPOSE)
+    consents = guard.consents_of(caller, subject_id, PURPOSE)
+    history = guard.access_history(caller, subject_id, PURPOSE)
+    return render_template(
+        "console/privacy.html",
+        view=view,
+        consents=consents,
+        history=history,
+        consent_form=_consent_form(),
+        export_form=ExportForm(prefix="export"),
+        erase_form=EraseForm(prefix="erase"),
+        signout=SignOutForm(prefix="signout"),
+    )
+
+
+@bp.post("/privacy/<subject_id>/consents")
+def record_consent(subject_id: str) -> Any:
+    form = _consent_form()
+    if not form.validate_on_submit():
+        raise ValidationError("invalid consent form", {"consent": "invalid"})
+    runtime().guard.set_consent(
+        console_caller(),
+        subject_id,
+        str(form.purpose.data),
+        granted=form.granted.data == "yes",
+        given_by=str(form.given_by.data),
+    )
+    return redirect(url_for("console.privacy", subject_id=subject_id))
+
+
+@bp.post("/privacy/<subject_id>/export")
+def export(subject_id: str) -> Any:
+    if not ExportForm(prefix="export").validate_on_submit():
+        raise ValidationError("invalid export form", {"export": "invalid"})
+    data = runtime().guard.export(console_caller(), subject_id, PURPOSE)
+    body = json.dumps(data, indent=2, default=_jsonable, ensure_ascii=False)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="export-{subject_id}.json"'},
+    )
+
+
+@bp.post("/privacy/<subject_id>/erase")
+def erase(subject_id: str) -> Any:
+    form = EraseForm(prefix="erase")
+    if not form.validate_on_submit() or not form.understood.data:
+        raise ValidationError("confirm the erasure", {"confirm": "required"})
+    if (form.confirm.data or "").strip().lower() != subject_id.lower():
+        raise ValidationError("the typed id does not match this subject", {"confirm": "mismatch"})
+    receipt = runtime().guard.shred(console_caller(), subject_id, PURPOSE).to_dict()
+    verified = verify_receipt(receipt, runtime().backend.signing_public_key())
+    text = json.dumps(receipt, indent=2, sort_keys=True)
+    return render_template(
+        "console/receipt.html",
+        receipt=text,
+        verified=verified,
+        download="data:application/json;base64," + base64.b64encode(text.encode()).decode(),
+        subject_id=subject_id,
+        signout=SignOutForm(prefix="signout"),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)

@@ -1,0 +1,84 @@
+"""Console pieces without a browser: settings, redirects, sessions at rest, the API untouched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from access.runtime import Runtime
+from access.sessions import SessionStore
+from api.app import AppConfig, create_app
+from api.console.auth import safe_next
+from api.console.config import ConsoleSettings
+from tests.api_support import Api
+from tests.conftest import Database
+from vault.config import Settings
+from vault.errors import ConfigError
+
+BASE = {
+    "PII_VAULT_CONSOLE_ISSUER": "https://idp.example.com/v1/identity/oidc/provider/x",
+    "PII_VAULT_CONSOLE_CLIENT_ID": "client",
+    "PII_VAULT_CONSOLE_CLIENT_SECRET": "secret",
+    "PII_VAULT_CONSOLE_URL": "https://vault.example.com",
+}
+
+
+def test_console_settings() -> None:
+    assert ConsoleSettings.from_env({}) is None  # off unless an issuer is configured
+    settings = ConsoleSettings.from_env(BASE)
+    assert settings is not None and settings.secure_cookies
+    assert settings.redirect_uri == "https://vault.example.com/console/auth/callback"
+    assert "secret" not in repr(settings)
+    with pytest.raises(ConfigError, match="loopback"):
+        ConsoleSettings.from_env({**BASE, "PII_VAULT_CONSOLE_SECURE_COOKIES": "false"})
+    loopback = {**BASE, "PII_VAULT_CONSOLE_URL": "http://127.0.0.1:8080"}
+    assert not ConsoleSettings.from_env(
+        {**loopback, "PII_VAULT_CONSOLE_SECURE_COOKIES": "false"}
+    ).secure_cookies  # type: ignore[union-attr]
+    with pytest.raises(ConfigError):
+        ConsoleSettings.from_env({k: v for k, v in BASE.items() if "SECRET" not in k})
+    with pytest.raises(ConfigError, match="ROLE_MAP"):
+        ConsoleSettings.from_env({**BASE, "PII_VAULT_CONSOLE_ROLE_MAP": "nonsense"})
+
+
+@pytest.mark.parametrize(
+    "raw", ["https://evil.example/", "//evil.example/", "/v1/audit", "/console/../v1", None, ""]
+)
+def test_only_console_paths_are_followed_after_sign_in(raw: str | None) -> None:
+    assert safe_next(raw) == "/console/"
+
+
+def test_safe_next_keeps_a_console_path() -> None:
+    assert safe_next("/console/subjects/abc-123") == "/console/subjects/abc-123"
+
+
+def test_session_ids_are_stored_hashed_and_idle_sessions_end(database: Database) -> None:
+    from vault.transactions import Transactions
+
+    store = SessionStore(Transactions(database.engine), idle_timeout=60)
+    sid = store.save(None, {"principal": "user:abc", "roles": ["auditor"]})
+    with database.engine.connect() as conn:
+        rows = conn.execute(text("SELECT id_hash, data FROM console_sessions")).all()
+    assert [r[0] for r in rows] == [hashlib.sha256(sid.encode()).hexdigest()]
+    assert sid not in repr(rows)  # a dump gives no usable session id
+    assert store.load(sid) is not None and store.load("forged") is None
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE console_sessions SET last_seen = :t"), {"t": "2000-01-01"})
+    assert store.load(sid) is None  # idle past the timeout: gone
+
+
+def test_api_requests_never_get_a_session_cookie(api: Api, tmp_path: Path) -> None:
+    runtime: Runtime = api.runtime
+    console = ConsoleSettings.from_env(BASE)
+    app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime, console=console))
+    client = app.test_client()
+    r = client.get("/v1/audit", headers=api.h("auditor"))
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    page = client.get("/console/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "Set-Cookie" not in page.headers  # an anonymous page view stores nothing
+    assert client.post("/console/logout").status_code == 400  # no CSRF token: refused
