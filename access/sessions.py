@@ -77,11 +77,6 @@ class SessionStore:
                 delete(ConsoleSession).where(ConsoleSession.id_hash == _hash(session_id))
             )
 
-    def end_all(self, principal: str) -> None:
-        """Sign a person out everywhere (their principal was disabled)."""
-        with self.tx.begin() as session:
-            session.execute(delete(ConsoleSession).where(ConsoleSession.principal == principal))
-
     def purge_idle(self) -> None:
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.idle_timeout)
         with self.tx.begin() as session:

@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 
 from access.runtime import open_runtime
 from api.demo.openbao import ManagedOpenBao, free_port
-from api.demo.serve import ServedVault
+from api.demo.serve import ServedVault, transit_env
 from vault.config import Settings
 from vault.db import normalize_url
 
@@ -283,17 +283,14 @@ def bench_server(
     work: Path,
 ) -> dict[str, Any]:
     home = work / f"home-{database}-{workers}"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # to bench another checkout
-        "HOME": str(work),
-        "PII_VAULT_HOME": str(home),
-        "PII_VAULT_KEY_PROVIDER": "transit",
-        "VAULT_ADDR": bao.addr,
-        "VAULT_TOKEN": token,
-        "PII_VAULT_LOOKUP_FAILURE_BUDGET": "1000000",
-        "PII_VAULT_DEK_CACHE_SIZE": "65536",
-    }
+    env = transit_env(
+        work,
+        bao.addr,
+        token,
+        home=home,
+        PII_VAULT_LOOKUP_FAILURE_BUDGET="1000000",
+        PII_VAULT_DEK_CACHE_SIZE="65536",
+    )
     schema = None
     if database == "postgresql":
         schema = f"bench_{uuid.uuid4().hex[:8]}"

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 from access.runtime import open_runtime
 from api.demo.openbao import ManagedOpenBao, free_port
-from api.demo.serve import ServedVault
+from api.demo.serve import ServedVault, transit_env
 from vault.config import Settings
 from vault.db import normalize_url
 
@@ -61,15 +61,9 @@ def main() -> int:
     admin = create_engine(normalize_url(POSTGRES))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(work),
-        "PII_VAULT_HOME": str(work / "home"),
-        "PII_VAULT_KEY_PROVIDER": "transit",
-        "VAULT_ADDR": bao.addr,
-        "VAULT_TOKEN": token,
-        "PII_VAULT_DATABASE_URL": f"{POSTGRES}?options=-csearch_path%3D{schema}",
-    }
+    env = transit_env(
+        work, bao.addr, token, database_url=f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    )
     runtime = open_runtime(Settings.from_env(env), migrate=True)
     runtime.policy.seed_default()
     keys = {

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from access.runtime import open_runtime
 from api.demo.oidc import DEMO_PEOPLE, Person, setup_oidc
 from api.demo.openbao import ManagedOpenBao, free_port
-from api.demo.serve import ServedVault
+from api.demo.serve import ServedVault, transit_env
 from tests.conftest import POSTGRES_URL, REQUIRE_SERVICES
 from vault.config import Settings
 from vault.db import make_engine
@@ -94,21 +94,18 @@ def stack(postgres_admin: Engine) -> Iterator[Stack]:
     try:
         token = bao.bootstrap()
         oidc = setup_oidc(bao.client(), f"{url}/console/auth/callback")
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(work),
-            "PII_VAULT_HOME": str(work / "home"),
-            "PII_VAULT_KEY_PROVIDER": "transit",
-            "VAULT_ADDR": bao.addr,
-            "VAULT_TOKEN": token,
-            "PII_VAULT_DATABASE_URL": f"{POSTGRES_URL}?options=-csearch_path%3D{schema}",
-            "PII_VAULT_CONSOLE_ISSUER": oidc.issuer,
-            "PII_VAULT_CONSOLE_CLIENT_ID": oidc.client_id,
-            "PII_VAULT_CONSOLE_CLIENT_SECRET": oidc.client_secret,
-            "PII_VAULT_CONSOLE_URL": url,
-            "PII_VAULT_CONSOLE_SECURE_COOKIES": "false",  # loopback development only
-            "PII_VAULT_CONSOLE_REVEAL_SECONDS": str(REVEAL_SECONDS),
-        }
+        env = transit_env(
+            work,
+            bao.addr,
+            token,
+            database_url=f"{POSTGRES_URL}?options=-csearch_path%3D{schema}",
+            PII_VAULT_CONSOLE_ISSUER=oidc.issuer,
+            PII_VAULT_CONSOLE_CLIENT_ID=oidc.client_id,
+            PII_VAULT_CONSOLE_CLIENT_SECRET=oidc.client_secret,
+            PII_VAULT_CONSOLE_URL=url,
+            PII_VAULT_CONSOLE_SECURE_COOKIES="false",  # loopback development only
+            PII_VAULT_CONSOLE_REVEAL_SECONDS=str(REVEAL_SECONDS),
+        )
         runtime = open_runtime(Settings.from_env(env), migrate=True)
         runtime.policy.seed_default()
         key = runtime.principals.create("svc:registration", ["registration-service"])[1]

@@ -82,3 +82,31 @@ def test_api_requests_never_get_a_session_cookie(api: Api, tmp_path: Path) -> No
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert "Set-Cookie" not in page.headers  # an anonymous page view stores nothing
     assert client.post("/console/logout").status_code == 400  # no CSRF token: refused
+
+
+def test_sign_in_cookie_is_secure_httponly_lax_and_host_prefixed(api: Api, tmp_path: Path) -> None:
+    """Outside loopback development: __Host- names (Secure, Path=/, no Domain), HttpOnly;
+    the sign-in cookie Lax (it must come back from the identity provider's redirect)."""
+    from unittest import mock
+
+    console = ConsoleSettings.from_env(BASE)
+    app = create_app(AppConfig(Settings(home=tmp_path), runtime=api.runtime, console=console))
+    client = app.test_client()
+    metadata = {
+        "issuer": BASE["PII_VAULT_CONSOLE_ISSUER"],
+        "authorization_endpoint": "https://idp.example.com/authorize",
+        "token_endpoint": "https://idp.example.com/token",
+        "jwks_uri": "https://idp.example.com/keys",
+    }
+    idp = app.extensions["pii_vault_console_oauth"].idp
+    with mock.patch.object(type(idp), "load_server_metadata", return_value=metadata):
+        r = client.get("/console/login")
+    assert r.status_code == 302 and r.headers["Location"].startswith(
+        "https://idp.example.com/authorize?"
+    )
+    assert "code_challenge_method=S256" in r.headers["Location"]  # PKCE
+    (cookie,) = r.headers.getlist("Set-Cookie")
+    assert cookie.startswith("__Host-pv_login=")
+    for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Lax"):
+        assert attribute in cookie
+    assert "Domain" not in cookie

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from access.runtime import Runtime, open_runtime
 from api.cli import main
 from api.demo.openbao import free_port
-from api.demo.serve import ServedVault
+from api.demo.serve import ServedVault, transit_env
 from tests.conftest import POSTGRES_URL, OpenBaoServer, start_openbao
 from tests.faultproxy import FaultProxy
 from vault.config import Settings
@@ -110,18 +110,16 @@ def deployment(
     pg = FaultProxy("127.0.0.1", 5432)
     bao_port = int(bao.addr.rsplit(":", 1)[1])
     bao_proxy = FaultProxy("127.0.0.1", bao_port)
-    base = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(work),
-        "PII_VAULT_HOME": str(work / "home"),
-        "PII_VAULT_KEY_PROVIDER": "transit",
-        "VAULT_TOKEN": bao.service_token,
-        "PII_VAULT_DB_TIMEOUT": str(DB_TIMEOUT),
-        "PII_VAULT_WORKER_TIMEOUT": "30",
-        "PII_VAULT_ORPHAN_GRACE": "60",
-        "PII_VAULT_MAINTENANCE_INTERVAL": "2",
-        "PII_VAULT_LOOKUP_FAILURE_BUDGET": "100000",
-    }
+    base = transit_env(
+        work,
+        None,
+        bao.service_token,
+        PII_VAULT_DB_TIMEOUT=str(DB_TIMEOUT),
+        PII_VAULT_WORKER_TIMEOUT="30",
+        PII_VAULT_ORPHAN_GRACE="60",
+        PII_VAULT_MAINTENANCE_INTERVAL="2",
+        PII_VAULT_LOOKUP_FAILURE_BUDGET="100000",
+    )
     options = f"options=-csearch_path%3D{schema}"
     direct = {
         **base,

@@ -13,6 +13,32 @@ from types import TracebackType
 import requests
 
 
+def transit_env(
+    work: Path,
+    vault_addr: str | None,
+    token: str,
+    *,
+    database_url: str = "",
+    home: Path | None = None,
+    **settings: str,
+) -> dict[str, str]:
+    """The environment of a served vault on transit: nothing inherited but PATH (and
+    PYTHONPATH, to serve another checkout); ``settings`` are further PII_VAULT_* values."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "HOME": str(work),
+        "PII_VAULT_HOME": str(home or work / "home"),
+        "PII_VAULT_KEY_PROVIDER": "transit",
+        "VAULT_TOKEN": token,
+        "PII_VAULT_DATABASE_URL": database_url,
+        **settings,
+    }
+    if vault_addr is not None:
+        env["VAULT_ADDR"] = vault_addr
+    return env
+
+
 class ServedVault:
     """The real server (gunicorn, its workers) on a loopback port, in its own process group."""
 
