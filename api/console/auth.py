@@ -17,7 +17,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from flask import redirect, render_template, request, session, url_for
 
 from access.errors import AuthenticationFailed
-from api.console.blueprint import bp, identity_provider, settings, signed_in
+from api.console.blueprint import bp, end_session, identity_provider, settings, signed_in
 from api.console.forms import SignOutForm
 from api.context import runtime
 
@@ -88,14 +88,12 @@ def callback() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    session_obj: Any = session
-    session_obj.end()
+    end_session()
     return redirect(url_for("console.home"))
 
 
 def _refused(message: str) -> Any:
-    session_obj: Any = session
-    session_obj.end()
+    end_session()
     return render_template("console/error.html", status=403, message=message), 403
 
 

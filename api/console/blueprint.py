@@ -3,15 +3,16 @@ sign-in, a disabled principal out), the security headers, the caller."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, g, redirect, request, session, url_for
+from flask import Blueprint, Response, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from access.events import Caller
 from api.console.config import ConsoleSettings
+from api.console.sessions import ServerSession
+from api.context import runtime
 
 bp = Blueprint(
     "console",
@@ -41,14 +42,10 @@ def content_security_policy(issuer: str) -> str:
 
 def identity_provider() -> Any:
     """This app's OIDC client (authlib), registered by ``init_console``."""
-    from flask import current_app
-
     return current_app.extensions[OAUTH].idp
 
 
 def settings() -> ConsoleSettings:
-    from flask import current_app
-
     return current_app.extensions["pii_vault_console"]  # type: ignore[no-any-return]
 
 
@@ -60,20 +57,22 @@ def signed_in() -> bool:
     return bool(session.get("principal"))
 
 
+def end_session() -> None:
+    """Sign out: the session row is deleted and both cookies cleared when the response goes."""
+    current: ServerSession = session  # type: ignore[assignment]
+    current.end()
+
+
 @bp.before_request
 def _gate() -> Any:
-    g.console_started = time.monotonic()
     if request.method == "POST":
         csrf.protect()  # a forged form post is refused before anything else
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     if not signed_in():
         return redirect(url_for("console.login", next=request.path))
-    from api.context import runtime
-
     if not runtime().principals.is_enabled(session["principal"]):
-        session_obj: Any = session
-        session_obj.end()  # disabled meanwhile: out, everywhere
+        end_session()  # disabled meanwhile (any other session of theirs: at its next request)
         return redirect(url_for("console.home"))
     return None
 
