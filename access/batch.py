@@ -232,13 +232,7 @@ class BatchGuard:
         """Each resolved token decided on its own subject and field, the batch audited as
         one event (committed before anything is read); None for a token that names nothing."""
         policy = self.decider.policy.current(session)
-        pairs = list(
-            dict.fromkeys(
-                (r.subject_id, r.field, r.is_minor)
-                for r in refs
-                if r.error is None and r.subject_id is not None and r.field is not None
-            )
-        )
+        pairs = list(dict.fromkeys((*r.names, r.is_minor) for r in refs if r.names is not None))
         decided = dict(
             zip(
                 [(s, f) for s, f, _ in pairs],
@@ -257,11 +251,7 @@ class BatchGuard:
         outcome: dict[str, Any] = {}
         verdicts: list[FieldDecision | None] = []
         for i, ref in enumerate(refs):
-            d = (
-                decided.get((ref.subject_id, ref.field))
-                if ref.error is None and ref.subject_id is not None and ref.field is not None
-                else None
-            )
+            d = decided.get(ref.names) if ref.names is not None else None
             verdicts.append(d)
             if d is None:
                 outcome[str(i)] = {"error": ref.error}

@@ -306,16 +306,24 @@ class GuardedVault(BatchGuard):
         )
         return self.vault.reveal(facts.subject_id, fields), seq
 
-    def export(self, caller: Caller, subject_id: str, purpose: str) -> dict[str, Any]:
-        """All of the subject's data, consents and access history (policy §5)."""
+    def _exportable(self, caller: Caller, subject_id: str, purpose: str) -> str:
+        """The subject's id once an export (or a part of one) is decided and audited."""
         facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
         self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
-        data = self.vault.export(facts.subject_id)
-        data["consents"] = self.consents.of(facts.subject_id)
-        data["access_history"] = [
-            for_subject(event, facts.subject_id)
-            for event in self.audit.events(subject_id=facts.subject_id, limit=1000)
+        return facts.subject_id
+
+    def _history(self, subject_id: str, limit: int) -> list[dict[str, Any]]:
+        return [
+            for_subject(event, subject_id)
+            for event in self.audit.events(subject_id=subject_id, limit=limit)
         ]
+
+    def export(self, caller: Caller, subject_id: str, purpose: str) -> dict[str, Any]:
+        """All of the subject's data, consents and access history (policy §5)."""
+        sid = self._exportable(caller, subject_id, purpose)
+        data = self.vault.export(sid)
+        data["consents"] = self.consents.of(sid)
+        data["access_history"] = self._history(sid, 1000)
         return data
 
     def find(
@@ -363,18 +371,11 @@ class GuardedVault(BatchGuard):
     ) -> list[dict[str, Any]]:
         """Who did what to this subject (the privacy office: decided as an export, which
         the history is part of), each event cut down to this subject."""
-        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
-        self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
-        return [
-            for_subject(event, facts.subject_id)
-            for event in self.audit.events(subject_id=facts.subject_id, limit=limit)
-        ]
+        return self._history(self._exportable(caller, subject_id, purpose), limit)
 
     def consents_of(self, caller: Caller, subject_id: str, purpose: str) -> list[dict[str, Any]]:
         """A subject's consent history (the privacy office, as part of an export)."""
-        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
-        self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
-        return self.consents.of(facts.subject_id)
+        return self.consents.of(self._exportable(caller, subject_id, purpose))
 
     def own_reveals(self, caller: Caller, *, limit: int = 20) -> list[dict[str, Any]]:
         """The caller's own recent reveals (subject ids, fields, tickets: never values).

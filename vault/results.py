@@ -86,6 +86,13 @@ class TokenRef:
     is_minor: bool = False
     error: VaultItemError | None = None
 
+    @property
+    def names(self) -> tuple[str, str] | None:
+        """(subject id, field) of a token that resolved to a live value, else None."""
+        if self.error is None and self.subject_id is not None and self.field is not None:
+            return self.subject_id, self.field
+        return None
+
 
 @dataclass(frozen=True)
 class SubjectInfo:

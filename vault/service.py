@@ -425,30 +425,26 @@ class VaultService:
         """The values of tokens already resolved in ``session`` (a ``keyed`` transaction,
         the one that resolved them): no second lookup of the tokens."""
         values, _records = self.store.prefetch(
-            session,
-            {
-                (r.subject_id, r.field)
-                for r in refs
-                if r.error is None and r.subject_id is not None and r.field is not None
-            },
+            session, {r.names for r in refs if r.names is not None}
         )
         out: list[DetokenizeResult] = []
         for ref in refs:
-            if ref.error is not None or ref.subject_id is None or ref.field is None:
+            if ref.names is None:
                 out.append(DetokenizeResult(token=ref.token, field=ref.field, error=ref.error))
                 continue
-            value_row = values.get((ref.subject_id, ref.field))
+            subject_id, field = ref.names
+            value_row = values.get(ref.names)
             if value_row is None:
-                out.append(DetokenizeResult(token=ref.token, field=ref.field, error="not_found"))
+                out.append(DetokenizeResult(token=ref.token, field=field, error="not_found"))
                 continue
-            plaintext = self.store.decrypt(session, ref.subject_id, value_row)
-            spec = self.schema[ref.field]
+            plaintext = self.store.decrypt(session, subject_id, value_row)
+            spec = self.schema[field]
             hide = ref.token in masked
             out.append(
                 DetokenizeResult(
                     token=ref.token,
-                    field=ref.field,
-                    subject_id=ref.subject_id,
+                    field=field,
+                    subject_id=subject_id,
                     value=spec.masked(plaintext) if hide else spec.decode(plaintext),
                     redaction="masked" if hide else "plain",
                 )

@@ -7,7 +7,6 @@ after the display window. Purpose: ``customer_support``.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from flask import redirect, render_template, request, session, url_for
@@ -17,15 +16,10 @@ from api.console.auth import fresh_sign_in
 from api.console.blueprint import bp, console_caller, settings
 from api.console.forms import RevealForm, SearchForm, SignOutForm
 from api.context import runtime
+from api.routes import value_out
 from vault.errors import ValidationError
 
 PURPOSE = "customer_support"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return "" if value is None else str(value)
 
 
 @bp.route("/search", methods=["GET", "POST"])
@@ -47,7 +41,6 @@ def search() -> Any:
         form=form,
         results=results,
         signout=SignOutForm(prefix="signout"),
-        shown=_shown,
     )
 
 
@@ -63,7 +56,6 @@ def subject(subject_id: str) -> Any:
         "console/subject.html",
         view=view,
         forms=forms,
-        shown=_shown,
         signout=SignOutForm(prefix="signout"),
         step_up_seconds=settings().step_up_seconds,
     )
@@ -90,7 +82,7 @@ def reveal(subject_id: str) -> Any:
         "console/revealed.html",
         subject_id=subject_id,
         field=field,
-        value=_shown(values[field]),
+        value=value_out(values[field]) or "",
         seconds=settings().reveal_seconds,
         seq=seq,
         signout=SignOutForm(prefix="signout"),

@@ -11,7 +11,7 @@ import base64
 import json
 from typing import Any
 
-from flask import Response, redirect, render_template, url_for
+from flask import Response, current_app, redirect, render_template, url_for
 
 from api.console.blueprint import bp, console_caller
 from api.console.forms import ConsentForm, EraseForm, ExportForm, SignOutForm, options
@@ -66,7 +66,7 @@ def export(subject_id: str) -> Any:
     if not ExportForm(prefix="export").validate_on_submit():
         raise ValidationError("invalid export form", {"export": "invalid"})
     data = runtime().guard.export(console_caller(), subject_id, PURPOSE)
-    body = json.dumps(data, indent=2, default=_jsonable, ensure_ascii=False)
+    body = current_app.json.dumps(data, indent=2)  # as the API's export serialises it
     return Response(
         body,
         mimetype="application/json",
@@ -92,9 +92,3 @@ def erase(subject_id: str) -> Any:
         subject_id=subject_id,
         signout=SignOutForm(prefix="signout"),
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return str(value)
