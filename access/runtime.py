@@ -21,6 +21,7 @@ from access.guard import GuardedVault
 from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
+from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
 from keys.factory import build_key_provider
@@ -67,14 +68,19 @@ class Runtime:
         self.check_key_provider()
 
     def start_maintenance(self) -> None:
-        """Background work of a serving process (key sweeps, shreds elsewhere, audit anchors)."""
+        """Background work of a serving process (key sweeps, shreds elsewhere, audit anchors,
+        and the Vault health probe that readiness reads)."""
         self.maintenance.start()
+        for cluster in clusters_of(self.backend):
+            cluster.start_probing()
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
 
     def close(self) -> None:
         self.maintenance.stop()
+        for cluster in clusters_of(self.backend):
+            cluster.stop_probing()
         self.vault.close()
         self.backend.close()
 

@@ -24,6 +24,7 @@ from api.context import EXTENSION
 from api.metrics import Metrics
 from api.models import Problem
 from api.routes import audit, consents, ops, subjects, tokens
+from keys.bounded import LANES
 from vault.config import Settings
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -96,6 +97,8 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     if config.runtime is None:  # a serving process of its own (e.g. a gunicorn worker)
         rt = open_runtime(config.settings)
         rt.start_maintenance()
+        # One server thread stays free of Vault calls (keys.cluster.Lanes).
+        LANES.configure(config.settings.worker_threads - 1)
     else:
         rt = config.runtime
     app = OpenAPI(
@@ -116,6 +119,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     @app.before_request
     def _authenticate() -> None:
         g.started = time.perf_counter()
+        g.lane = LANES.begin_request()
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         if request.path in PUBLIC_PATHS or request.path.startswith(CONSOLE_PREFIX):
@@ -140,6 +144,12 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         if started is not None:
             metrics.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
         return response
+
+    @app.teardown_request
+    def _release_lane(_: BaseException | None) -> None:
+        token = g.pop("lane", None)
+        if token is not None:
+            LANES.end_request(token)
 
     errors.register(app)
 

@@ -9,6 +9,7 @@ modules would only spread those two.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import sys
@@ -75,22 +76,24 @@ def init() -> None:
     """
     settings = Settings.from_env()
     if settings.keys.kind == "transit":
-        import hvac
-
+        from keys.factory import primary_cluster
         from keys.transit import POLICY_NAME
         from keys.transit_setup import bootstrap_transit
 
-        if not settings.keys.vault_addr or not settings.keys.vault_token:
+        if not settings.keys.addrs or not settings.keys.vault_token:
             raise ConfigError(
-                "init with PII_VAULT_KEY_PROVIDER=transit needs VAULT_ADDR and VAULT_TOKEN"
+                "init with PII_VAULT_KEY_PROVIDER=transit needs VAULT_ADDR (or "
+                "PII_VAULT_VAULT_ADDRS) and VAULT_TOKEN"
             )
-        client = hvac.Client(
-            url=settings.keys.vault_addr, token=settings.keys.vault_token, timeout=10
-        )
+        # Through the cluster client: any node will do (our own writes are read back
+        # consistently, a dead node is skipped).
+        slow = dataclasses.replace(settings.keys, timeout=max(10.0, settings.keys.timeout))
+        client = primary_cluster(slow).client(settings.keys.vault_token)
         here = [s for s in settings.keys.shards if s.addr is None]
-        bootstrap_transit(
+        for step in bootstrap_transit(
             client, mount=settings.keys.transit_mount, shard_mounts=[s.mount for s in here]
-        )
+        ):
+            click.echo(f"vault: {step}")
         click.echo(
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
             f"policy '{POLICY_NAME}' ready"
@@ -125,8 +128,7 @@ def init_shard(number: int, service_token: bool) -> None:
     VAULT_TOKEN must be privileged on that cluster; the service then uses a token
     (PII_VAULT_SHARD_<N>_TOKEN) holding only the shard policy: subject keys on that mount.
     """
-    import hvac
-
+    from keys.cluster import VaultCluster, parse_addrs
     from keys.transit import POLICY_NAME
     from keys.transit_setup import bootstrap_shard, create_service_token
 
@@ -139,8 +141,13 @@ def init_shard(number: int, service_token: bool) -> None:
         )
     if not settings.keys.vault_token:
         raise ConfigError("init-shard needs that cluster's privileged token in VAULT_TOKEN")
-    client = hvac.Client(url=shard.addr, token=settings.keys.vault_token, timeout=10)
-    bootstrap_shard(client, mount=shard.mount, policy_name=POLICY_NAME)
+    client = VaultCluster(
+        parse_addrs(shard.addr),
+        connect_timeout=settings.keys.connect_timeout,
+        timeout=max(10.0, settings.keys.timeout),
+    ).client(settings.keys.vault_token)
+    for step in bootstrap_shard(client, mount=shard.mount, policy_name=POLICY_NAME):
+        click.echo(f"vault: {step}")
     click.echo(f"vault: shard {number} on {shard.addr}, mount '{shard.mount}/' ready")
     if service_token:
         click.echo(create_service_token(client, policy_name=POLICY_NAME))

@@ -16,7 +16,52 @@ from prometheus_client.registry import Collector
 
 from access.decisions import FieldDecision
 from access.runtime import Runtime
+from keys.bounded import LANES
+from keys.cluster import SERVING, clusters_of
 from vault.errors import ServiceUnavailable
+
+
+def _vault_cluster_metrics(runtime: Runtime) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Failovers between Vault nodes, the circuit breaker, lanes, and each node's state."""
+    clusters = clusters_of(runtime.backend)
+    if not clusters:
+        return
+    moves = CounterMetricFamily(
+        "pii_vault_vault_failovers",
+        "Times calls moved from one Vault node to another, by reason",
+        labels=["from_node", "to_node", "reason"],
+    )
+    opened = CounterMetricFamily(
+        "pii_vault_vault_breaker_opened", "Times the Vault circuit breaker opened", labels=["node"]
+    )
+    rejected = CounterMetricFamily(
+        "pii_vault_vault_breaker_rejected",
+        "Vault calls failed fast by the open circuit breaker",
+        labels=["node"],
+    )
+    state = GaugeMetricFamily(
+        "pii_vault_vault_node_up",
+        "1 if the node's last probe found it serving (active or standby), by state",
+        labels=["node", "state"],
+    )
+    for cluster in clusters:
+        for (frm, to, reason), count in cluster.failovers.items():
+            moves.add_metric([frm, to, reason], count)
+        first = cluster.addrs[0]
+        opened.add_metric([first], cluster.breaker.opened)
+        rejected.add_metric([first], cluster.breaker.rejected)
+        health = cluster.health
+        for node in health.nodes if health is not None else ():
+            state.add_metric([node.addr, node.state], 1 if node.state in SERVING else 0)
+    yield moves
+    yield opened
+    yield rejected
+    yield state
+    yield CounterMetricFamily(
+        "pii_vault_vault_lane_rejections",
+        "Requests failed fast because every request thread was waiting on Vault",
+        value=LANES.rejected,
+    )
 
 
 class _RuntimeCollector(Collector):
@@ -72,6 +117,7 @@ class _RuntimeCollector(Collector):
                 "Subjects whose key is missing though never shredded (data lost; alert on > 0)",
                 value=damaged,
             )
+        yield from _vault_cluster_metrics(self.runtime)
         yield CounterMetricFamily(
             "pii_vault_audit_anchor_failures",
             "Audit anchors that could not be written (each is retried)",

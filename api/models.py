@@ -212,11 +212,24 @@ class HealthResponse(BaseModel):
     status: str
 
 
+class VaultClusterState(BaseModel):
+    reason: str | None = Field(
+        description="None when a create would work; else sealed, no leader, unreachable, ..."
+    )
+    breaker: str = Field(description="closed, open or half_open")
+    nodes: dict[str, str] = Field(
+        description="address -> active, standby, sealed, uninitialized, unreachable or error"
+    )
+
+
 class ReadyResponse(BaseModel):
     status: str
     database: str
     key_provider: str
     vault_auth: str = Field(description="ok, failed (token renewal or login), or none")
+    vault: list[VaultClusterState] | None = Field(
+        default=None, description="Per Vault cluster: the last background probe's findings"
+    )
 
 
 class Problem(BaseModel):

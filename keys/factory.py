@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from keys.cluster import VaultCluster, parse_addrs
 from keys.errors import KeyProviderConfigError
 from keys.provider import KeyBackend
 from keys.sharding import ShardSettings
@@ -17,10 +18,12 @@ class KeyProviderSettings:
     kind: str = "local"
     home: Path = Path(".pii-vault")
     vault_addr: str | None = None
+    vault_addrs: tuple[str, ...] = ()  # PII_VAULT_VAULT_ADDRS: several nodes, with failover
     vault_token: str | None = None
     transit_mount: str = "transit"
     local_master_key: str | None = None
-    timeout: float = 5.0
+    timeout: float = 5.0  # PII_VAULT_VAULT_TIMEOUT: waiting for a reply
+    connect_timeout: float = 1.0  # PII_VAULT_VAULT_CONNECT_TIMEOUT: reaching a node
     role_id: str | None = None
     secret_id: str | None = None
     role_id_file: str | None = None
@@ -30,13 +33,20 @@ class KeyProviderSettings:
     open_shards: tuple[int, ...] = ()  # PII_VAULT_KEY_SHARDS_OPEN; () = every shard
 
     @property
+    def addrs(self) -> tuple[str, ...]:
+        """Every address of the primary cluster: the list if given, else VAULT_ADDR."""
+        if self.vault_addrs:
+            return self.vault_addrs
+        return (self.vault_addr,) if self.vault_addr else ()
+
+    @property
     def uses_approle(self) -> bool:
         return bool(self.role_id or self.role_id_file)
 
     def __repr__(self) -> str:  # never print the token or master key
         return (
             f"KeyProviderSettings(kind={self.kind!r}, home={str(self.home)!r}, "
-            f"vault_addr={self.vault_addr!r}, transit_mount={self.transit_mount!r})"
+            f"vault_addrs={self.addrs!r}, transit_mount={self.transit_mount!r})"
         )
 
 
@@ -44,13 +54,14 @@ def build_key_provider(settings: KeyProviderSettings) -> KeyBackend:
     if settings.shards and settings.kind != "transit":
         raise KeyProviderConfigError("PII_VAULT_KEY_SHARDS needs PII_VAULT_KEY_PROVIDER=transit")
     if settings.kind == "transit":
-        primary = _transit(settings)
+        cluster = primary_cluster(settings)
+        primary = _transit(settings, cluster)
         if not settings.shards:
             return primary
         from keys.sharding import ShardedKeys
 
         try:
-            shards = {s.number: _transit(settings, s) for s in settings.shards}
+            shards = {s.number: _transit(settings, cluster, s) for s in settings.shards}
         except BaseException:
             primary.close()
             raise
@@ -64,12 +75,26 @@ def build_key_provider(settings: KeyProviderSettings) -> KeyBackend:
     )
 
 
-def _transit(settings: KeyProviderSettings, shard: ShardSettings | None = None) -> KeyBackend:
+def primary_cluster(settings: KeyProviderSettings) -> VaultCluster:
+    """The primary cluster's nodes, timeouts and breaker (shared by the shards on it)."""
+    if not settings.addrs:
+        raise KeyProviderConfigError(
+            "PII_VAULT_KEY_PROVIDER=transit needs VAULT_ADDR (or PII_VAULT_VAULT_ADDRS)"
+        )
+    return VaultCluster(
+        settings.addrs, connect_timeout=settings.connect_timeout, timeout=settings.timeout
+    )
+
+
+def _transit(
+    settings: KeyProviderSettings, cluster: VaultCluster, shard: ShardSettings | None = None
+) -> KeyBackend:
     """The primary transit backend, or one shard's (its own cluster's credentials, or the
     primary's when it is another mount on the primary's cluster)."""
-    from keys.transit import TransitKeyProvider
+    from keys.transit import SIGNING_KEY, TransitKeyProvider
     from keys.vault_auth import AppRoleAuth, TokenAuth, VaultAuth
 
+    lookup_self = "/v1/auth/token/lookup-self"  # a shard's token reads subject keys only
     if shard is not None and shard.addr is not None:
         shard_auth: VaultAuth
         if shard.role_id_file and shard.secret_id_file:
@@ -83,12 +108,13 @@ def _transit(settings: KeyProviderSettings, shard: ShardSettings | None = None) 
         else:
             token = shard.token or _read_secret(shard.token_file)
             shard_auth = TokenAuth(token)
-        return TransitKeyProvider(
-            shard.addr, mount=shard.mount, timeout=settings.timeout, auth=shard_auth
+        own = VaultCluster(
+            parse_addrs(shard.addr),
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
         )
+        return TransitKeyProvider(own, mount=shard.mount, auth=shard_auth, probe_path=lookup_self)
     # The primary's cluster (the primary itself, or a shard that is another mount on it).
-    if not settings.vault_addr:
-        raise KeyProviderConfigError("PII_VAULT_KEY_PROVIDER=transit needs VAULT_ADDR")
     auth: VaultAuth
     if settings.uses_approle:  # AppRole wins: VAULT_TOKEN may be an operator's own
         auth = AppRoleAuth(
@@ -105,8 +131,14 @@ def _transit(settings: KeyProviderSettings, shard: ShardSettings | None = None) 
             "PII_VAULT_KEY_PROVIDER=transit needs AppRole (VAULT_ROLE_ID and "
             "VAULT_SECRET_ID, or their _FILE variants) or VAULT_TOKEN"
         )
-    mount = shard.mount if shard is not None else settings.transit_mount
-    return TransitKeyProvider(settings.vault_addr, mount=mount, timeout=settings.timeout, auth=auth)
+    if shard is not None:
+        return TransitKeyProvider(cluster, mount=shard.mount, auth=auth, probe_path=lookup_self)
+    return TransitKeyProvider(
+        cluster,
+        mount=settings.transit_mount,
+        auth=auth,
+        probe_path=f"/v1/{settings.transit_mount}/keys/{SIGNING_KEY}",
+    )
 
 
 def _read_secret(path: str | None) -> str:

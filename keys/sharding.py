@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from keys.cluster import VaultCluster, clusters_of
 from keys.errors import KeyProviderConfigError
 from keys.provider import AnchorStore, DataKey, IndexKeyAdmin, KeyBackend
 from keys.vault_auth import AuthState
@@ -241,6 +242,13 @@ class ShardedKeys:
         """Ready only when every shard is: a subject on a dead shard cannot be served."""
         for backend in self.backends.values():
             backend.check()
+
+    def clusters(self) -> list[VaultCluster]:
+        """Each cluster once (shards on the primary's cluster share its nodes and index)."""
+        out: list[VaultCluster] = []
+        for backend in self.backends.values():
+            out.extend(c for c in clusters_of(backend) if all(c is not o for o in out))
+        return out
 
     def refresh_auth(self) -> None:
         for backend in self.backends.values():

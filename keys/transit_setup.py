@@ -4,18 +4,22 @@ the audit-anchor mount, and service tokens. Used by ``pii-vault init``, the demo
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions as hv
 
 from keys.anchors import ANCHOR_MOUNT
+from keys.errors import KeyProviderConfigError
 from keys.hvac_errors import config_error, provider_error, vault_errors
 from keys.transit import INDEX_KEY, POLICY_NAME, SIGNING_KEY
+
+T = TypeVar("T")
 
 
 def policy_text(mount: str = "transit") -> str:
@@ -38,22 +42,108 @@ def shard_policy_text(mount: str) -> str:
     return f"# pii-vault subject-key shard on mount {mount}/\n\n" + "\n".join(stanzas)
 
 
-def _enable_transit(client: hvac.Client, mount: str) -> None:
+def _mounts(client: hvac.Client) -> dict[str, Any]:
     mounts = client.sys.list_mounted_secrets_engines()
-    mounts = mounts.get("data", mounts)
-    if f"{mount}/" not in mounts:
-        client.sys.enable_secrets_engine("transit", path=mount)
+    return dict(mounts.get("data", mounts))
 
 
-def bootstrap_shard(client: hvac.Client, *, mount: str, policy_name: str = POLICY_NAME) -> None:
+def _just_made(step: Callable[[], T], attempts: int = 50) -> T:
+    """Run ``step`` on a mount enabled moments ago: a standby (or the mount itself, still
+    upgrading) may answer 404/400 for a moment. Retried for up to ~10 s."""
+    for attempt in range(attempts):
+        try:
+            return step()
+        except (hv.InvalidPath, hv.InvalidRequest) as exc:
+            text = str(exc).lower()
+            transient = isinstance(exc, hv.InvalidPath) or "upgrad" in text
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _enable(
+    client: hvac.Client,
+    mounts: dict[str, Any],
+    kind: str,
+    path: str,
+    done: list[str],
+    options: dict[str, str] | None = None,
+) -> bool:
+    """Enable ``kind`` at ``path`` unless it is there; a path taken by another engine is an
+    error (init never replaces a mount). True if it was enabled now."""
+    found = mounts.get(f"{path}/")
+    if found is not None:
+        if found.get("type") != kind:
+            raise KeyProviderConfigError(
+                f"mount {path}/ exists but is a {found.get('type')} engine, not {kind}"
+            )
+        if kind == "kv" and str((found.get("options") or {}).get("version")) != "2":
+            raise KeyProviderConfigError(f"mount {path}/ is KV version 1, not 2")
+        return False
+    client.sys.enable_secrets_engine(kind, path=path, options=options)
+    done.append(f"enabled the {kind} mount {path}/")
+    return True
+
+
+def _policy(client: hvac.Client, name: str, text: str, done: list[str]) -> None:
+    try:
+        current = client.sys.read_policy(name=name)
+        current = current.get("data", current).get("rules")
+    except hv.InvalidPath:
+        current = None
+    if current == text:
+        return
+    client.sys.create_or_update_policy(name=name, policy=text)
+    done.append(f"{'wrote' if current is None else 'repaired'} the policy {name}")
+
+
+def bootstrap_shard(
+    client: hvac.Client, *, mount: str, policy_name: str = POLICY_NAME
+) -> list[str]:
     """A shard on another cluster: its transit mount and a policy for subject keys only.
-    Idempotent; needs that cluster's privileged token (``pii-vault init-shard``)."""
+    Idempotent and exact; needs that cluster's privileged token (``pii-vault init-shard``).
+    Returns what it created or repaired."""
     privileged = config_error("init-shard needs a privileged Vault token (mounts, policies)")
+    done: list[str] = []
     with vault_errors(
         missing=privileged, invalid=provider_error("Vault shard set-up failed"), denied=privileged
     ):
-        _enable_transit(client, mount)
-        client.sys.create_or_update_policy(name=policy_name, policy=shard_policy_text(mount))
+        _enable(client, _mounts(client), "transit", mount, done)
+        _just_made(lambda: _policy(client, policy_name, shard_policy_text(mount), done))
+    return done
+
+
+# The shared keys and how they must be: non-exportable, no plaintext backup.
+SHARED_KEYS = ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519"))
+
+
+def _shared_key(client: hvac.Client, mount: str, name: str, key_type: str, done: list[str]) -> None:
+    transit = client.secrets.transit
+    try:
+        key = transit.read_key(name, mount_point=mount)["data"]
+    except hv.InvalidPath:
+        transit.create_key(
+            name,
+            key_type=key_type,
+            exportable=False,
+            allow_plaintext_backup=False,
+            mount_point=mount,
+        )
+        done.append(f"created the key {mount}/{name}")
+        return
+    if key.get("type") != key_type:
+        raise KeyProviderConfigError(
+            f"key {mount}/{name} is {key.get('type')}, not {key_type}: it cannot be repaired"
+        )
+    if key.get("exportable") or key.get("allow_plaintext_backup"):
+        raise KeyProviderConfigError(
+            f"key {mount}/{name} is exportable or has a plaintext backup: it has left Vault's "
+            "protection and must be replaced (a new deployment), not repaired"
+        )
+    if key.get("deletion_allowed"):
+        transit.update_key_configuration(name, deletion_allowed=False, mount_point=mount)
+        done.append(f"repaired the key {mount}/{name} (deletion no longer allowed)")
 
 
 def bootstrap_transit(
@@ -62,8 +152,11 @@ def bootstrap_transit(
     mount: str = "transit",
     policy_name: str = POLICY_NAME,
     shard_mounts: Sequence[str] = (),
-) -> None:
-    """Create the mount, shared keys and service policy. Idempotent; needs a privileged token.
+) -> list[str]:
+    """Create, or verify and repair, everything the service needs: the mount, the shared
+    keys, the audit-anchor mount's settings and the service policy. Idempotent and exact:
+    every run checks every setting it owns (a mount made through a standby is retried
+    until it answers). Returns what it created or repaired; needs a privileged token.
 
     ``shard_mounts``: subject-key shards on this same cluster; their mounts are enabled
     and the service policy covers them too. Used by ``pii-vault init`` and by the
@@ -72,51 +165,32 @@ def bootstrap_transit(
     privileged = config_error(
         "init needs a privileged Vault token (mounts, policies, transit keys)"
     )
+    done: list[str] = []
     with vault_errors(
         missing=privileged, invalid=provider_error("Vault bootstrap failed"), denied=privileged
     ):
-        mounts = client.sys.list_mounted_secrets_engines()
-        mounts = mounts.get("data", mounts)
-        if f"{mount}/" not in mounts:
-            client.sys.enable_secrets_engine("transit", path=mount)
-        transit = client.secrets.transit
-        existing: set[str] = set()
-        with contextlib.suppress(hv.InvalidPath):  # no keys yet
-            existing = set(transit.list_keys(mount_point=mount)["data"]["keys"])
-        for name, key_type in ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519")):
-            if name not in existing:
-                transit.create_key(
-                    name,
-                    key_type=key_type,
-                    exportable=False,
-                    allow_plaintext_backup=False,
-                    mount_point=mount,
-                )
-        if f"{ANCHOR_MOUNT}/" not in mounts:
-            client.sys.enable_secrets_engine("kv", path=ANCHOR_MOUNT, options={"version": "2"})
-            _configure_anchor_mount(client)
+        mounts = _mounts(client)
+        _enable(client, mounts, "transit", mount, done)
+        for name, key_type in SHARED_KEYS:
+            _just_made(partial(_shared_key, client, mount, name, key_type, done))
+        _enable(client, mounts, "kv", ANCHOR_MOUNT, done, options={"version": "2"})
+        _just_made(lambda: _anchor_mount(client, done))
         for shard in shard_mounts:
-            _enable_transit(client, shard)
+            _enable(client, mounts, "transit", shard, done)
         policy = "\n".join([policy_text(mount), *(shard_policy_text(m) for m in shard_mounts)])
-        client.sys.create_or_update_policy(name=policy_name, policy=policy)
+        _policy(client, policy_name, policy, done)
+    return done
 
 
-def _configure_anchor_mount(client: hvac.Client) -> None:
-    """One version per anchor (they are never rewritten), check-and-set always.
-
-    A new KV v2 mount on persistent storage upgrades itself for a moment after
-    it is enabled and refuses requests meanwhile: wait for it (up to ~20 s).
-    """
-    for attempt in range(100):
-        try:
-            client.secrets.kv.v2.configure(
-                max_versions=1, cas_required=True, mount_point=ANCHOR_MOUNT
-            )
-            return
-        except hv.InvalidRequest as exc:
-            if "upgrading" not in str(exc).lower() or attempt == 99:
-                raise
-            time.sleep(0.2)
+def _anchor_mount(client: hvac.Client, done: list[str]) -> None:
+    """One version per anchor (they are never rewritten), check-and-set always: checked on
+    every run, not only when the mount is created (issue 24: a re-run left it unset)."""
+    kv = client.secrets.kv.v2
+    config = kv.read_configuration(mount_point=ANCHOR_MOUNT)["data"]
+    if config.get("max_versions") == 1 and config.get("cas_required") is True:
+        return
+    kv.configure(max_versions=1, cas_required=True, mount_point=ANCHOR_MOUNT)
+    done.append(f"set {ANCHOR_MOUNT}/ to check-and-set with one version per anchor")
 
 
 def create_service_token(

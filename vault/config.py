@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keys.cluster import parse_addrs
 from keys.errors import KeyProviderConfigError
 from keys.factory import PROVIDERS, KeyProviderSettings
 from keys.sharding import parse_open, parse_shards
@@ -26,6 +27,19 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
         raise ConfigError(f"{name} must be an integer") from None
     if value < low:
         raise ConfigError(f"{name} must be at least {low}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
     return value
 
 
@@ -78,6 +92,16 @@ class Settings:
             open_shards = parse_open(env.get("PII_VAULT_KEY_SHARDS_OPEN"), shards)
         except KeyProviderConfigError as exc:
             raise ConfigError(str(exc)) from exc
+        try:
+            addrs = parse_addrs(env.get("PII_VAULT_VAULT_ADDRS") or "")
+            if env.get("VAULT_ADDR") and not addrs:
+                parse_addrs(env["VAULT_ADDR"])
+                if "," in env["VAULT_ADDR"]:
+                    raise KeyProviderConfigError(
+                        "VAULT_ADDR takes one address: list several in PII_VAULT_VAULT_ADDRS"
+                    )
+        except KeyProviderConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
         if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
             raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
@@ -88,6 +112,9 @@ class Settings:
                 kind=kind,
                 home=home,
                 vault_addr=env.get("VAULT_ADDR"),
+                vault_addrs=addrs,
+                timeout=_seconds(env, "PII_VAULT_VAULT_TIMEOUT", 5.0, 0.1, 120),
+                connect_timeout=_seconds(env, "PII_VAULT_VAULT_CONNECT_TIMEOUT", 1.0, 0.05, 30),
                 vault_token=env.get("VAULT_TOKEN"),
                 transit_mount=transit_mount,
                 local_master_key=env.get("PII_VAULT_LOCAL_MASTER_KEY"),
@@ -120,7 +147,8 @@ class Settings:
     def request_bound(self) -> float:
         """The longest a request may wait on its dependencies: a few database waits, each
         cut by the watchdog, and a few key-provider calls, each with its own timeout."""
-        return 3 * (2 * self.db_timeout + 2) + 3 * self.keys.timeout
+        vault_call = max(1, len(self.keys.addrs)) * self.keys.connect_timeout + self.keys.timeout
+        return 3 * (2 * self.db_timeout + 2) + 3 * vault_call
 
     def checked(self) -> Settings:
         """Refuse settings under which gunicorn would kill a worker still inside its bounds."""

@@ -14,6 +14,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from keys.errors import KeyDestroyed, KeyUnavailable
 from keys.provider import DataKey, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
@@ -38,6 +39,17 @@ class DataKeyManager:
         return self.cache.get(
             subject_id, record.id, lambda: self.keys.unwrap_data_key(subject_id, record.wrapped)
         )
+
+    def first_data_key(self, subject_id: str) -> DataKey:
+        """The data key of a subject being created. Its key was made moments ago, so "not
+        found" here means Vault could not confirm the new key (a lagging standby, issue
+        24), never that the subject was shredded: 503, with the reason, not 410."""
+        try:
+            return self.keys.generate_data_key(subject_id)
+        except KeyDestroyed as exc:
+            raise KeyUnavailable(
+                "key provider unavailable: the new subject key is not visible in Vault yet"
+            ) from exc
 
     def for_encryption(
         self,
@@ -66,7 +78,11 @@ class DataKeyManager:
             return record, key
         if record is not None:
             record.active = False  # nonce budget spent: rotate to a fresh data key
-        fresh = fresh or self.keys.generate_data_key(subject_id)
+        fresh = fresh or (
+            self.first_data_key(subject_id)
+            if new_subject
+            else self.keys.generate_data_key(subject_id)
+        )
         record = DataKeyRecord(
             id=str(uuid.uuid4()),
             subject_id=subject_id,

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from keys.bounded import in_context
 from keys.errors import KeyProviderError
 from keys.provider import SubjectKeys
 from vault.errors import KeyProviderUnavailable, ServiceUnavailable
@@ -62,7 +63,8 @@ class KeyIntents:
                 raise
             return
         with ThreadPoolExecutor(min(PARALLEL, len(subject_ids))) as pool:
-            futures = [pool.submit(self.keys.create_subject_key, s) for s in subject_ids]
+            create = in_context(self.keys.create_subject_key)
+            futures = [pool.submit(create, s) for s in subject_ids]
         failure = next((f.exception() for f in futures if f.exception() is not None), None)
         if failure is not None:
             self.discard(subject_ids)

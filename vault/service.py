@@ -29,6 +29,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from keys.bounded import in_context
 from keys.provider import BlindIndexer, SubjectIdIssuer, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
@@ -235,9 +236,9 @@ class VaultService:
         # Vault round trips overlap and stay outside the write transaction: the duplicate
         # check and the index digests run while the key is created; then the data key.
         forms = self.store.index_forms(write.values, write.external_id)
-        digests = self._calls.submit(self.store.index.blind_index, forms)
+        digests = self._calls.submit(in_context(self.store.index.blind_index), forms)
         taken = (
-            self._calls.submit(self._external_id_taken, write.external_id)
+            self._calls.submit(in_context(self._external_id_taken), write.external_id)
             if write.external_id is not None
             else None
         )
@@ -251,7 +252,7 @@ class VaultService:
             with translating():
                 if taken is not None and taken.result():
                     raise DuplicateExternalId("external_id already exists")
-                ready = Ready(self.keys.generate_data_key(subject.id), digests.result())
+                ready = Ready(self.datakeys.first_data_key(subject.id), digests.result())
         except BaseException:
             wait(pending)
             self._discard_keys([subject.id])

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.context import runtime
 from api.models import HealthResponse, ReadyResponse
+from keys.cluster import clusters_of
 from vault.errors import ServiceUnavailable
 
 bp = APIBlueprint("ops", __name__, abp_tags=[Tag(name="operations")])
@@ -35,7 +36,19 @@ def readyz() -> tuple[dict[str, Any], int]:
     auth = rt.backend.auth_state
     state["vault_auth"] = "none" if auth is None else ("ok" if auth.ok else "failed")
     ready = all(v in ("ok", "none") for v in state.values())
-    return {"status": "ready" if ready else "unavailable", **state}, 200 if ready else 503
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", **state}
+    clusters = [c for c in clusters_of(rt.backend) if c.health is not None]
+    if clusters:  # what the background probe saw: never a Vault call made here
+        body["vault"] = [
+            {
+                "reason": c.health.reason,
+                "breaker": c.breaker.state,
+                "nodes": {n.addr: n.state for n in c.health.nodes},
+            }
+            for c in clusters
+            if c.health is not None
+        ]
+    return body, 200 if ready else 503
 
 
 @bp.get("/metrics", doc_ui=False)
