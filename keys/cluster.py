@@ -211,12 +211,26 @@ class VaultCluster:
             return NodeHealth(addr, "sealed")
         if not body.get("standby"):
             return NodeHealth(addr, "active", leader=True)
+        # A standby that lost quorum still names its last leader: the leader counts only if
+        # it answers as active itself.
         try:
-            leader = requests.get(f"{addr}/v1/sys/leader", timeout=timeout).json()
-            knows = bool(leader.get("leader_address"))
-        except (requests.exceptions.RequestException, ValueError):
-            knows = False
+            named = str(
+                requests.get(f"{addr}/v1/sys/leader", timeout=timeout).json()["leader_address"]
+            )
+        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError):
+            named = ""
+        knows = bool(named) and self._active(named.rstrip("/"))
         return NodeHealth(addr, "standby", leader=knows)
+
+    def _active(self, addr: str) -> bool:
+        try:
+            resp = requests.get(
+                f"{addr}/v1/sys/health", timeout=(self.connect_timeout, self.connect_timeout)
+            )
+            body = resp.json()
+        except (requests.exceptions.RequestException, ValueError):
+            return False
+        return bool(body.get("initialized")) and not body.get("sealed") and not body.get("standby")
 
     def probe(self, *, real_call: bool = True) -> ClusterHealth:
         """Every node's health (a cheap unauthenticated call each, connect-timeout bound),
