@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 BREAKER_FAILURES = 3  # calls in a row that failed everywhere or timed out
 BREAKER_SECONDS = 2.0  # open this long, then one trial call
-LANE_WAIT = 0.05  # a request waits this long for a free lane before it fails fast
+LANE_WAIT = 0.01  # a request waits this long for a free lane before it fails fast
 
 
 class CircuitOpen(KeyUnavailable):

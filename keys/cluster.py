@@ -28,12 +28,14 @@ and *lanes*, which keep at least one server thread free of Vault calls (both in
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +44,7 @@ import requests
 from hvac.adapters import JSONAdapter
 
 from keys.bounded import LANES, Breaker
-from keys.errors import KeyProviderConfigError
+from keys.errors import KeyProviderConfigError, KeyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,11 @@ def parse_addrs(text: str) -> tuple[str, ...]:
     return addrs
 
 
+_pinned: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "pii_vault_vault_pinned", default=None
+)
+
+
 class VaultCluster:
     """One OpenBao/Vault cluster as this process sees it: its addresses, the node calls
     stick to, the consistency index, the breaker, and what the last probe saw."""
@@ -175,6 +182,35 @@ class VaultCluster:
         log.warning(
             "vault: calls moved from %s to %s (%s)", self.addrs[old], self.addrs[to], reason
         )
+
+    @contextlib.contextmanager
+    def pinned(self, addr: str) -> Iterator[None]:
+        """Calls made inside go to ``addr`` only (the active node, to confirm an answer)."""
+        token = _pinned.set(addr.rstrip("/"))
+        try:
+            yield
+        finally:
+            _pinned.reset(token)
+
+    def authority(self) -> str | None:
+        """Where an authoritative answer comes from. None: the node we talk to is (not an
+        HA cluster, or the active node named by its own address); else the active node's
+        address. KeyUnavailable when no node is active: nothing can be confirmed then."""
+        current = self.current
+        try:
+            body = requests.get(
+                f"{current}/v1/sys/leader", timeout=(self.connect_timeout, self.timeout)
+            ).json()
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            raise KeyUnavailable(
+                "key provider unavailable: cannot ask Vault for its leader"
+            ) from exc
+        if not body.get("ha_enabled"):
+            return None
+        leader = str(body.get("leader_address") or "").rstrip("/")
+        if not leader:
+            raise KeyUnavailable("key provider unavailable: no active Vault node to confirm with")
+        return None if leader == current else leader
 
     def skip(self, frm: int, reason: str) -> None:
         """The next call starts after node ``frm`` (it timed out)."""
@@ -257,19 +293,25 @@ class VaultCluster:
             and self._probe_path
         ):
             node = next(n for n in serving if n.leader)
-            try:
-                resp = requests.get(
-                    f"{node.addr}{self._probe_path}",
-                    headers={"X-Vault-Token": token, "X-Vault-Request": "true"},
-                    timeout=(self.connect_timeout, self.timeout),
-                )
-                if resp.status_code != 200:
-                    reason = f"real call refused ({resp.status_code})"
-            except requests.exceptions.RequestException:
-                reason = "real call failed"
+            reason = self._real_call(node.addr, token, self._probe_path)
         health = ClusterHealth(nodes, reason)
         self._health = health
         return health
+
+    def _real_call(self, addr: str, token: str, path: str) -> str | None:
+        """The authenticated call. (Raft's quorum is not asked: autopilot's per-server health
+        flips during every leader change, measured, so it would report false outages. An
+        active node that lost its quorum keeps saying it is active until it steps down,
+        ~10 s with default timings; that window is documented, not hidden.)"""
+        try:
+            resp = requests.get(
+                f"{addr}{path}",
+                headers={"X-Vault-Token": token, "X-Vault-Request": "true"},
+                timeout=(self.connect_timeout, self.timeout),
+            )
+        except requests.exceptions.RequestException:
+            return "real call failed"
+        return None if resp.status_code == 200 else f"real call refused ({resp.status_code})"
 
     @property
     def health(self) -> ClusterHealth | None:
@@ -351,18 +393,20 @@ class ClusterAdapter(JSONAdapter):  # type: ignore[misc]
         failed: str | None = None
         last: requests.Response | None = None
         error: requests.exceptions.RequestException | None = None
-        for node in cluster.order():
+        pin = _pinned.get()
+        for node in [-1] if pin else cluster.order():
             try:
                 response = self.session.request(
                     method=method,
-                    url=f"{cluster.addrs[node]}{url}",
+                    url=f"{pin or cluster.addrs[node]}{url}",
                     headers=headers,
                     allow_redirects=self.allow_redirects,
                     **options,
                 )
             except requests.exceptions.ReadTimeout:
                 cluster.breaker.failure()
-                cluster.skip(node, "timeout")
+                if not pin:
+                    cluster.skip(node, "timeout")
                 raise
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 error, failed = exc, failed or "unreachable"
@@ -370,7 +414,7 @@ class ClusterAdapter(JSONAdapter):  # type: ignore[misc]
             if _node_cannot_serve(response):
                 last, failed = response, failed or _why(response)
                 continue
-            if failed is not None:
+            if failed is not None and not pin:
                 cluster.moved(node, failed)
             cluster.breaker.success()
             cluster.index.seen(response.headers.get(INDEX_HEADER))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -48,12 +47,6 @@ SUBJECT_KEY_PREFIX = "pii-subject-"
 INDEX_KEY = "pii-index"
 SIGNING_KEY = "pii-audit"
 POLICY_NAME = "pii-vault"
-
-# A subject key another process created moments ago may not have reached the standby
-# that answers us (replication lag: 60-94 ms measured, issue 24). "Not found" for a
-# subject key is therefore asked again after these pauses (0.5 s in all) before it
-# counts: a key is never declared destroyed on one stale answer.
-NOT_FOUND_CONFIRM = (0.05, 0.15, 0.3)
 
 
 def _b64(data: bytes) -> str:
@@ -151,14 +144,23 @@ class TransitKeyProvider:
         confirm_missing: bool = False,
         **kwargs: Any,
     ) -> T:
-        """One Vault round trip, through the one translation. With ``confirm_missing`` a
-        KeyDestroyed answer is asked again after the replication lag (NOT_FOUND_CONFIRM)."""
-        for pause in NOT_FOUND_CONFIRM if confirm_missing else ():
-            try:
-                return self._once(fn, *args, missing=missing, invalid=invalid, **kwargs)
-            except KeyDestroyed:
-                time.sleep(pause)
-        return self._once(fn, *args, missing=missing, invalid=invalid, **kwargs)
+        """One Vault round trip, through the one translation.
+
+        With ``confirm_missing``, a KeyDestroyed answer counts only from the active node. A
+        subject key another process created moments ago may not have reached the standby
+        that answered (60-94 ms lag measured; ~10 s while a new leader is elected, issue
+        24), and our consistency index does not cover other processes' writes: the call is
+        made again at the active node, and with no active node it is 503, never "gone"."""
+        try:
+            return self._once(fn, *args, missing=missing, invalid=invalid, **kwargs)
+        except KeyDestroyed:
+            if not confirm_missing:
+                raise
+            active = self.cluster.authority()
+            if active is None:
+                raise  # the answer came from the authority itself
+        with self.cluster.pinned(active):
+            return self._once(fn, *args, missing=missing, invalid=invalid, **kwargs)
 
     def _once(
         self,
@@ -221,7 +223,8 @@ class TransitKeyProvider:
         return self._exists(subject_id, confirm=True)
 
     def _exists(self, subject_id: str, *, confirm: bool) -> bool:
-        """``confirm=False`` only right after our own write (our consistency index covers it)."""
+        """``confirm=False`` only right after our own write (our consistency index covers it);
+        else "absent" is the active node's answer."""
         try:
             self._call(
                 self._transit.read_key,
@@ -302,38 +305,40 @@ class TransitKeyProvider:
 
     def destroy_subject_key(self, subject_id: str) -> None:
         """Gone means confirmed gone: "not found" on the way (a standby that has not seen the
-        key yet) is checked, and the delete tried again, never taken as done (issue 24: 395
-        orphan keys). Raises if the key cannot be shown gone: its intent then stays."""
+        key yet) is checked at the active node, and the delete made there, never taken as
+        done (issue 24: 395 orphan keys). Raises if the key cannot be shown gone: its key
+        intent then stays for the sweep."""
+        try:
+            self._delete(subject_id)
+        except KeyDestroyed:
+            active = self.cluster.authority()
+            if active is None:
+                return  # the active node itself says it is gone: shredding is idempotent
+            with self.cluster.pinned(active):
+                try:
+                    self._delete(subject_id)
+                except KeyDestroyed:
+                    return
+        if self._exists(subject_id, confirm=False):
+            raise KeyProviderError("subject key still exists after deletion")
+
+    def _delete(self, subject_id: str) -> None:
         name = self._key_name(subject_id)
-        for pause in (*NOT_FOUND_CONFIRM, None):
-            try:
-                self._call(
-                    self._transit.update_key_configuration,
-                    name,
-                    deletion_allowed=True,
-                    mount_point=self._mount,
-                    missing=destroyed,
-                    invalid=provider_error("key provider refused to allow deletion"),
-                )
-                self._call(
-                    self._transit.delete_key,
-                    name,
-                    mount_point=self._mount,
-                    missing=destroyed,
-                    invalid=provider_error("key provider refused to delete the subject key"),
-                )
-            except KeyDestroyed:
-                if not self._exists(subject_id, confirm=True):
-                    return  # already gone: shredding is idempotent
-                if pause is None:
-                    raise KeyProviderError(
-                        "subject key not deleted: Vault said 'not found'"
-                    ) from None
-                time.sleep(pause)
-                continue
-            if self._exists(subject_id, confirm=False):
-                raise KeyProviderError("subject key still exists after deletion")
-            return
+        self._call(
+            self._transit.update_key_configuration,
+            name,
+            deletion_allowed=True,
+            mount_point=self._mount,
+            missing=destroyed,
+            invalid=provider_error("key provider refused to allow deletion"),
+        )
+        self._call(
+            self._transit.delete_key,
+            name,
+            mount_point=self._mount,
+            missing=destroyed,
+            invalid=provider_error("key provider refused to delete the subject key"),
+        )
 
     # -- KeyInventory ------------------------------------------------------------
 

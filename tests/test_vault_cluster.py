@@ -254,3 +254,19 @@ def test_not_found_while_creating_is_503_not_410(tmp_path: object) -> None:
             )
     finally:
         service.close()
+
+
+@pytest.mark.openbao
+def test_a_single_server_is_its_own_authority(openbao: OpenBaoServer) -> None:
+    """Not an HA cluster: its "not found" is final at once (no confirmation round trip)."""
+    provider = TransitKeyProvider(openbao.addr, openbao.service_token)
+    assert provider.cluster.authority() is None
+    started = time.monotonic()
+    assert not provider.subject_key_exists(str(uuid.uuid4()))
+    assert time.monotonic() - started < 0.5
+
+
+def test_no_answer_about_the_leader_is_unavailable_not_gone() -> None:
+    cluster = VaultCluster([f"http://127.0.0.1:{free_port()}"], connect_timeout=0.3)
+    with pytest.raises(KeyUnavailable):
+        cluster.authority()

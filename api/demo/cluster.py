@@ -147,7 +147,23 @@ class ManagedRaftCluster:
         for node in self.nodes[1:]:
             self.unseal(node)
         self.wait_healthy()
+        self.wait_voters()
         return self
+
+    def voters(self) -> set[str]:
+        """Voting members per the Raft configuration (a node that joined votes once the
+        leader has added it: killing the leader before then proves nothing)."""
+        try:
+            config = self.client().adapter.get("/v1/sys/storage/raft/configuration")
+            servers = config["data"]["config"]["servers"]
+        except Exception:
+            return set()
+        return {str(s["node_id"]) for s in servers if s.get("voter")}
+
+    def wait_voters(self, timeout: float = 90.0) -> None:
+        """Until every running node is a healthy voter."""
+        running = {f"node{n.index}" for n in self.nodes if n.running}
+        self._wait(lambda: running <= self.voters(), "every node to vote", timeout=timeout)
 
     def unseal(self, node: ClusterNode) -> None:
         """Submit the unseal key until the node is unsealed (a joining node retries the join
