@@ -9,8 +9,8 @@ forward-active-node``: a node that has not applied our own writes yet forwards t
 request to the active node instead of answering from stale state (measured: 0 of
 30 dependent calls failed this way, against 5-9 of 30 without; an up-to-date node
 answers itself, at no cost). Another *process*'s writes are not covered by our
-index: a "not found" for a subject key is therefore confirmed after the replication
-lag before anyone may conclude the key is gone (``keys.transit``).
+index: a "not found" for a subject key is therefore asked again at the active node
+(``authority``, ``pinned``) before anyone may conclude the key is gone (``keys.transit``).
 
 Several addresses (``PII_VAULT_VAULT_ADDRS``): calls stick to one healthy node and
 move to the next on a connection error, a connect timeout, a sealed node (503) or
