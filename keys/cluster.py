@@ -23,6 +23,10 @@ Bounded waits: separate connect and read timeouts; a circuit breaker that, after
 fast for ``BREAKER_SECONDS`` and then lets one trial call through (half-open);
 and *lanes*, which keep at least one server thread free of Vault calls (both in
 ``keys.bounded``).
+
+A little past 400 lines: routing, the consistency index, the authority check and the
+health probe all read the same per-cluster state (addresses, current node); the breaker
+and lanes, which do not, already live in ``keys.bounded``.
 """
 
 from __future__ import annotations

@@ -221,6 +221,9 @@ def click_through(driver: WebDriver, by: str, what: str) -> None:
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, what).click()
     wait(driver).until(ec.staleness_of(page))
+    # ...and until the new one has loaded (else a lookup can meet a node of a document
+    # being replaced: "Node with given id does not belong to the document", seen in CI).
+    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def screenshot(driver: WebDriver, name: str) -> None:

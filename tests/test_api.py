@@ -248,19 +248,24 @@ def test_status_codes(api: Api) -> None:
 
 
 def test_readyz_reports_a_missing_key_provider(
-    api: Api, database: Database, tmp_path: Path
+    api: Api, database: Database, openbao: OpenBaoServer, tmp_path: Path
 ) -> None:
-    assert api.client.get("/readyz").json == {
+    body = api.client.get("/readyz").json
+    assert body == {
         "status": "ready",
         "database": "ok",
         "key_provider": "ok",
         "vault_auth": "ok",
+        "vault": [{"reason": None, "breaker": "closed", "nodes": {openbao.addr: "active"}}],
     }
-    broken = TransitKeyProvider(f"http://127.0.0.1:{free_port()}", "t", timeout=1)
+    broken_addr = f"http://127.0.0.1:{free_port()}"
+    broken = TransitKeyProvider(broken_addr, "t", timeout=1)
     runtime = build_runtime(database, broken)
     client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["key_provider"] == "unavailable"
+    assert r.json["vault"][0]["reason"] == "unreachable"
+    assert r.json["vault"][0]["nodes"] == {broken_addr: "unreachable"}
     key = api.keys["registration-service"]
     r = client.post(
         "/v1/subjects",
