@@ -88,11 +88,17 @@ def init() -> None:
         # Through the cluster client: any node will do (our own writes are read back
         # consistently, a dead node is skipped).
         slow = dataclasses.replace(settings.keys, timeout=max(10.0, settings.keys.timeout))
-        client = primary_cluster(slow).client(settings.keys.vault_token)
+        cluster = primary_cluster(slow)
+        client = cluster.client(settings.keys.vault_token)
         here = [s for s in settings.keys.shards if s.addr is None]
-        for step in bootstrap_transit(
-            client, mount=settings.keys.transit_mount, shard_mounts=[s.mount for s in here]
-        ):
+        # At the active node: a standby's answers (its policy cache, say) may trail it, and
+        # init must report exactly what it repaired.
+        active = cluster.authority() or cluster.current
+        with cluster.pinned(active):
+            steps = bootstrap_transit(
+                client, mount=settings.keys.transit_mount, shard_mounts=[s.mount for s in here]
+            )
+        for step in steps:
             click.echo(f"vault: {step}")
         click.echo(
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
