@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -93,8 +95,7 @@ ui            = false
     def kill(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)  # a paused node dies too
+            os.kill(proc.pid, signal.SIGCONT)  # a paused node dies too
             proc.kill()
             proc.wait(timeout=10)
 
@@ -117,6 +118,10 @@ ui            = false
     def resume(self) -> None:
         if self.proc is not None:
             os.kill(self.proc.pid, signal.SIGCONT)
+
+
+def _listening(node: ClusterNode) -> bool:
+    return node.health() is not None
 
 
 class ManagedRaftCluster:
@@ -143,7 +148,7 @@ class ManagedRaftCluster:
         self._wait(lambda: self.leader() is first, "node0 to lead")
         for node in self.nodes[1:]:
             node.start(self.nodes)
-            self._wait(lambda n=node: n.health() is not None, f"node{node.index} to listen")
+            self._wait(partial(_listening, node), f"node{node.index} to listen")
         for node in self.nodes[1:]:
             self.unseal(node)
         self.wait_healthy()
@@ -240,8 +245,7 @@ class ManagedRaftCluster:
         self.stop()
 
     @staticmethod
-    def _wait(check: object, what: str, timeout: float = 60.0) -> None:
-        assert callable(check)
+    def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if check():
