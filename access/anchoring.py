@@ -64,7 +64,10 @@ class Anchorer:
         self.store = store
         self.every = every
         self.tip: int | None = None  # newest anchored seq this process knows of
+        self._tip_head: str | None = None  # and the head hash anchored there
         self._log: str | None = None
+        self.pinned: bool | None = None  # whether the store holds the log's identity
+        self.verified_tip = 0  # the newest anchor the last verify walked to
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -73,16 +76,49 @@ class Anchorer:
             session.connection(execution_options=READ_ONLY)
             yield session
 
+    def database_log(self) -> str:
+        with self._read() as session:
+            log = session.scalar(select(AuditHead.log_id).where(AuditHead.id == 1))
+        if not log:
+            raise RuntimeError("audit log has no id: run `pii-vault init`")
+        return str(log)
+
+    def pinned_log(self) -> str | None:
+        """The log id pinned outside the database at init, if any."""
+        identity = self.store.identity()
+        self.pinned = identity is not None
+        return None if identity is None else str(identity.get("log_id"))
+
     @property
     def log(self) -> str:
-        """This log's id: its anchors' namespace in the store (set by the migration)."""
+        """This log's id: its anchors' namespace in the store. Pinned at init (the database's
+        must match it); before a deployment is initialised so, the database's own."""
         if self._log is None:
-            with self._read() as session:
-                log = session.scalar(select(AuditHead.log_id).where(AuditHead.id == 1))
-            if not log:
-                raise RuntimeError("audit log has no id: run `pii-vault init`")
-            self._log = str(log)
+            database, pinned = self.database_log(), self.pinned_log()
+            if pinned is not None and pinned != database:
+                raise RuntimeError(
+                    "the database's audit log is not the one pinned outside it (replaced?): "
+                    "run `pii-vault audit verify`"
+                )
+            self._log = database
         return self._log
+
+    def check_extends(self) -> int:
+        """Raise unless the database's log extends the newest anchor (start-up, and before
+        every anchor): the service never signs a history it did not write. Returns the tip."""
+        tip = self.tip if self.tip is not None else self._discover_tip()
+        if tip == 0:
+            self.tip = 0
+            return 0
+        with self._read() as session:
+            at_tip = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == tip))
+        if at_tip is None or at_tip != self._tip_head:
+            raise RuntimeError(
+                f"the database's audit log does not extend its newest anchor (seq {tip}): "
+                "it was shortened or rewritten; run `pii-vault audit verify`"
+            )
+        self.tip = tip
+        return tip
 
     def _discover_tip(self) -> int:
         """The newest anchored seq: from the database's hint if the store confirms it, else 0."""
@@ -92,14 +128,18 @@ class Anchorer:
             ).first()
             start = (hint.seq, hint.prev_seq) if hint is not None else (0, None)
         seq, prev = start
+        head: str | None = None
         if prev is not None:
             confirmed = self.store.get(self.log, prev)
             if confirmed is None or int(confirmed.get("seq", -1)) != seq:
                 seq = 0  # a hint the store does not confirm is ignored (walk from the start)
+            else:
+                head = str(confirmed.get("head"))
         else:
             seq = 0
         while (record := self.store.get(self.log, seq)) is not None:
-            seq = int(record["seq"])
+            seq, head = int(record["seq"]), str(record.get("head"))
+        self._tip_head = head
         return seq
 
     def head_seq(self) -> int:
@@ -108,7 +148,7 @@ class Anchorer:
 
     def anchor(self) -> int:
         """Anchor everything up to the current head; returns the newest anchored seq."""
-        tip = self.tip if self.tip is not None else self._discover_tip()
+        tip = self.check_extends()
         head = self.head_seq()
         while tip < head:
             end = min(head, tip + self.every)
@@ -138,12 +178,13 @@ class Anchorer:
             ).decode()
             if self.store.put(self.log, tip, record):
                 self._copy(record)
-                tip = end
+                tip, self._tip_head = end, hashes[-1]
             else:  # another process anchored after `tip` first: follow its anchor
                 existing = self.store.get(self.log, tip)
                 if existing is None:
                     raise RuntimeError("anchor store refused a write and holds nothing there")
-                tip = int(existing["seq"])
+                tip, self._tip_head = int(existing["seq"]), str(existing.get("head"))
+            self.tip = tip
         self.tip = tip
         return tip
 
@@ -168,6 +209,17 @@ class Anchorer:
         self, session: Session, hashes: Mapping[int, str], events: int, public_key: bytes
     ) -> tuple[int, Finding | None]:
         """Check every anchor against the chain; returns (anchors checked, first finding)."""
+        database, pinned = self.database_log(), self.pinned_log()
+        if pinned is not None and pinned != database:
+            return 0, Finding(
+                1, "the database's audit log id differs from the one pinned at init (replaced log)"
+            )
+        others = [name for name in self.store.logs() if name != database]
+        if pinned is not None and others:
+            return 0, Finding(
+                1, f"a second anchor namespace is in the store ({others[0][:36]}): a replaced log"
+            )
+        self._log = database
         keys = self.store.keys(self.log)
         findings: list[Finding] = []
         seen: set[int] = set()
@@ -190,6 +242,14 @@ class Anchorer:
                     f"start at seq {orphans[0]}",
                 )
             )
+        if not findings and at == 0 and events > (0 if pinned is not None else self.every):
+            findings.append(
+                Finding(
+                    1,
+                    "no anchor covers the log though one is due (the genesis anchor written "
+                    "at init, or the first after it, is missing)",
+                )
+            )
         if not findings and events - at > 2 * self.every:
             findings.append(
                 Finding(
@@ -207,6 +267,7 @@ class Anchorer:
                     Finding(cp.seq, "checkpoint in the database matches no anchor (forged)")
                 )
         first = min(findings, key=lambda f: f.seq) if findings else None
+        self.verified_tip = at
         return len(anchored), first
 
 

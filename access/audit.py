@@ -66,12 +66,25 @@ class VerifyResult:
     checkpoints: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    unanchored: int = 0  # events after the newest anchor
+    unanchored_age: float | None = None  # seconds since the oldest of them was written
+    pinned: bool | None = None  # whether the log's identity is pinned outside the database
 
     def summary(self) -> str:
         if self.ok:
+            tail = (
+                f"; {self.unanchored} not yet anchored (oldest {self.unanchored_age:.0f} s ago)"
+                if self.unanchored and self.unanchored_age is not None
+                else ""
+            )
+            unpinned = (
+                "; log identity NOT pinned outside the database: run `pii-vault init`"
+                if self.pinned is False
+                else ""
+            )
             return (
                 f"audit log intact: {self.events} events, {self.checkpoints} signed anchors, "
-                f"head {self.head[:16]}"
+                f"head {self.head[:16]}{tail}{unpinned}"
             )
         return f"audit log TAMPERED at seq {self.first_bad_seq}: {self.problem}"
 
@@ -255,6 +268,20 @@ class AuditLog:
         except (SQLAlchemyError, KeyProviderError, RuntimeError) as exc:
             raise AuditUnavailable("audit anchor not written") from exc
 
+    def check_extends_anchors(self) -> None:
+        """Start-up: refuse to serve a database whose log does not extend the newest anchor."""
+        if self.anchorer is None:
+            return
+        try:
+            self.anchorer.check_extends()
+        except (SQLAlchemyError, KeyProviderError, RuntimeError) as exc:
+            raise AuditUnavailable(f"audit log refused: {exc}") from exc
+
+    def anchor_tail(self) -> None:
+        """Graceful shutdown: anchor what this process wrote (a failure is only logged)."""
+        if self.anchorer is not None and self._last_seq > (self.anchorer.tip or 0):
+            self._anchor_quietly()
+
     def anchor_if_due(self) -> None:
         """Maintenance task: anchor whatever is not anchored yet (the time bound).
 
@@ -311,7 +338,23 @@ class AuditLog:
             return VerifyResult(
                 False, result.events, result.head, anchors, finding.seq, finding.problem
             )
-        return VerifyResult(True, result.events, result.head, anchors)
+        tip = self.anchorer.verified_tip
+        age = None
+        if result.events > tip:
+            with self._sessions.begin() as session:
+                first = session.scalar(select(AuditEvent.ts).where(AuditEvent.seq == tip + 1))
+            if first is not None:
+                written = dt.datetime.fromisoformat(first)
+                age = (dt.datetime.now(dt.UTC) - written).total_seconds()
+        return VerifyResult(
+            True,
+            result.events,
+            result.head,
+            anchors,
+            unanchored=result.events - tip,
+            unanchored_age=age,
+            pinned=self.anchorer.pinned,
+        )
 
 
 def _event_dict(row: AuditEvent) -> dict[str, Any]:

@@ -18,6 +18,7 @@ AccessErrorCode = Literal[
     "principal_not_found",
     "audit_unavailable",
     "rate_limited",
+    "grants_tampered",
 ]
 
 
@@ -90,3 +91,10 @@ class TooManyFailedLookups(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GrantsTampered(AccessError):
+    """The policy's rule set fails its tag (a rule deleted or changed outside the vault):
+    no decision is made on it until an operator has looked (``pii-vault audit grants``)."""
+
+    code: ClassVar[AccessErrorCode] = "grants_tampered"

@@ -145,6 +145,13 @@ def operator(
     return _event(Caller(principal, "cli"), action, None, verdict, subject_ids, [], rule, None)
 
 
+def grant_change(actor: str, action: str, detail: Mapping[str, str]) -> AuditRecord:
+    """A change to who may do what (principals, roles, keys, policy rules): recorded in the
+    chain before it is made, so the log shows every grant a decision could rest on."""
+    rule = {"*": {"rule": "grant change", **detail}}
+    return _event(Caller(actor, "grants"), action, None, "operator", [], [], rule, None)
+
+
 def for_subject(event: Mapping[str, Any], subject_id: str) -> dict[str, Any]:
     """The event as the subject's own export may show it: nothing about anyone else.
 

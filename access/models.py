@@ -30,6 +30,7 @@ class PolicyRule(AccessBase):
     v2: Mapped[str] = mapped_column(String(64), default="")
     v3: Mapped[str] = mapped_column(String(64), default="")
     v4: Mapped[str] = mapped_column(String(16), default="")
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # access/grants.py
 
 
 class AccessState(AccessBase):
@@ -39,6 +40,7 @@ class AccessState(AccessBase):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    rules_tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # the rule set's MAC
 
 
 class Principal(AccessBase):
@@ -46,11 +48,12 @@ class Principal(AccessBase):
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(80))  # keyed digest (access/grants.py)
     roles: Mapped[str] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # access/grants.py
 
 
 class Consent(AccessBase):

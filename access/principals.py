@@ -1,7 +1,9 @@
-"""Principals (services and people) and their API keys, stored hashed.
+"""Principals (services and people) and their API keys, stored as keyed digests.
 
 A principal's roles feed the policy engine, so every change here bumps the
-policy revision.
+policy revision. Every row carries a grant tag (``access/grants.py``) checked
+wherever a row is used: a principal inserted or edited with SQL authenticates
+no one. Every change is an audit event, recorded before it is made.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from access.errors import AuthenticationFailed, InvalidRequest, PrincipalExists, PrincipalNotFound
+from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore, bump_revision
 from vault.transactions import Transactions
@@ -35,8 +38,8 @@ class PrincipalInfo:
     created_at: dt.datetime
 
 
-def _hash_secret(secret: str) -> str:
-    # The secret is 256 random bits: a fast hash is enough (nothing to brute-force).
+def _legacy_digest(secret: str) -> str:
+    """Before issue 17: unkeyed SHA-256 (rows sealed by `init` keep it until first use)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
@@ -44,8 +47,25 @@ class Principals:
     def __init__(self, tx: Transactions, policy: PolicyStore) -> None:
         self.tx = tx
         self.policy = policy
+        self.seal = policy.seal
+        self.on_change = policy.on_change
 
-    def create(self, name: str, roles: Sequence[str]) -> tuple[PrincipalInfo, str]:
+    def _digest(self, secret: str) -> str:
+        return self.seal.key_digest(secret)
+
+    def _usable(self, principal: Principal | None) -> Principal | None:
+        """The row if its grant tag verifies; None (and counted) if it was forged or edited."""
+        if principal is None:
+            return None
+        try:
+            self.seal.check_principal(principal)
+        except TagMismatch:
+            return None
+        return principal
+
+    def create(
+        self, name: str, roles: Sequence[str], actor: str = "operator"
+    ) -> tuple[PrincipalInfo, str]:
         """Create a principal; returns its API key, which is shown once and stored hashed."""
         if not _PRINCIPAL_NAME.fullmatch(name):
             raise InvalidRequest("principal name must look like svc:NAME or user:NAME")
@@ -59,18 +79,22 @@ class Principals:
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         now = dt.datetime.now(dt.UTC)
         unique_roles = tuple(dict.fromkeys(roles))
+        row = Principal(
+            name=name,
+            key_id=key_id,
+            key_hash=self._digest(secret),
+            roles=",".join(unique_roles),
+            disabled=False,
+            created_at=now,
+        )
+        self.seal.tag_principal(row)
+        with self.tx.begin(read_only=True) as session:
+            if session.get(Principal, name) is not None:
+                raise PrincipalExists(f"principal {name} already exists")
+        self.on_change(actor, "principal_create", {"name": name, "roles": row.roles})
         try:
             with self.tx.begin() as session:
-                session.add(
-                    Principal(
-                        name=name,
-                        key_id=key_id,
-                        key_hash=_hash_secret(secret),
-                        roles=",".join(unique_roles),
-                        disabled=False,
-                        created_at=now,
-                    )
-                )
+                session.add(row)
                 bump_revision(session)
         except IntegrityError as exc:
             raise PrincipalExists(f"principal {name} already exists") from exc
@@ -83,13 +107,19 @@ class Principals:
                 for p in session.scalars(select(Principal).order_by(Principal.name))
             ]
 
-    def disable(self, name: str) -> None:
+    def disable(self, name: str, actor: str = "operator") -> None:
+        """A disabled row grants nothing, so it is re-tagged even if it failed its tag."""
+        with self.tx.begin() as session:
+            if session.get(Principal, name) is None:
+                raise PrincipalNotFound(f"no principal {name[:128]}")
+        self.on_change(actor, "principal_disable", {"name": name})
         with self.tx.begin() as session:
             principal = session.get(Principal, name)
             if principal is None:
                 raise PrincipalNotFound(f"no principal {name[:128]}")
             principal.disabled = True
             principal.disabled_at = dt.datetime.now(dt.UTC)
+            self.seal.tag_principal(principal)
             bump_revision(session)
 
     def sign_in_user(self, name: str, roles: Sequence[str]) -> PrincipalInfo:
@@ -104,29 +134,42 @@ class Principals:
         if not granted:
             raise AuthenticationFailed()  # signed in, but no role here: not a user of this vault
         now = dt.datetime.now(dt.UTC)
+        roles_text = ",".join(granted)
+        with self.tx.begin(read_only=True) as session:
+            existing = session.get(Principal, name)
+            if existing is not None and self._usable(existing) is None:
+                raise AuthenticationFailed()  # a forged or edited row: nobody signs in as it
+            if existing is not None and existing.disabled:
+                raise AuthenticationFailed()
+            if existing is not None and existing.roles == roles_text:
+                return PrincipalInfo(name, granted, False, existing.created_at)
+        action = "principal_create" if existing is None else "principal_roles"
+        self.on_change(name, action, {"name": name, "roles": roles_text, "by": "identity provider"})
         with self.tx.begin() as session:
             principal = session.get(Principal, name)
             if principal is None:
                 principal = Principal(
                     name=name,
                     key_id=secrets.token_hex(8),
-                    key_hash=_hash_secret(secrets.token_urlsafe(32)),
-                    roles=",".join(granted),
+                    key_hash=self._digest(secrets.token_urlsafe(32)),
+                    roles=roles_text,
                     disabled=False,
                     created_at=now,
                 )
                 session.add(principal)
-            elif principal.disabled:
+            elif principal.disabled or self._usable(principal) is None:
                 raise AuthenticationFailed()
-            elif principal.roles != ",".join(granted):
-                principal.roles = ",".join(granted)
+            else:
+                principal.roles = roles_text
+            self.seal.tag_principal(principal)
+            bump_revision(session)
             created = principal.created_at
         return PrincipalInfo(name, granted, False, created)
 
     def is_enabled(self, name: str) -> bool:
         """Whether ``name`` exists and is not disabled (checked on every console request)."""
         with self.tx.begin(read_only=True) as session:
-            principal = session.get(Principal, name)
+            principal = self._usable(session.get(Principal, name))
             return principal is not None and not principal.disabled
 
     def authenticate(self, api_key: str | None) -> PrincipalInfo:
@@ -137,10 +180,25 @@ class Principals:
         key_id, secret = match.groups()
         with self.tx.begin(read_only=True) as session:  # no write lock (SQLite)
             principal = session.scalar(select(Principal).where(Principal.key_id == key_id))
-        expected = principal.key_hash if principal is not None else _hash_secret("")
-        ok = hmac.compare_digest(expected, _hash_secret(secret))
+        keyed = self._digest(secret)
+        expected = principal.key_hash if principal is not None else ""
+        legacy = not expected.startswith(f"{DIGEST_VERSION}:")
+        ok = hmac.compare_digest(expected, _legacy_digest(secret) if legacy else keyed)
         if principal is None or not ok or principal.disabled:
             raise AuthenticationFailed()
+        if self._usable(principal) is None:  # the forgery is logged and counted there
+            raise AuthenticationFailed()
+        if legacy:
+            self._upgrade_digest(principal.name, expected, keyed)
         return PrincipalInfo(
             principal.name, tuple(principal.roles.split(",")), False, principal.created_at
         )
+
+    def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:
+        """A sealed pre-issue-17 row, used with its key: the unkeyed digest becomes keyed."""
+        with self.tx.begin() as session:
+            row = session.get(Principal, name)
+            if row is not None and row.key_hash == old and self._usable(row) is not None:
+                row.key_hash = keyed
+                self.seal.tag_principal(row)
+                bump_revision(session)

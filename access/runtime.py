@@ -8,6 +8,7 @@ signer signs) exists once.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,7 +18,10 @@ from access.audit import AuditLog
 from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
+from access.events import grant_change, operator
+from access.grants import GrantSeal
 from access.guard import GuardedVault
+from access.log_identity import pin, settle_log_id
 from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
@@ -77,8 +81,19 @@ class Runtime:
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
 
+    def pin_audit_log(self, actor: str) -> tuple[str, bool, int]:
+        """``init``: pin the audit log's identity outside the database (once), record the
+        genesis event and anchor. Returns (log id, pinned now, anchored seq)."""
+        store = self.backend.anchor_store()
+        log_id = settle_log_id(store, self.vault.engine)
+        pinned = pin(store, log_id)
+        if pinned:
+            self.audit.append(operator(actor, "audit_init", [], "operator", {"log_id": log_id}))
+        return log_id, pinned, self.audit.checkpoint()
+
     def close(self) -> None:
         self.maintenance.stop()
+        self.audit.anchor_tail()  # graceful shutdown: the unanchored tail is anchored now
         for cluster in clusters_of(self.backend):
             cluster.stop_probing()
         self.vault.close()
@@ -115,14 +130,19 @@ def compose(
     )
     purposes = purposes if purposes is not None else Purposes.load()
     categories = {name: spec.category for name, spec in vault.schema.fields.items()}
-    policy = PolicyStore(vault.tx, categories, purposes)
+    audit = AuditLog(
+        engine, keys, anchors=backend.anchor_store(), checkpoint_every=checkpoint_every
+    )
+
+    def record_grant_change(actor: str, action: str, detail: Mapping[str, str]) -> None:
+        audit.append(grant_change(actor, action, detail))
+
+    seal = GrantSeal(backend.grant_key)
+    policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change)
     consents = Consents(vault.tx, purposes, policy_version=policy_version)
     decider = Decider(policy, consents, categories, purposes)
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for)
-    audit = AuditLog(
-        engine, keys, anchors=backend.anchor_store(), checkpoint_every=checkpoint_every
-    )
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     return Runtime(

@@ -22,6 +22,7 @@ import click
 from access.decisions import Verdict
 from access.errors import AccessConfigError, AccessError, AuditUnavailable
 from access.events import operator
+from access.log_identity import settle_log_id
 from access.policy import Rule
 from access.runtime import Runtime, open_runtime
 from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
@@ -75,7 +76,9 @@ def init() -> None:
     then runs with a token holding only the `pii-vault` policy.
     """
     settings = Settings.from_env()
+    engine = _migrated_engine(settings)  # first: the audit log's id decides the service policy
     if settings.keys.kind == "transit":
+        from keys.anchors import KvAnchors
         from keys.factory import primary_cluster
         from keys.transit import POLICY_NAME
         from keys.transit_setup import bootstrap_transit
@@ -95,8 +98,12 @@ def init() -> None:
         # init must report exactly what it repaired.
         active = cluster.authority() or cluster.current
         with cluster.pinned(active):
+            log_id = settle_log_id(KvAnchors(client), engine)
             steps = bootstrap_transit(
-                client, mount=settings.keys.transit_mount, shard_mounts=[s.mount for s in here]
+                client,
+                mount=settings.keys.transit_mount,
+                shard_mounts=[s.mount for s in here],
+                log_id=log_id,
             )
         for step in steps:
             click.echo(f"vault: {step}")
@@ -112,9 +119,20 @@ def init() -> None:
                     f"vault: shard {shard.number} is on {shard.addr}: run `pii-vault init-shard "
                     f"{shard.number}` with that cluster's privileged VAULT_TOKEN"
                 )
+    engine.dispose()
     with _runtime(settings, migrate=True) as runtime:
         runtime.check()
-        seeded = runtime.policy.seed_default()
+        # The genesis anchor: from now on the log is never empty behind an anchor.
+        log_id, pinned, _ = runtime.pin_audit_log(_operator_name())
+        seeded = runtime.policy.seed_default(_operator_name())
+        sealed = runtime.policy.seal_existing(_operator_name())
+        anchored = runtime.audit.checkpoint()
+    click.echo(
+        f"audit: log {log_id} {'pinned in the anchor store' if pinned else 'is the pinned log'}"
+        f", anchored up to seq {anchored}"
+    )
+    for row in sealed:
+        click.echo(f"grants: sealed {row} (it predates grant tags)")
     click.echo(f"database: schema up to date ({_redact_url(settings.effective_database_url)})")
     click.echo(
         "policy: default policy loaded from access/policy.csv"
@@ -122,6 +140,16 @@ def init() -> None:
         else "policy: existing policy kept"
     )
     click.echo(f"key provider: {settings.keys.kind} ready")
+
+
+def _migrated_engine(settings: Settings) -> Any:
+    from vault.db import make_engine, migrate, private_directory
+
+    private_directory(settings.home)
+    engine = make_engine(settings.effective_database_url, timeout=settings.db_timeout)
+    migrate(engine)
+    migrate(engine, "access:migrations")
+    return engine
 
 
 @main.command("init-shard")
@@ -169,6 +197,10 @@ def _runtime(settings: Settings | None = None, *, migrate: bool = False) -> Iter
         runtime.close()
 
 
+def _operator_name() -> str:
+    return f"operator:{getpass.getuser()}"
+
+
 def _operator_event(
     runtime: Runtime,
     action: str,
@@ -177,8 +209,7 @@ def _operator_event(
     detail: dict[str, str] | None = None,
 ) -> None:
     """Operators act outside the HTTP policy, but never outside the audit log."""
-    principal = f"operator:{getpass.getuser()}"
-    runtime.audit.append(operator(principal, action, subject_ids, verdict, detail))
+    runtime.audit.append(operator(_operator_name(), action, subject_ids, verdict, detail))
 
 
 def _shreds_completed(runtime: Runtime, subject_ids: list[str]) -> None:
@@ -274,6 +305,7 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
     with _runtime(settings) as runtime:  # bad configuration fails here, in one line
         runtime.check()
         runtime.policy.current()
+        runtime.audit.check_extends_anchors()  # never anchor a history this service did not write
         if not workers:
             runtime.start_maintenance()
             config = AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime)
@@ -373,7 +405,7 @@ def principal() -> None:
 def principal_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
     """Create NAME (svc:... or user:...) and print its API key once; only a hash is stored."""
     with _runtime() as runtime:
-        info, key = runtime.principals.create(name, list(roles))
+        info, key = runtime.principals.create(name, list(roles), _operator_name())
     if as_json:
         click.echo(json.dumps({"name": info.name, "roles": list(info.roles), "api_key": key}))
     else:
@@ -411,7 +443,7 @@ def principal_list(as_json: bool) -> None:
 def principal_disable(name: str) -> None:
     """Disable NAME: its key stops working and its grants vanish at once."""
     with _runtime() as runtime:
-        runtime.principals.disable(name)
+        runtime.principals.disable(name, _operator_name())
     click.echo(f"disabled {name}")
 
 
@@ -432,6 +464,20 @@ def audit_verify() -> None:
     click.echo(result.summary())
     if not result.ok:
         sys.exit(EXIT_ERROR)
+
+
+@audit.command("grants")
+@_one_line_errors
+def audit_grants() -> None:
+    """List principal rows and policy rules that fail their grant tags (written with SQL)."""
+    with _runtime() as runtime:
+        findings = runtime.policy.findings()
+    for finding in findings:
+        click.echo(finding)
+    if findings:
+        click.echo(f"{len(findings)} grant finding(s): these rows grant nothing", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo("grants intact: every principal and policy rule verifies")
 
 
 @main.group()
@@ -480,7 +526,7 @@ def policy_add(subject: str, obj: str, action: str, purpose: str, deny: bool) ->
     rule = _rule(subject, obj, action, purpose, deny)
     with _runtime() as runtime:
         _operator_event(runtime, "admin", [], "operator", {"policy_add": str(rule)})
-        runtime.policy.add_rules([rule])
+        runtime.policy.add_rules([rule], _operator_name())
     click.echo(f"added: {rule}")
 
 
@@ -492,7 +538,7 @@ def policy_remove(subject: str, obj: str, action: str, purpose: str, deny: bool)
     rule = _rule(subject, obj, action, purpose, deny)
     with _runtime() as runtime:
         _operator_event(runtime, "admin", [], "operator", {"policy_remove": str(rule)})
-        removed = runtime.policy.remove_rule(rule)
+        removed = runtime.policy.remove_rule(rule, _operator_name())
     if not removed:
         click.echo(f"pii-vault: error: no such rule: {rule}", err=True)
         sys.exit(EXIT_ERROR)

@@ -43,6 +43,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "key_provider_unavailable": 503,
     "database_unavailable": 503,
     "audit_unavailable": 503,
+    "grants_tampered": 503,
 }
 # Codes of base classes and start-up errors: never raised to a request on purpose, so
 # they answer a generic 500 that says nothing more.

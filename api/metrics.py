@@ -123,6 +123,14 @@ class _RuntimeCollector(Collector):
             "Audit anchors that could not be written (each is retried)",
             value=self.runtime.audit.anchor_failures,
         )
+        forged = CounterMetricFamily(
+            "pii_vault_forged_grants",
+            "Grant rows refused for a tag that does not verify (written with SQL; alert on > 0)",
+            labels=["kind"],
+        )
+        for kind in ("principal", "rule", "rule_set"):
+            forged.add_metric([kind], self.runtime.policy.seal.forged[kind])
+        yield forged
 
 
 class Metrics:

@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from api.app import AppConfig, create_app
+from api.context import EXTENSION
 from vault.config import Settings
 
 
@@ -38,11 +39,20 @@ def gunicorn_options(host: str, port: int, workers: int, settings: Settings) -> 
     }
 
 
+def _worker_exit(server: Any, worker: Any) -> None:
+    """A worker stopping gracefully closes its runtime: its unanchored audit tail is anchored."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
+    if runtime is not None:
+        runtime.close()
+
+
 def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Settings) -> None:
     _Gunicorn(
         {
             **gunicorn_options(host, port, workers, settings),
             "preload_app": False,  # no shared connections or keys across the fork
+            "worker_exit": _worker_exit,
             "accesslog": "-",
             # The access log records paths and statuses only: never query strings or bodies.
             "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',

@@ -26,6 +26,7 @@ from keys.hvac_errors import vault_errors
 ANCHOR_MOUNT = "pii-audit-anchors"  # KV v2: create-only for the service token
 
 _FOLDER = "anchors"
+IDENTITY_PATH = "identity"  # the audit log's pinned identity: written by init, read by the service
 
 
 def _folder(log: str) -> str:
@@ -84,6 +85,38 @@ class KvAnchors:
         except AnchorNotFound:
             return []
 
+    def logs(self) -> list[str]:
+        try:
+            with vault_errors(missing=_not_found):
+                resp = self._kv.list_secrets(_FOLDER, mount_point=self._mount)
+                return sorted(str(k).rstrip("/") for k in resp["data"]["keys"])
+        except AnchorNotFound:
+            return []
+
+    def identity(self) -> dict[str, Any] | None:
+        try:
+            with vault_errors(missing=_not_found):
+                resp = self._kv.read_secret_version(
+                    IDENTITY_PATH, mount_point=self._mount, raise_on_deleted_version=True
+                )
+                return dict(resp["data"]["data"])
+        except AnchorNotFound:
+            return None
+
+    def pin_identity(self, record: dict[str, Any]) -> bool:
+        try:
+            with vault_errors():
+                self._kv.create_or_update_secret(
+                    IDENTITY_PATH, secret=record, cas=0, mount_point=self._mount
+                )
+            return True
+        except KeyUnavailable:
+            raise
+        except KeyProviderError:
+            if self.identity() is not None:
+                return False
+            raise
+
 
 class LocalAnchors:
     """AnchorStore in the local keystore file, for development and tests (insert-only)."""
@@ -126,3 +159,23 @@ class LocalAnchors:
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
         return [int(r[0]) for r in rows]
+
+    def logs(self) -> list[str]:
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT DISTINCT log FROM audit_anchors WHERE log != ? ORDER BY log",
+                    (_IDENTITY_LOG,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return [str(r[0]) for r in rows]
+
+    def identity(self) -> dict[str, Any] | None:
+        return self.get(_IDENTITY_LOG, 0)
+
+    def pin_identity(self, record: dict[str, Any]) -> bool:
+        return self.put(_IDENTITY_LOG, 0, record)
+
+
+_IDENTITY_LOG = "_identity"  # local keystore only: a reserved log holding the identity

@@ -337,6 +337,10 @@ class LocalKeyProvider:
             for m in messages
         ]
 
+    def grant_key(self) -> bytes:
+        """The keystore's grant key (the keystore file stands in for Vault: not the database)."""
+        return self._service_key("grants")
+
     def rotate_index_key(self) -> int:
         version = max(self._index_keys(), default=0) + 1
         self._service_key(f"index.v{version}")

@@ -41,6 +41,12 @@ path "transit/hmac/pii-index/*" {
   capabilities = ["update"]
 }
 
+# Grant MACs (principal rows, policy rules, API-key digests): the service derives its
+# grant key once per process from this HMAC; the key itself never leaves Vault.
+path "transit/hmac/pii-grants/*" {
+  capabilities = ["update"]
+}
+
 # Audit checkpoints and deletion receipts are signed in Vault; the public key is readable.
 path "transit/sign/pii-audit" {
   capabilities = ["update"]
@@ -55,9 +61,18 @@ path "transit/keys/pii-audit" {
 # Audit anchors (KV v2, mount "pii-audit-anchors"): the service may create an
 # anchor and read and list anchors, but never overwrite one ("update"), delete,
 # destroy or undelete a version, or change metadata or the mount's settings.
+# Once `pii-vault init` has pinned the log's identity, the first stanza is split
+# (keys/transit_setup.py): create only under "anchors/<log id>/*", read elsewhere,
+# so the service cannot start a second namespace.
 path "pii-audit-anchors/data/anchors/*" {
   capabilities = ["create", "read"]
 }
 path "pii-audit-anchors/metadata/anchors/*" {
   capabilities = ["list", "read"]
+}
+
+# The audit log's identity (its id and genesis), written once by `pii-vault init`
+# with the operator's token: the service reads it, never writes it.
+path "pii-audit-anchors/data/identity" {
+  capabilities = ["read"]
 }

@@ -107,6 +107,19 @@ class Signer(Protocol):
 
 
 @runtime_checkable
+class GrantKeys(Protocol):
+    """The key that authenticates grants (principal rows, policy rules, API-key digests).
+
+    Kept out of the database so that rows written with SQL grant nothing: the MACs
+    are computed in the service from a key derived in the backend (transit HMAC under
+    ``pii-grants``), fetched once per process."""
+
+    def grant_key(self) -> bytes:
+        """A 32-byte secret, the same in every process of one deployment."""
+        ...
+
+
+@runtime_checkable
 class AnchorStore(Protocol):
     """Write-once records outside the database (audit anchors): create and read, never change."""
 
@@ -120,6 +133,18 @@ class AnchorStore(Protocol):
 
     def keys(self, log: str) -> list[int]:
         """Every key of ``log`` holding a record, ascending."""
+        ...
+
+    def logs(self) -> list[str]:
+        """Every log (namespace) that holds at least one record."""
+        ...
+
+    def identity(self) -> dict[str, Any] | None:
+        """The pinned identity of the deployment's audit log (written once at init), or None."""
+        ...
+
+    def pin_identity(self, record: dict[str, Any]) -> bool:
+        """Write the identity once (privileged: ``pii-vault init``); False if one exists."""
         ...
 
 
@@ -137,7 +162,7 @@ class KeyInventory(Protocol):
 
 
 @runtime_checkable
-class KeyBackend(SubjectKeys, BlindIndexer, Signer, KeyInventory, Protocol):
+class KeyBackend(SubjectKeys, BlindIndexer, Signer, GrantKeys, KeyInventory, Protocol):
     """What a backend (transit, local) implements: every primitive plus its lifecycle."""
 
     def anchor_store(self) -> AnchorStore:

@@ -222,6 +222,9 @@ class ShardedKeys:
     def signing_public_key(self) -> bytes:
         return self.primary.signing_public_key()
 
+    def grant_key(self) -> bytes:
+        return self.primary.grant_key()
+
     def anchor_store(self) -> AnchorStore:
         return self.primary.anchor_store()
 

@@ -46,6 +46,8 @@ T = TypeVar("T")
 SUBJECT_KEY_PREFIX = "pii-subject-"
 INDEX_KEY = "pii-index"
 SIGNING_KEY = "pii-audit"
+GRANT_KEY = "pii-grants"  # authenticates grants: principal rows, policy rules, API-key digests
+GRANT_KEY_INFO = b"pii-vault/grant-key/v1"
 POLICY_NAME = "pii-vault"
 
 
@@ -111,6 +113,7 @@ class TransitKeyProvider:
         )
         self._client = client or self.cluster.client()
         self._public_key: bytes | None = None
+        self._grant_key: bytes | None = None
         self._auth.start(self._client)
         # The readiness probe's real call: the signing key's metadata, with our token.
         self.cluster.set_probe(
@@ -395,6 +398,26 @@ class TransitKeyProvider:
             return [_digest(str(r["hmac"])) for r in results]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise KeyProviderError("unexpected response from key provider") from exc
+
+    # -- GrantKeys ----------------------------------------------------------------
+
+    def grant_key(self) -> bytes:
+        """HMAC of a fixed label under ``pii-grants`` version 1: a secret only this key can
+        make, fetched once per process (the grant MACs then cost no Vault call)."""
+        if self._grant_key is None:
+            missing = config_error("grant key missing: run `pii-vault init`")
+            resp = self._call(
+                self._client.adapter.post,
+                f"/v1/{self._mount}/hmac/{GRANT_KEY}/sha2-256",
+                json={"input": _b64(GRANT_KEY_INFO), "key_version": 1},
+                missing=missing,
+                invalid=missing,
+            )
+            try:
+                self._grant_key = _strip_vault_prefix(str(resp["data"]["hmac"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise KeyProviderError("unexpected response from key provider") from exc
+        return self._grant_key
 
     # -- IndexKeyAdmin (needs a privileged token) -------------------------------
 

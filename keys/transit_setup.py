@@ -17,14 +17,30 @@ import hvac.exceptions as hv
 from keys.anchors import ANCHOR_MOUNT
 from keys.errors import KeyProviderConfigError
 from keys.hvac_errors import config_error, provider_error, vault_errors
-from keys.transit import INDEX_KEY, POLICY_NAME, SIGNING_KEY
+from keys.transit import GRANT_KEY, INDEX_KEY, POLICY_NAME, SIGNING_KEY
 
 T = TypeVar("T")
 
 
-def policy_text(mount: str = "transit") -> str:
-    """The shipped least-privilege HCL policy, rewritten for ``mount``."""
+_OPEN_ANCHORS = f"""path "{ANCHOR_MOUNT}/data/anchors/*" {{
+  capabilities = ["create", "read"]
+}}
+"""
+
+
+def policy_text(mount: str = "transit", log_id: str | None = None) -> str:
+    """The shipped least-privilege HCL policy, rewritten for ``mount``; with ``log_id`` (the
+    pinned audit log), anchors may be created under that log only."""
     text = resources.files("keys").joinpath("policy.hcl").read_text(encoding="utf-8")
+    if log_id is not None:
+        if not log_id.replace("-", "").isalnum() or _OPEN_ANCHORS not in text:
+            raise KeyProviderConfigError("invalid audit log id for the service policy")
+        pinned = (
+            f'path "{ANCHOR_MOUNT}/data/anchors/{log_id}/*" {{\n'
+            '  capabilities = ["create", "read"]\n}\n'
+            f'path "{ANCHOR_MOUNT}/data/anchors/*" {{\n  capabilities = ["read"]\n}}\n'
+        )
+        text = text.replace(_OPEN_ANCHORS, pinned)
     return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
 
 
@@ -115,7 +131,7 @@ def bootstrap_shard(
 
 
 # The shared keys and how they must be: non-exportable, no plaintext backup.
-SHARED_KEYS = ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519"))
+SHARED_KEYS = ((INDEX_KEY, "aes256-gcm96"), (SIGNING_KEY, "ed25519"), (GRANT_KEY, "aes256-gcm96"))
 
 
 def _shared_key(client: hvac.Client, mount: str, name: str, key_type: str, done: list[str]) -> None:
@@ -152,6 +168,7 @@ def bootstrap_transit(
     mount: str = "transit",
     policy_name: str = POLICY_NAME,
     shard_mounts: Sequence[str] = (),
+    log_id: str | None = None,
 ) -> list[str]:
     """Create, or verify and repair, everything the service needs: the mount, the shared
     keys, the audit-anchor mount's settings and the service policy. Idempotent and exact:
@@ -159,7 +176,8 @@ def bootstrap_transit(
     until it answers). Returns what it created or repaired; needs a privileged token.
 
     ``shard_mounts``: subject-key shards on this same cluster; their mounts are enabled
-    and the service policy covers them too. Used by ``pii-vault init`` and by the
+    and the service policy covers them too. ``log_id``: the pinned audit log, the only
+    one the service may create anchors under. Used by ``pii-vault init`` and by the
     managed OpenBao of tests and the demo.
     """
     privileged = config_error(
@@ -177,7 +195,9 @@ def bootstrap_transit(
         _just_made(lambda: _anchor_mount(client, done))
         for shard in shard_mounts:
             _enable(client, mounts, "transit", shard, done)
-        policy = "\n".join([policy_text(mount), *(shard_policy_text(m) for m in shard_mounts)])
+        policy = "\n".join(
+            [policy_text(mount, log_id), *(shard_policy_text(m) for m in shard_mounts)]
+        )
         _policy(client, policy_name, policy, done)
     return done
 

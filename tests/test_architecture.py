@@ -131,6 +131,7 @@ class DictAnchors:
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, int], dict[str, Any]] = {}
+        self.pinned: dict[str, Any] | None = None
 
     def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
         return self.records.setdefault((log, key), record) is record
@@ -140,6 +141,18 @@ class DictAnchors:
 
     def keys(self, log: str) -> list[int]:
         return sorted(k for lg, k in self.records if lg == log)
+
+    def logs(self) -> list[str]:
+        return sorted({lg for lg, _ in self.records})
+
+    def identity(self) -> dict[str, Any] | None:
+        return self.pinned
+
+    def pin_identity(self, record: dict[str, Any]) -> bool:
+        if self.pinned is not None:
+            return False
+        self.pinned = record
+        return True
 
 
 def test_audit_log_needs_only_a_signer_and_an_anchor_store(database: Database) -> None:

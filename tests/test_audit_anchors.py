@@ -161,6 +161,18 @@ class FlakyStore:
         self._up()
         return self.inner.keys(log)
 
+    def logs(self) -> list[str]:
+        self._up()
+        return self.inner.logs()
+
+    def identity(self) -> dict[str, object] | None:
+        self._up()
+        return self.inner.identity()
+
+    def pin_identity(self, record: dict[str, object]) -> bool:
+        self._up()
+        return self.inner.pin_identity(record)
+
 
 def test_failed_anchor_is_retried_never_skipped_and_fails_closed(
     database: Database, openbao: OpenBaoServer

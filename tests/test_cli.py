@@ -235,9 +235,18 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     rt.close()
     assert run(["shred", created_subject.subject_id], env)[0] == 0
     code, out, _ = run(["audit", "verify"], env)
-    assert code == 0 and out.startswith("audit log intact: 2 events")
+    assert code == 0 and out.startswith("audit log intact: 7 events")
     assert len(out.strip().splitlines()) == 1
     with sqlite3.connect(tmp_path / "home" / "vault.db") as conn:
+        # Every grant change is in the chain, by the operator who made it (issue 17).
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_events ORDER BY seq")]
+        assert actions[:5] == [
+            "audit_init",
+            "policy_seed",
+            "principal_create",
+            "principal_create",
+            "principal_disable",
+        ], actions
         conn.execute("UPDATE audit_events SET principal = 'operator:nobody' WHERE seq = 1")
     code, out, _ = run(["audit", "verify"], env)
     assert code == 1 and "TAMPERED at seq 1" in out
@@ -324,7 +333,7 @@ def test_purge_expired_command(tmp_path: Path) -> None:
     code, out, _ = run(["purge-expired"], env)
     assert code == 0 and out.strip() == "purged 0 expired field value(s)"
     code, out, _ = run(["audit", "verify"], env)
-    assert code == 0 and "2 events" in out  # the purge is audited before and after
+    assert code == 0 and "4 events" in out  # init, the policy seed; the purge, before and after
 
 
 def test_policy_list_add_remove_are_audited_and_take_effect(tmp_path: Path) -> None:

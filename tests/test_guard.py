@@ -366,10 +366,11 @@ def test_every_decision_is_audited_and_the_chain_verifies(world: World) -> None:
     after = world.audit.events(limit=1000)
     assert len(after) == before + 2
     assert [e["decision"] for e in after[:2]] == ["deny", "partial"]
-    assert all(e["request_id"].startswith("req-") for e in after)
+    # Every decision names its request (grant changes made while setting up are operator events).
+    assert all(e["request_id"].startswith("req-") for e in after if e["decision"] != "operator")
     assert world.audit.checkpoint() == len(after)
     result = world.audit.verify()
-    assert result.ok and result.checkpoints == 1
+    assert result.ok and result.checkpoints >= 1
 
 
 # -- fail closed ---------------------------------------------------------------------------

@@ -184,7 +184,9 @@ def test_export_of_one_subject_names_nobody_else(api: Api) -> None:
 def test_rule_deleted_with_sql_is_gone_in_every_worker(
     api: Api, openbao: OpenBaoServer, tmp_path: Path
 ) -> None:
-    """Attack: a rule deleted straight in the database stayed in force in running workers."""
+    """Attack: a rule deleted straight in the database stayed in force in running workers.
+    Since issue 17 a deletion with SQL fails the rule set's tag: every worker refuses to
+    decide (503) until an operator has looked; a removal through the vault is a 403."""
     from access.runtime import compose
     from api.app import AppConfig, create_app
     from vault.config import Settings
@@ -200,8 +202,21 @@ def test_rule_deleted_with_sql_is_gone_in_every_worker(
     for client in (api.client, worker2):  # both workers have built their policy engine
         r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
         assert r.status_code == 200
+    rules = api.runtime.policy.rules()
     with api.database.engine.begin() as conn:
         conn.execute(text("DELETE FROM policy_rules WHERE v0 = 'support-agent' AND v2 = 'reveal'"))
+    for client in (api.client, worker2):
+        r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
+        assert (r.status_code, r.json["code"]) == (503, "grants_tampered")
+    with api.database.engine.begin() as conn:  # the operator restores the rows...
+        conn.execute(text("DELETE FROM policy_rules"))
+    with api.runtime.vault.tx.begin() as session:  # ... as the vault wrote them (tags too)
+        api.runtime.policy._insert(session, rules)
+    doomed = next(r for r in rules if r.sub == "support-agent" and r.act == "reveal")
+    for client in (api.client, worker2):
+        r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
+        assert r.status_code == 200
+    api.runtime.policy.remove_rule(doomed)
     for client in (api.client, worker2):
         r = client.post(f"/v1/subjects/{sid}/reveal", headers=api.h("support-agent"), json=reveal)
         assert (r.status_code, r.json["code"]) == (403, "forbidden")
