@@ -9,6 +9,7 @@ bug (an assertion), never a silent placeholder.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -53,6 +54,13 @@ def _filled(results: Sequence[T | None]) -> list[T]:
     return filled
 
 
+def _blind(d: FieldDecision) -> bool:
+    """Refused by the policy itself (no rule gives this caller the field): the caller must not
+    learn the token is real. Refusals a caller with rights can act on (consent, justification)
+    are still named."""
+    return not d.visible and d.reason in (None, "forbidden")
+
+
 class BatchGuard:
     def __init__(
         self,
@@ -81,6 +89,19 @@ class BatchGuard:
         return self.decider.decide(
             caller.principal, fields, "detokenize", purpose, None, None, gates=False
         ).permits
+
+    def _may_write(self, caller: Caller, purpose: str, write: PreparedWrite) -> bool:
+        fields = list(write.values)
+        decision = self.decider.decide(
+            caller.principal, fields, "write", purpose, None, None, gates=False
+        )
+        return not fields or decision.allowed
+
+    def _readable(self, caller: Caller, purpose: str, write: PreparedWrite) -> frozenset[str]:
+        decision = self.decider.decide(
+            caller.principal, list(write.values), "detokenize", purpose, None, None, gates=False
+        )
+        return frozenset(f for f, d in decision.fields.items() if d.visible)
 
     def tokenize(
         self,
@@ -112,6 +133,12 @@ class BatchGuard:
                         results[i] = TokenizeResult(error="forbidden")
                         outcome[str(i)] = {"error": "forbidden", "reason": "cannot_see_subjects"}
                         continue
+                elif not self._may_write(caller, purpose, write):
+                    # Decided before the lookup (issue 17): one answer for a live, erased or
+                    # unknown subject to a caller the policy gives no write on these fields.
+                    results[i] = TokenizeResult(error="forbidden")
+                    outcome[str(i)] = {"error": "forbidden", "reason": "decided_before_lookup"}
+                    continue
                 info = self._subject(write)
             except ValidationError as exc:
                 results[i] = TokenizeResult(error="invalid", errors=exc.errors)
@@ -140,6 +167,10 @@ class BatchGuard:
             if info is not None:
                 subject_ids.append(info.subject_id)
             if decision.allowed:
+                if info is not None:  # what it may read back decides retry vs conflict
+                    write = dataclasses.replace(
+                        write, readable=self._readable(caller, purpose, write)
+                    )
                 allowed.append((i, write))
             else:
                 results[i] = TokenizeResult(error=decision.denial_reason() or "forbidden")
@@ -195,8 +226,6 @@ class BatchGuard:
                     )
                     raise
             refs = self.vault.resolve_tokens(tokens, session, share_lock=True)
-            if self.budget is not None:
-                self.budget.charge(caller.principal, sum(1 for r in refs if r.error is not None))
             verdicts = self._decide_tokens(caller, purpose, refs, justification, session)
             readable = [r for r, d in zip(refs, verdicts, strict=True) if d and d.visible]
             masked = {
@@ -215,6 +244,8 @@ class BatchGuard:
             # A token the caller gets no value for names no field either.
             if ref.error is not None or d is None:
                 out.append(DetokenizeResult(token=ref.token, error=ref.error))
+            elif _blind(d):  # no right to the field: a real token looks like a made-up one
+                out.append(DetokenizeResult(token=ref.token, error="not_found"))
             elif not d.visible:
                 out.append(DetokenizeResult(token=ref.token, error=d.reason or "forbidden"))
             else:
@@ -249,10 +280,31 @@ class BatchGuard:
             )
         )
         outcome: dict[str, Any] = {}
-        verdicts: list[FieldDecision | None] = []
+        verdicts: list[FieldDecision | None] = [
+            decided.get(ref.names) if ref.names is not None else None for ref in refs
+        ]
+        if self.budget is not None:
+            # Misses, and tokens the caller has no right to (answered as misses), charged
+            # before anything is answered; spent already -> 429, nothing answered.
+            misses = sum(1 for r, d in zip(refs, verdicts, strict=True) if d is None or _blind(d))
+            try:
+                self.budget.charge(caller.principal, misses)
+            except TooManyFailedLookups:
+                self.audit.append(
+                    batch(
+                        caller,
+                        "detokenize",
+                        purpose,
+                        verdict="deny",
+                        subject_ids=[],
+                        fields=[],
+                        items={"*": {"reason": "failed_lookup_budget_spent"}},
+                        justification=justification,
+                    )
+                )
+                raise
         for i, ref in enumerate(refs):
-            d = decided.get(ref.names) if ref.names is not None else None
-            verdicts.append(d)
+            d = verdicts[i]
             if d is None:
                 outcome[str(i)] = {"error": ref.error}
             else:

@@ -5,6 +5,12 @@ digits: 26-50 bits), so a caller who may detokenize could enumerate them by
 trying. Every token that does not resolve (unknown, malformed, shredded) is
 charged to the caller; past ``limit`` failures in a fixed ``window`` of
 seconds, detokenize answers 429 with ``Retry-After`` until the window ends.
+
+Checked and charged in one locked step (issue 17): a request's misses are charged
+before any of its answers leave, and the request is refused (nothing answered) if
+the budget was already spent when it charged. Concurrent requests therefore learn
+at most ``limit - 1`` plus one request's worth of misses per window, however many
+run at once; a request with no misses is refused only once the budget is spent.
 """
 
 from __future__ import annotations
@@ -49,16 +55,22 @@ class LookupBudget:
             row = read.get(LookupFailures, principal)
             spent = row.failures if row is not None and row.window_start == start else 0
         if spent >= self.limit:
-            self.trips += 1
-            retry_after = max(1, math.ceil(start + self.window - self.clock()))
-            raise TooManyFailedLookups(
-                f"too many tokens did not resolve; retry after {retry_after} s", retry_after
-            )
+            raise self._refuse(start)
+
+    def _refuse(self, start: int) -> TooManyFailedLookups:
+        self.trips += 1
+        retry_after = max(1, math.ceil(start + self.window - self.clock()))
+        return TooManyFailedLookups(
+            f"too many tokens did not resolve; retry after {retry_after} s", retry_after
+        )
 
     def charge(self, principal: str, failures: int) -> None:
+        """Charge ``failures`` under the row's lock; TooManyFailedLookups (the request must
+        answer nothing) if the budget was spent before this charge."""
         if failures <= 0:
             return
         start = self._window()
+        spent_before = 0
         for _ in range(2):  # a concurrent first insert in another worker: retry once
             try:
                 with self.tx.begin() as session:
@@ -76,7 +88,10 @@ class LookupBudget:
                     elif row.window_start != start:
                         row.window_start, row.failures = start, failures
                     else:
+                        spent_before = int(row.failures)
                         row.failures = LookupFailures.failures + failures
-                return
+                break
             except IntegrityError:
                 continue
+        if spent_before >= self.limit:
+            raise self._refuse(start)

@@ -45,13 +45,16 @@ def settle_log_id(store: AnchorStore, engine: Engine) -> str:
     )
 
 
-def pin(store: AnchorStore, log_id: str) -> bool:
-    """Write the identity once; True if it was written now."""
-    if store.identity() is not None:
-        return False
-    record = {
+def identity_record(log_id: str) -> dict[str, object]:
+    return {
         "v": 1,
         "log_id": log_id,
         "pinned_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return store.pin_identity(record)
+
+
+def pin(store: AnchorStore, log_id: str) -> bool:
+    """Write the identity once; True if it was written now."""
+    if store.identity() is not None:
+        return False
+    return store.pin_identity(identity_record(log_id))

@@ -29,16 +29,17 @@ from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
 from keys.factory import build_key_provider
-from keys.provider import KeyBackend
+from keys.provider import KeyBackend, ShredRecords
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
 from vault.db import make_engine, private_directory
 from vault.db import migrate as run_migrations
-from vault.errors import ConfigError, KeyProviderUnavailable
+from vault.errors import ConfigError, KeyProviderUnavailable, ServiceUnavailable
 from vault.maintenance import Maintenance
 from vault.reconcile import Reconciler
 from vault.schema import Schema
 from vault.service import VaultService
+from vault.shred_ledger import ShredLedger
 from vault.shredding import Shredder
 from vault.transactions import translating
 
@@ -81,12 +82,13 @@ class Runtime:
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
 
-    def pin_audit_log(self, actor: str) -> tuple[str, bool, int]:
+    def pin_audit_log(self, actor: str, *, pinned_now: bool = False) -> tuple[str, bool, int]:
         """``init``: pin the audit log's identity outside the database (once), record the
-        genesis event and anchor. Returns (log id, pinned now, anchored seq)."""
+        genesis event and anchor. Returns (log id, pinned now, anchored seq).
+        ``pinned_now``: init already pinned it (through the privileged Vault client)."""
         store = self.backend.anchor_store()
         log_id = settle_log_id(store, self.vault.engine)
-        pinned = pin(store, log_id)
+        pinned = pin(store, log_id) or pinned_now
         if pinned:
             self.audit.append(operator(actor, "audit_init", [], "operator", {"log_id": log_id}))
         return log_id, pinned, self.audit.checkpoint()
@@ -130,9 +132,8 @@ def compose(
     )
     purposes = purposes if purposes is not None else Purposes.load()
     categories = {name: spec.category for name, spec in vault.schema.fields.items()}
-    audit = AuditLog(
-        engine, keys, anchors=backend.anchor_store(), checkpoint_every=checkpoint_every
-    )
+    store = backend.anchor_store()
+    audit = AuditLog(engine, keys, anchors=store, checkpoint_every=checkpoint_every)
 
     def record_grant_change(actor: str, action: str, detail: Mapping[str, str]) -> None:
         audit.append(grant_change(actor, action, detail))
@@ -142,7 +143,21 @@ def compose(
     consents = Consents(vault.tx, purposes, policy_version=policy_version)
     decider = Decider(policy, consents, categories, purposes)
     # What a shred deletes beyond the vault's own tables: the subject's consents.
-    shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for)
+    anchorer = audit.anchorer
+
+    def log_id() -> str:
+        """Published shreds go under the audit log's pinned id (``vault/shred_ledger.py``)."""
+        if anchorer is None:
+            raise ServiceUnavailable("no anchor store for published shreds")
+        try:
+            return anchorer.log
+        except RuntimeError as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+
+    ledger = ShredLedger(store, log_id) if isinstance(store, ShredRecords) else None
+    shredder = Shredder(
+        vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for, ledger=ledger
+    )
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     return Runtime(
@@ -198,7 +213,11 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         engine,
         backend,
         policy_version=policy_version,
-        cache=DataKeyCache(settings.dek_cache_size, settings.dek_cache_ttl),
+        cache=DataKeyCache(
+            settings.dek_cache_size,
+            settings.dek_cache_ttl,
+            recheck_seconds=settings.shred_recheck,
+        ),
         max_dek_encryptions=settings.max_dek_encryptions,
         default_region=settings.default_region,
         maintenance_interval=settings.maintenance_interval,

@@ -1,12 +1,16 @@
 """Console sessions, server-side: what a signed-in person's browser session holds.
 
 The browser gets a random 256-bit id; only its SHA-256 is stored, so a database
-dump or backup holds no usable session. A session idle longer than the timeout is
+dump or backup holds no usable session. What a session holds (principal, roles, the
+person's email) is encrypted under a key derived from that id (issue 17), so the
+rows show nothing about who is signed in. A session idle longer than the timeout is
 gone (checked on every load, and swept by ``purge_idle``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -17,7 +21,11 @@ from typing import Any
 from sqlalchemy import delete
 
 from access.models import ConsoleSession
+from vault.crypto import open_with_secret, seal_with_secret
+from vault.errors import DecryptionError
 from vault.transactions import Transactions
+
+_CONTEXT = b"pii-vault/console-session/v1"
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
@@ -55,7 +63,13 @@ class SessionStore:
                 session.delete(row)
                 return None
             row.last_seen = now
-            return StoredSession(json.loads(row.data), _aware(row.created_at))
+            try:
+                blob = base64.b64decode(row.data.encode("ascii"), validate=True)
+                data = json.loads(open_with_secret(session_id, _CONTEXT, blob))
+            except (DecryptionError, ValueError, binascii.Error):
+                session.delete(row)  # not ours (or from before encryption): signed out
+                return None
+            return StoredSession(data, _aware(row.created_at))
 
     def save(self, session_id: str | None, data: dict[str, Any]) -> str:
         """Store ``data`` under ``session_id`` (a new random id if None); returns the id."""
@@ -66,8 +80,9 @@ class SessionStore:
             if row is None:
                 row = ConsoleSession(id_hash=_hash(session_id), created_at=now)
                 session.add(row)
-            row.data = json.dumps(data, separators=(",", ":"))
-            row.principal = data.get("principal")
+            plain = json.dumps(data, separators=(",", ":")).encode("utf-8")
+            row.data = base64.b64encode(seal_with_secret(session_id, _CONTEXT, plain)).decode()
+            row.principal = None  # kept out of the row: who is signed in is no one's business
             row.last_seen = now
         return session_id
 

@@ -71,6 +71,7 @@ def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -128,8 +129,13 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         if scheme.lower() != "bearer":
             raise AuthenticationFailed()
         g.principal = rt.principals.authenticate(key.strip())
-        if request.content_length and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
-            raise BadRequest()  # before any parser recurses into it
+        # Every body however it is framed (a chunked one has no Content-Length: issue 17),
+        # read within MAX_CONTENT_LENGTH (413 beyond it), its depth checked before any
+        # parser recurses into it.
+        if request.method in _BODY_METHODS:
+            body = request.get_data(cache=True)
+            if body and json_depth(body) > MAX_JSON_DEPTH:
+                raise BadRequest()
         if any(len(values) > 1 for values in request.args.listvalues()):
             raise BadRequest()  # a parameter given twice: which one would count is ambiguous
 

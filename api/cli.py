@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import getpass
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -22,7 +23,7 @@ import click
 from access.decisions import Verdict
 from access.errors import AccessConfigError, AccessError, AuditUnavailable
 from access.events import operator
-from access.log_identity import settle_log_id
+from access.log_identity import identity_record, settle_log_id
 from access.policy import Rule
 from access.runtime import Runtime, open_runtime
 from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
@@ -77,11 +78,12 @@ def init() -> None:
     """
     settings = Settings.from_env()
     engine = _migrated_engine(settings)  # first: the audit log's id decides the service policy
+    pinned_now = False
     if settings.keys.kind == "transit":
         from keys.anchors import KvAnchors
         from keys.factory import primary_cluster
         from keys.transit import POLICY_NAME
-        from keys.transit_setup import bootstrap_transit
+        from keys.transit_setup import bootstrap_transit, pin_log_identity
 
         if not settings.keys.addrs or not settings.keys.vault_token:
             raise ConfigError(
@@ -105,6 +107,7 @@ def init() -> None:
                 shard_mounts=[s.mount for s in here],
                 log_id=log_id,
             )
+            pinned_now = pin_log_identity(client, identity_record(log_id))
         for step in steps:
             click.echo(f"vault: {step}")
         click.echo(
@@ -123,7 +126,7 @@ def init() -> None:
     with _runtime(settings, migrate=True) as runtime:
         runtime.check()
         # The genesis anchor: from now on the log is never empty behind an anchor.
-        log_id, pinned, _ = runtime.pin_audit_log(_operator_name())
+        log_id, pinned, _ = runtime.pin_audit_log(_operator_name(), pinned_now=pinned_now)
         seeded = runtime.policy.seed_default(_operator_name())
         sealed = runtime.policy.seal_existing(_operator_name())
         anchored = runtime.audit.checkpoint()
@@ -140,6 +143,10 @@ def init() -> None:
         else "policy: existing policy kept"
     )
     click.echo(f"key provider: {settings.keys.kind} ready")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _migrated_engine(settings: Settings) -> Any:
@@ -255,8 +262,18 @@ def shred(subject_id: str | None, pending: bool) -> None:
                 f"{len(outcome.pending)} still pending",
                 err=True,
             )
+            for subject_id in outcome.undecided:
+                click.echo(
+                    f"NOT completed: {subject_id} is marked shredding but no shred was decided "
+                    "(nothing published outside the database: set with SQL?); its key is kept",
+                    err=True,
+                )
+            if outcome.undecided:
+                _operator_event(runtime, "shred_refused", outcome.undecided, "deny")
             if outcome.pending:
                 sys.exit(EXIT_UNAVAILABLE)
+            if outcome.undecided:
+                sys.exit(EXIT_ERROR)
             return
         _operator_event(runtime, "shred", [str(subject_id)], "operator")
         receipt = shredder.shred(str(subject_id))  # consents go with it (on_shredded)
@@ -307,6 +324,9 @@ def serve(host: str, port: int, workers: int, max_body: int) -> None:
         runtime.policy.current()
         runtime.audit.check_extends_anchors()  # never anchor a history this service did not write
         if not workers:
+            # SIGTERM ends the development server through the `with` above, so the runtime
+            # closes and anchors its tail (gunicorn workers do it in `worker_exit`).
+            signal.signal(signal.SIGTERM, _stop)
             runtime.start_maintenance()
             config = AppConfig(settings=settings, max_body_bytes=max_body, runtime=runtime)
             app = create_app(config)
@@ -343,7 +363,10 @@ def reconcile(dry_run: bool, grace: int | None) -> None:
             runtime.orphan_grace = float(grace)
         report = runtime.reconciler().run(dry_run=dry_run)
         if not dry_run:
-            _shreds_completed(runtime, report.shreds_completed + report.shreds_unaudited)
+            _shreds_completed(
+                runtime,
+                report.shreds_completed + report.shreds_unaudited + report.shreds_reapplied,
+            )
             detail = {
                 "orphan_keys_destroyed": str(len(report.orphan_keys)),
                 "subjects_marked_damaged": str(len(report.newly_damaged)),

@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import hvac
+import hvac.exceptions as hv
 
 from keys.errors import AnchorNotFound, KeyProviderError, KeyUnavailable
 from keys.hvac_errors import vault_errors
@@ -39,15 +42,49 @@ def _path(log: str, key: int) -> str:
     return f"{_folder(log)}/{key:020d}"
 
 
+def _shred_path(log: str, subject_id: str) -> str:
+    if not subject_id.replace("-", "").isalnum():
+        raise KeyProviderError("invalid subject id")
+    return f"{_folder(log)}/shreds/{subject_id}"
+
+
 def _not_found() -> KeyProviderError:
     return AnchorNotFound("no anchor there")
+
+
+T = TypeVar("T")
+
+
+def _settled(call: Callable[[], T], attempts: int = 50) -> T:
+    """A mount enabled moments ago answers "waiting for the primary to upgrade" at a standby
+    for a moment (issue 24, seen again by issue 17's init through a follower): retried for
+    up to ~10 s, then it counts like any other refusal."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except hv.InvalidRequest as exc:
+            if "upgrad" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+class _SettledKv:
+    """The KV v2 client, each call through ``_settled``."""
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._kv, name)
+        return lambda *args, **kwargs: _settled(lambda: method(*args, **kwargs))
 
 
 class KvAnchors:
     """AnchorStore in an OpenBao/Vault KV v2 mount, written create-only."""
 
     def __init__(self, client: hvac.Client, mount: str = ANCHOR_MOUNT) -> None:
-        self._kv = client.secrets.kv.v2
+        self._kv = _SettledKv(client.secrets.kv.v2)
         self._mount = mount
 
     def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
@@ -81,7 +118,7 @@ class KvAnchors:
         try:
             with vault_errors(missing=_not_found):
                 resp = self._kv.list_secrets(_folder(log), mount_point=self._mount)
-                return sorted(int(k) for k in resp["data"]["keys"])
+                return sorted(int(k) for k in resp["data"]["keys"] if str(k).isdigit())
         except AnchorNotFound:
             return []
 
@@ -117,6 +154,42 @@ class KvAnchors:
                 return False
             raise
 
+    # -- published shreds (ShredRecords) --------------------------------------------
+
+    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
+        try:
+            with vault_errors():
+                self._kv.create_or_update_secret(
+                    _shred_path(log, subject_id), secret=record, cas=0, mount_point=self._mount
+                )
+            return True
+        except KeyUnavailable:
+            raise
+        except KeyProviderError:
+            if self.get_shred(log, subject_id) is not None:
+                return False
+            raise
+
+    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
+        try:
+            with vault_errors(missing=_not_found):
+                resp = self._kv.read_secret_version(
+                    _shred_path(log, subject_id),
+                    mount_point=self._mount,
+                    raise_on_deleted_version=True,
+                )
+                return dict(resp["data"]["data"])
+        except AnchorNotFound:
+            return None
+
+    def shred_ids(self, log: str) -> list[str]:
+        try:
+            with vault_errors(missing=_not_found):
+                resp = self._kv.list_secrets(f"{_folder(log)}/shreds", mount_point=self._mount)
+                return sorted(str(k) for k in resp["data"]["keys"])
+        except AnchorNotFound:
+            return []
+
 
 class LocalAnchors:
     """AnchorStore in the local keystore file, for development and tests (insert-only)."""
@@ -127,6 +200,10 @@ class LocalAnchors:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS audit_anchors"
                 " (log TEXT NOT NULL, key INTEGER NOT NULL, record TEXT, PRIMARY KEY (log, key))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS published_shreds (log TEXT NOT NULL,"
+                " subject_id TEXT NOT NULL, record TEXT, PRIMARY KEY (log, subject_id))"
             )
 
     def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
@@ -176,6 +253,40 @@ class LocalAnchors:
 
     def pin_identity(self, record: dict[str, Any]) -> bool:
         return self.put(_IDENTITY_LOG, 0, record)
+
+    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
+        try:
+            with self._lock:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO published_shreds (log, subject_id, record)"
+                    " VALUES (?, ?, ?)",
+                    (log, subject_id, json.dumps(record, sort_keys=True)),
+                )
+                return cursor.rowcount == 1
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+
+    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT record FROM published_shreds WHERE log = ? AND subject_id = ?",
+                    (log, subject_id),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return None if row is None else dict(json.loads(row[0]))
+
+    def shred_ids(self, log: str) -> list[str]:
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT subject_id FROM published_shreds WHERE log = ? ORDER BY subject_id",
+                    (log,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return [str(r[0]) for r in rows]
 
 
 _IDENTITY_LOG = "_identity"  # local keystore only: a reserved log holding the identity

@@ -149,6 +149,24 @@ class AnchorStore(Protocol):
 
 
 @runtime_checkable
+class ShredRecords(Protocol):
+    """Shreds published outside the database, create-only (the anchor store implements it):
+    a shred decided here stays decided whatever a restored database says."""
+
+    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
+        """Publish the shred of ``subject_id``; False (nothing written) if it is published."""
+        ...
+
+    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
+        """The published record, or None."""
+        ...
+
+    def shred_ids(self, log: str) -> list[str]:
+        """Every subject whose shred is published under ``log``."""
+        ...
+
+
+@runtime_checkable
 class KeyInventory(Protocol):
     """What `pii-vault reconcile` compares with the database: which subject keys exist."""
 

@@ -213,6 +213,24 @@ def _anchor_mount(client: hvac.Client, done: list[str]) -> None:
     done.append(f"set {ANCHOR_MOUNT}/ to check-and-set with one version per anchor")
 
 
+def pin_log_identity(client: hvac.Client, record: dict[str, Any]) -> bool:
+    """Write the audit log's identity once (privileged; ``pii-vault init``). Retried while the
+    anchor mount, enabled moments ago, is still upgrading. True if written now."""
+    from keys.anchors import IDENTITY_PATH, KvAnchors
+
+    if KvAnchors(client).identity() is not None:
+        return False
+    kv = client.secrets.kv.v2
+    failed = provider_error("could not pin the audit log's identity")
+    with vault_errors(missing=failed, invalid=failed, denied=failed):
+        _just_made(
+            lambda: kv.create_or_update_secret(
+                IDENTITY_PATH, secret=record, cas=0, mount_point=ANCHOR_MOUNT
+            )
+        )
+    return True
+
+
 def create_service_token(
     client: hvac.Client, *, policy_name: str = POLICY_NAME, ttl: str = "768h"
 ) -> str:

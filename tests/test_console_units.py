@@ -59,12 +59,18 @@ def test_session_ids_are_stored_hashed_and_idle_sessions_end(database: Database)
     from vault.transactions import Transactions
 
     store = SessionStore(Transactions(database.engine), idle_timeout=60)
-    sid = store.save(None, {"principal": "user:abc", "roles": ["auditor"]})
+    held = {"principal": "user:abc", "roles": ["auditor"], "email": "sam@example.com"}
+    sid = store.save(None, held)
     with database.engine.connect() as conn:
-        rows = conn.execute(text("SELECT id_hash, data FROM console_sessions")).all()
+        rows = conn.execute(text("SELECT id_hash, data, principal FROM console_sessions")).all()
     assert [r[0] for r in rows] == [hashlib.sha256(sid.encode()).hexdigest()]
     assert sid not in repr(rows)  # a dump gives no usable session id
-    assert store.load(sid) is not None and store.load("forged") is None
+    # Issue 17: nor who is signed in (the data is sealed under a key from the id).
+    for word in ("user:abc", "auditor", "sam@example.com"):
+        assert word not in repr(rows)
+    assert rows[0][2] is None
+    loaded = store.load(sid)
+    assert loaded is not None and loaded.data == held and store.load("forged") is None
     with database.engine.begin() as conn:
         conn.execute(text("UPDATE console_sessions SET last_seen = :t"), {"t": "2000-01-01"})
     assert store.load(sid) is None  # idle past the timeout: gone

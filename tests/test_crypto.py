@@ -48,8 +48,8 @@ def test_associated_data_layout() -> None:
 
 @pytest.mark.parametrize(("field", "plaintext", "expected"), KAT)
 def test_known_answer_vectors(field: str, plaintext: bytes, expected: str) -> None:
-    blob = encrypt_field(KEY, DEK_ID, SUBJECT, field, plaintext, nonce=NONCE)
-    assert blob.hex() == expected
+    blob = encrypt_field(KEY, DEK_ID, SUBJECT, field, plaintext, nonce=NONCE, version=1)
+    assert blob.hex() == expected  # version 1: still read (written before issue 17)
     assert decrypt_field(KEY, SUBJECT, field, bytes.fromhex(expected)) == plaintext
     assert ciphertext_dek_id(blob) == DEK_ID
 
@@ -69,7 +69,15 @@ def test_every_single_bit_flip_fails_with_one_generic_error() -> None:
 
 def test_truncation_and_garbage_fail_generically() -> None:
     blob = encrypt_field(KEY, DEK_ID, SUBJECT, "email", b"jane@example.com")
-    for bad in (b"", blob[:1], blob[:29], blob[:-1], b"\x02" + blob[1:], blob + b"\x00"):
+    for bad in (
+        b"",
+        blob[:1],
+        blob[:29],
+        blob[:-1],
+        b"\x01" + blob[1:],
+        b"\x03" + blob[1:],
+        blob + b"\x00",
+    ):
         with pytest.raises(DecryptionError):
             decrypt_field(KEY, SUBJECT, "email", bad)
 
@@ -116,3 +124,27 @@ def test_round_trip_arbitrary_bytes(key: bytes, field: str, plaintext: bytes) ->
 def test_decrypt_never_raises_anything_but_decryption_error(blob: bytes) -> None:
     with pytest.raises(DecryptionError):
         decrypt_field(KEY, SUBJECT, "email", blob)
+
+
+@pytest.mark.parametrize(("field", "plaintext", "_v1"), KAT)
+def test_version_2_is_version_1_over_the_padded_value(
+    field: str, plaintext: bytes, _v1: str
+) -> None:
+    """Computed here from the primitive (AES-GCM) and ISO/IEC 7816-4 padding by hand."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    padded = plaintext + b"\x80" + b"\x00" * (-(len(plaintext) + 1) % 16)
+    aad = b"pii-vault/field" + b"\x02" + SUBJECT.bytes + DEK_ID.bytes + field.encode()
+    expected = b"\x02" + DEK_ID.bytes + NONCE + AESGCM(KEY).encrypt(NONCE, padded, aad)
+    assert encrypt_field(KEY, DEK_ID, SUBJECT, field, plaintext, nonce=NONCE) == expected
+    assert decrypt_field(KEY, SUBJECT, field, expected) == plaintext
+
+
+def test_short_values_of_different_lengths_look_alike_in_a_dump() -> None:
+    """Issue 17 (9): gender's 4, 6 and 10 bytes gave the value away by ciphertext length."""
+    sizes = {
+        len(encrypt_field(KEY, DEK_ID, SUBJECT, "gender", v.encode()))
+        for v in ("male", "female", "non-binary", "")
+    }
+    assert len(sizes) == 1
+    assert len({len(encrypt_field(KEY, DEK_ID, SUBJECT, "date_of_birth", b"1990-04-12"))}) == 1

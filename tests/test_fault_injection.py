@@ -191,6 +191,12 @@ def test_postgresql_reply_lost_after_commit(deployment: Deployment) -> None:
     )
     assert r.status_code == 200, r.text
     (item,) = r.json()["results"]
+    if "tokens" not in item:
+        # The first create landed. Since issue 17 a writer that may not read the field (phone
+        # is not readable by registration) gets `conflict`, never the stored value's token:
+        # the same answer as for a different value (no guess oracle). One subject either way.
+        assert item["error"]["code"] == "conflict", item
+        return
     token = item["tokens"]["phone"]
     dep.acknowledged[token] = (item["subject_id"], phone)
     r = dep.call(

@@ -32,8 +32,10 @@ EVERY = 10
 @pytest.fixture
 def deployment(database: Database, tmp_path: Path) -> Iterator[Runtime]:
     """A deployment initialised as `pii-vault init` does: identity pinned, genesis anchored."""
-    runtime = compose(database.engine, new_local_provider(tmp_path / "keys"), checkpoint_every=EVERY)
-    log_id, pinned, anchored = runtime.pin_audit_log("operator:test")
+    runtime = compose(
+        database.engine, new_local_provider(tmp_path / "keys"), checkpoint_every=EVERY
+    )
+    _log_id, pinned, anchored = runtime.pin_audit_log("operator:test")
     assert pinned and anchored == 1
     runtime.policy.seed_default()
     for i in range(15):

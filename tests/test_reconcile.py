@@ -101,6 +101,9 @@ def test_subject_whose_key_vanished_is_marked_damaged(runtime: Runtime) -> None:
 
 def test_stuck_shred_is_completed(runtime: Runtime) -> None:
     victim = runtime.vault.create_subject({"email": "s@example.com"})
+    # A decided shred (published outside the database) whose key deletion never ran.
+    assert runtime.shredder.ledger is not None
+    runtime.shredder.ledger.publish(victim.subject_id)
     with runtime.vault.tx.begin() as session:
         subject = session.get(Subject, victim.subject_id)
         assert subject is not None

@@ -7,6 +7,12 @@ other process when it reads the shred log) drops the subject's keys and
 poisons loads already in flight, so a shredded subject can never be decrypted
 from here; ``sweep`` (run periodically) makes the TTL hold for keys nobody
 asks for again.
+
+The shred log is the database's word, and a restored backup (or one deleted
+row) takes it back (issue 17). So a hit also asks, at most every ``recheck``
+seconds per subject, whether the subject's key still exists in Vault
+(``confirm``): a shred reaches every cache within that bound whatever the
+database says. An unwrap or a fresh key proves the key exists for as long.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from keys.errors import KeyDestroyed
+from keys.errors import KeyDestroyed, KeyUnavailable
 
 
 @dataclass
@@ -44,11 +50,15 @@ class DataKeyCache:
         max_entries: int = 1024,
         ttl_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        recheck_seconds: float = 10.0,
     ) -> None:
-        if max_entries < 1 or ttl_seconds <= 0:
-            raise ValueError("cache needs max_entries >= 1 and ttl_seconds > 0")
+        if max_entries < 1 or ttl_seconds <= 0 or recheck_seconds <= 0:
+            raise ValueError("cache needs max_entries >= 1, ttl_seconds > 0, recheck_seconds > 0")
         self.max_entries = max_entries
         self.ttl = ttl_seconds
+        self.recheck = recheck_seconds
+        self._confirmed: dict[str, float] = {}  # subject -> its key was seen to exist until
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
@@ -58,17 +68,47 @@ class DataKeyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, subject_id: str, dek_id: str, loader: Callable[[], bytes]) -> bytes:
-        """The data key, from the cache or from ``loader`` (called once per concurrent miss)."""
+    def get(
+        self,
+        subject_id: str,
+        dek_id: str,
+        loader: Callable[[], bytes],
+        confirm: Callable[[], bool] | None = None,
+    ) -> bytes:
+        """The data key, from the cache or from ``loader`` (called once per concurrent miss).
+        ``confirm``: whether the subject's key still exists, asked on a hit once the last
+        confirmation is ``recheck`` seconds old; False drops the subject (KeyDestroyed)."""
         key = (subject_id, dek_id)
         with self._lock:
             entry = self._entries.get(key)
+            now = self._clock()
             if entry is not None:
-                if entry[1] > self._clock():
-                    self._entries.move_to_end(key)
-                    self.stats.hits += 1
-                    return entry[0]
-                del self._entries[key]
+                if entry[1] > now:
+                    fresh = confirm is None or self._confirmed.get(subject_id, 0.0) > now
+                    if fresh:
+                        self._entries.move_to_end(key)
+                        self.stats.hits += 1
+                        return entry[0]
+                else:
+                    del self._entries[key]
+                    entry = None
+        if entry is not None and confirm is not None:  # a hit due for its re-check
+            recheck = self.recheck
+            try:
+                exists = confirm()
+            except KeyUnavailable:
+                # Vault does not answer: the warm read is served (an outage must not fail
+                # reads Vault is not needed for) and the check retried within a second.
+                # The database's shred log still evicts meanwhile; see ARCHITECTURE.md.
+                exists, recheck = True, min(recheck, 1.0)
+            if not exists:
+                self.evict_subject(subject_id)
+                raise KeyDestroyed("subject key destroyed (shredded)")
+            with self._lock:
+                self._confirmed[subject_id] = self._clock() + recheck
+                self.stats.hits += 1
+            return entry[0]
+        with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
@@ -89,6 +129,7 @@ class DataKeyCache:
                     self._flights.pop(key, None)
                     if flight.error is None and not flight.cancelled and flight.value is not None:
                         self._entries[key] = (flight.value, self._clock() + self.ttl)
+                        self._confirmed[subject_id] = self._clock() + self.recheck
                         while len(self._entries) > self.max_entries:
                             self._entries.popitem(last=False)
                             self.stats.evictions += 1
@@ -103,6 +144,7 @@ class DataKeyCache:
         """Seed a key just generated (so its first use needs no unwrap call)."""
         with self._lock:
             self._entries[(subject_id, dek_id)] = (value, self._clock() + self.ttl)
+            self._confirmed[subject_id] = self._clock() + self.recheck
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
                 self.stats.evictions += 1
@@ -119,12 +161,16 @@ class DataKeyCache:
             expired = [k for k, (_, until) in self._entries.items() if until <= now]
             for key in expired:
                 del self._entries[key]
+            held = {k[0] for k in self._entries}
+            for subject in [s for s in self._confirmed if s not in held]:
+                del self._confirmed[subject]
             return len(expired)
 
     def evict_subject(self, subject_id: str) -> None:
         with self._lock:
             for key in [k for k in self._entries if k[0] == subject_id]:
                 del self._entries[key]
+            self._confirmed.pop(subject_id, None)
             for key, flight in self._flights.items():
                 if key[0] == subject_id:
                     flight.cancelled = True
@@ -132,5 +178,6 @@ class DataKeyCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._confirmed.clear()
             for flight in self._flights.values():
                 flight.cancelled = True

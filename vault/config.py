@@ -60,6 +60,8 @@ class Settings:
     keys: KeyProviderSettings = field(default_factory=KeyProviderSettings)
     dek_cache_size: int = 1024
     dek_cache_ttl: float = 300.0
+    # A shred reaches every worker's cache within this bound, whatever the database says.
+    shred_recheck: float = 10.0
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS
     default_region: str = "CN"
     maintenance_interval: float = 30.0
@@ -128,6 +130,7 @@ class Settings:
             ),
             dek_cache_size=_int(env, "PII_VAULT_DEK_CACHE_SIZE", 1024, 1),
             dek_cache_ttl=float(_int(env, "PII_VAULT_DEK_CACHE_TTL", 300, 1)),
+            shred_recheck=float(_int(env, "PII_VAULT_SHRED_RECHECK", 10, 1)),
             max_dek_encryptions=_int(
                 env, "PII_VAULT_MAX_DEK_ENCRYPTIONS", DEFAULT_MAX_DEK_ENCRYPTIONS, 1
             ),

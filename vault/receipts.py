@@ -1,4 +1,11 @@
-"""Signed deletion receipts: proof that a subject's key was destroyed, verifiable offline."""
+"""Signed deletion receipts, verifiable offline against the vault's pinned key.
+
+What a receipt proves (issue 17, README "Deletion receipts"): that a holder of the
+vault's signing key signed it. The service's Vault token may sign any bytes with that
+key, so a receipt alone does not prove the key is gone: ``Shredder.confirm`` (the
+console's "verified") also checks the shred published outside the database and the
+subject key's absence in Vault.
+"""
 
 from __future__ import annotations
 

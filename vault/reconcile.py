@@ -10,8 +10,12 @@ Faults leave three kinds of disagreement (docs/OPERATIONS in the README):
   marked ``damaged`` (reads answer 500 ``subject_damaged``), logged, and counted by the
   ``pii_vault_damaged_subjects`` gauge. Never passed off as an erasure.
 * **stuck shreds** - subjects left ``shredding`` (the key provider was down) are
-  completed, and shreds whose "completed" audit event is missing are listed for the
-  caller to record.
+  completed if their shred was decided (published outside the database,
+  ``vault/shred_ledger.py``); a ``shredding`` status with no published decision (set
+  with SQL) is reported and its key left alone. Shreds whose "completed" audit event is
+  missing are listed for the caller to record.
+* **forgotten shreds** - a published shred whose subject the database still holds (a
+  restored backup): the shred is applied again, so no restore brings a subject back.
 
 With ``dry_run`` nothing is changed: the report says what would be.
 """
@@ -28,6 +32,7 @@ from vault.errors import VaultError
 from vault.models import (
     STATUS_ACTIVE,
     STATUS_SHREDDED,
+    STATUS_SHREDDING,
     KeyIntent,
     Subject,
     mark_damaged,
@@ -58,14 +63,25 @@ class ReconcileReport:
     shreds_completed: list[str] = field(default_factory=list)
     shreds_pending: list[str] = field(default_factory=list)  # shredding, not completable now
     shreds_unaudited: list[str] = field(default_factory=list)
+    shreds_reapplied: list[str] = field(default_factory=list)  # published, but live in the rows
+    shreds_undecided: list[str] = field(default_factory=list)  # "shredding" without a decision
 
     @property
     def broken(self) -> bool:
         """Something a human must look at (or, in a dry run, something a run would fix)."""
         fixable = self.dry_run and bool(
-            self.orphan_keys or self.shreds_completed or self.shreds_unaudited
+            self.orphan_keys
+            or self.shreds_completed
+            or self.shreds_unaudited
+            or self.shreds_reapplied
         )
-        return bool(self.damaged or self.newly_damaged or self.shreds_pending or fixable)
+        return bool(
+            self.damaged
+            or self.newly_damaged
+            or self.shreds_pending
+            or self.shreds_undecided
+            or fixable
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -77,6 +93,8 @@ class ReconcileReport:
             "shreds_completed": self.shreds_completed,
             "shreds_pending": self.shreds_pending,
             "shreds_unaudited": self.shreds_unaudited,
+            "shreds_reapplied": self.shreds_reapplied,
+            "shreds_undecided": self.shreds_undecided,
             "broken": self.broken,
         }
 
@@ -111,6 +129,7 @@ class Reconciler:
                 "database? Nothing was destroyed (see --dry-run)."
             )
         self._destroy(candidates, report)
+        self._reapply(report)  # before "damaged": a restored shred is an erasure, not a loss
         self._damaged(listed, report)
         self._shreds(report)
         report.damaged = self.vault.damaged_count()
@@ -159,6 +178,27 @@ class Reconciler:
                     self.vault.keys.destroy_subject_key(subject_id)
             report.orphan_keys.append(subject_id)
 
+    def _reapply(self, report: ReconcileReport) -> None:
+        ledger = self.shredder.ledger
+        if ledger is None:
+            return
+        published = ledger.subject_ids()
+        for start in range(0, len(published), CHUNK):
+            chunk = published[start : start + CHUNK]
+            with self.vault.tx.begin(read_only=True) as session:
+                forgotten = list(
+                    session.scalars(
+                        select(Subject.id).where(
+                            Subject.id.in_(chunk),
+                            Subject.status.not_in([STATUS_SHREDDED, STATUS_SHREDDING]),
+                        )
+                    )
+                )
+            for subject_id in forgotten:  # ("shredding" ones are completed by _shreds)
+                if not report.dry_run:
+                    self.shredder.reapply(subject_id)
+                report.shreds_reapplied.append(subject_id)
+
     def _damaged(self, listed: set[str], report: ReconcileReport) -> None:
         with self.vault.tx.begin(read_only=True) as session:
             active = list(
@@ -179,11 +219,15 @@ class Reconciler:
 
     def _shreds(self, report: ReconcileReport) -> None:
         if report.dry_run:
-            report.shreds_completed = self.shredder.pending()
+            ledger = self.shredder.ledger
+            for subject_id in self.shredder.pending():
+                decided = ledger is None or ledger.decided(subject_id)
+                (report.shreds_completed if decided else report.shreds_undecided).append(subject_id)
         else:
             outcome = self.shredder.complete_pending()
             report.shreds_completed = [r.subject_id for r in outcome.completed]
             report.shreds_pending = outcome.pending
+            report.shreds_undecided = outcome.undecided
         report.shreds_unaudited = [
             s for s in self.shredder.unaudited() if s not in report.shreds_completed
         ]

@@ -45,6 +45,9 @@ class PreparedWrite:
     external_id: str | None = None
     region: str | None = None
     is_minor: bool = False
+    # Fields the caller may read back (None: all). A stored value of any other field is a
+    # ``conflict`` whether or not the new one equals it: no guess-confirming oracle (issue 17).
+    readable: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

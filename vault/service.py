@@ -349,6 +349,8 @@ class VaultService:
                     # Tokenize never changes a stored value (that is a correction, its own
                     # action); the same value again returns the token it already has.
                     same, changed = self.store.unchanged(session, subject, write.values)
+                    if write.readable is not None:  # an unreadable stored value: no oracle
+                        changed = [*changed, *(f for f in same if f not in write.readable)]
                     if changed:
                         results.append(
                             TokenizeResult(

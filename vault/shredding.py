@@ -1,7 +1,9 @@
 """Crypto-shredding: the protocol, pending shreds and signed deletion receipts.
 
-Protocol (docs/ARCHITECTURE.md): mark ``shredding`` and commit (no read
-returns plaintext from then on, in any process), hard-delete the subject key,
+Protocol (docs/ARCHITECTURE.md): publish the decision outside the database
+(``vault/shred_ledger.py``: only a published shred ever destroys a key), mark
+``shredding`` and commit (no read returns plaintext from then on, in any
+process), hard-delete the subject key,
 delete the rows and keep a tombstone, return an Ed25519-signed receipt. The
 caller records the "completed" audit event and then ``completion_audited``; a
 shred whose event could not be recorded stays listed by ``unaudited`` until a
@@ -13,8 +15,9 @@ the runtime wires explicitly when it is composed.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -22,7 +25,6 @@ from keys.provider import Signer, SubjectKeys
 from vault.datakeys import DataKeyManager
 from vault.errors import KeyProviderUnavailable, ShredPending, SubjectShredded
 from vault.models import (
-    STATUS_ACTIVE,
     STATUS_SHREDDED,
     STATUS_SHREDDING,
     BlindIndex,
@@ -34,7 +36,8 @@ from vault.models import (
     iso,
     utcnow,
 )
-from vault.receipts import DeletionReceipt, receipt_payload
+from vault.receipts import DeletionReceipt, receipt_payload, verify_receipt
+from vault.shred_ledger import ShredLedger
 from vault.storage import FieldStore
 from vault.transactions import Transactions, translating
 
@@ -45,6 +48,7 @@ ShredListener = Callable[[str], None]
 class PendingShreds:
     completed: list[DeletionReceipt]
     pending: list[str]
+    undecided: list[str] = field(default_factory=list)  # "shredding" with no published decision
 
 
 class Shredder:
@@ -56,20 +60,40 @@ class Shredder:
         signer: Signer,
         *,
         on_shredded: ShredListener | None = None,
+        ledger: ShredLedger | None = None,
     ) -> None:
+        """``ledger``: where shreds are published (the runtime always gives one; without it,
+        as in unit tests of the protocol, a ``shredding`` row counts as decided)."""
         self.tx = tx
         self.keys = keys
         self.datakeys = datakeys
         self.signer = signer
         self.on_shredded = on_shredded
+        self.ledger = ledger
 
     def shred(self, subject_id: str) -> DeletionReceipt:
         """Crypto-shred a subject. Idempotent: a repeat returns the same receipt."""
+        with self.tx.begin(read_only=True) as session:
+            found = FieldStore.subject(session, subject_id)
+            sid, undone = found.id, found.status != STATUS_SHREDDED
+        if undone and self.ledger is not None:
+            self.ledger.publish(sid)  # first: Vault down means 503 and nothing changed
+        return self._mark_and_finish(sid)
+
+    def reapply(self, subject_id: str) -> DeletionReceipt:
+        """A published shred the database does not show (a restored backup): done again."""
+        return self._mark_and_finish(subject_id)
+
+    def _mark_and_finish(self, subject_id: str) -> DeletionReceipt:
         with self.tx.begin() as session:
             subject = FieldStore.subject(session, subject_id, lock="update")
-            if subject.status == STATUS_ACTIVE:
+            # Active, damaged (a restored row whose key is gone) or "shredding" with no time
+            # (written with SQL, now decided): marked, and every other process told.
+            if subject.status != STATUS_SHREDDED and (
+                subject.status != STATUS_SHREDDING or subject.shred_requested_at is None
+            ):
                 subject.status = STATUS_SHREDDING
-                subject.shred_requested_at = utcnow()
+                subject.shred_requested_at = subject.shred_requested_at or utcnow()
                 # Every other process drops this subject's cached keys when it reads this.
                 session.add(
                     ShredLogEntry(subject_id=subject.id, requested_at=subject.shred_requested_at)
@@ -96,13 +120,17 @@ class Shredder:
         """Finish every shred left in ``shredding`` (e.g. Vault was down). Safe to run any time."""
         completed: list[DeletionReceipt] = []
         pending: list[str] = []
+        undecided: list[str] = []
         for subject_id in self.pending():
             self.datakeys.evict_subject(subject_id)
             try:
+                if self.ledger is not None and not self.ledger.decided(subject_id):
+                    undecided.append(subject_id)  # set with SQL: reported, its key left alone
+                    continue
                 completed.append(self._finish(subject_id))
-            except ShredPending:
+            except (ShredPending, KeyProviderUnavailable):
                 pending.append(subject_id)
-        return PendingShreds(completed, pending)
+        return PendingShreds(completed, pending, undecided)
 
     def unaudited(self) -> list[str]:
         """Shredded subjects whose "completed" audit event is not recorded yet."""
@@ -142,6 +170,17 @@ class Shredder:
             signature=base64.b64encode(signature).decode(),
             public_key=base64.b64encode(public_key).decode(),
         )
+
+    def confirm(self, receipt: Mapping[str, Any]) -> bool:
+        """More than the signature (which the service token can make for any bytes, a live
+        subject's included): the shred is published outside the database and the subject's
+        key is gone in Vault. What the console shows as "verified"."""
+        subject_id = str(receipt.get("subject_id", ""))
+        with translating():
+            signed = verify_receipt(receipt, self.signer.signing_public_key())
+            gone = signed and not self.keys.subject_key_exists(subject_id)
+        decided = self.ledger is None or self.ledger.decided(subject_id)
+        return bool(signed and gone and decided)
 
     def _notify(self, subject_id: str) -> None:
         if self.on_shredded is not None:

@@ -17,7 +17,6 @@ from api.console.blueprint import bp, console_caller
 from api.console.forms import ConsentForm, EraseForm, ExportForm, SignOutForm, options
 from api.context import runtime
 from vault.errors import ValidationError
-from vault.receipts import verify_receipt
 
 PURPOSE = "subject_access_request"
 
@@ -82,7 +81,7 @@ def erase(subject_id: str) -> Any:
     if (form.confirm.data or "").strip().lower() != subject_id.lower():
         raise ValidationError("the typed id does not match this subject", {"confirm": "mismatch"})
     receipt = runtime().guard.shred(console_caller(), subject_id, PURPOSE).to_dict()
-    verified = verify_receipt(receipt, runtime().backend.signing_public_key())
+    verified = runtime().shredder.confirm(receipt)  # signature, published shred, key gone
     text = json.dumps(receipt, indent=2, sort_keys=True)
     return render_template(
         "console/receipt.html",

@@ -1,0 +1,187 @@
+"""Issue 17 (3, 4): shreds that the database cannot undo, and keys only a decided shred destroys.
+
+Attack 3 as reported: warm two workers' data-key caches, shred the subject (200, signed
+receipt, key destroyed in Vault), then put the pre-shred rows back (a restored backup)
+and delete the new ``shred_log`` row: the worker that did not perform the shred kept
+answering the subject's tokens in plaintext, 12 s and more later. Attack 4: ``UPDATE
+subjects SET status = 'shredding'`` and the operators' ``shred --pending`` hard-deleted
+a live subject's key. Two runtimes over one database stand for two workers (each its
+own engine and cache), against real OpenBao, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import delete, insert, select
+
+from access.runtime import Runtime, compose
+from api.app import AppConfig, create_app
+from tests.api_support import PERSON, Api
+from tests.conftest import OpenBaoServer
+from vault.cache import DataKeyCache
+from vault.config import Settings
+from vault.models import (
+    BlindIndex,
+    DataKeyRecord,
+    FieldValue,
+    ShredLogEntry,
+    Subject,
+    Token,
+    utcnow,
+)
+
+RECHECK = 1.0  # the bound under test (PII_VAULT_SHRED_RECHECK; 10 s by default)
+SUBJECT_TABLES = (DataKeyRecord, FieldValue, Token, BlindIndex)
+
+
+@pytest.fixture
+def worker2(
+    api: Api, openbao: OpenBaoServer, tmp_path: Path
+) -> Iterator[tuple[Runtime, FlaskClient]]:
+    runtime = compose(
+        api.database.new_engine(),
+        openbao.provider(),
+        cache=DataKeyCache(recheck_seconds=RECHECK),
+    )
+    app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))
+    yield runtime, app.test_client()
+    runtime.vault.engine.dispose()
+
+
+def _backup(api: Api, subject_id: str) -> dict[Any, list[dict[str, Any]]]:
+    with api.database.engine.connect() as conn:
+        rows: dict[Any, list[dict[str, Any]]] = {
+            Subject: [
+                dict(r._mapping)
+                for r in conn.execute(select(Subject.__table__).where(Subject.id == subject_id))
+            ]
+        }
+        for model in SUBJECT_TABLES:
+            table = model.__table__
+            rows[model] = [
+                dict(r._mapping)
+                for r in conn.execute(select(table).where(table.c.subject_id == subject_id))
+            ]
+    return rows
+
+
+def _restore(api: Api, subject_id: str, backup: dict[Any, list[dict[str, Any]]]) -> None:
+    """The backup's rows for the subject back in the live database, its shred log row gone."""
+    with api.database.engine.begin() as conn:
+        for model in SUBJECT_TABLES:
+            conn.execute(delete(model.__table__).where(model.__table__.c.subject_id == subject_id))
+        conn.execute(delete(Subject.__table__).where(Subject.id == subject_id))
+        conn.execute(delete(ShredLogEntry.__table__).where(ShredLogEntry.subject_id == subject_id))
+        conn.execute(insert(Subject.__table__), backup[Subject])
+        for model in SUBJECT_TABLES:
+            if backup[model]:
+                conn.execute(insert(model.__table__), backup[model])
+
+
+def _detokenize(client: FlaskClient, api: Api, token: str) -> Any:
+    return client.post(
+        "/v1/detokenize",
+        headers=api.h("checkout-service"),
+        json={"purpose": "order_fulfillment", "tokens": [token]},
+    )
+
+
+def test_a_restored_backup_does_not_bring_a_shredded_subject_back(
+    api: Api, worker2: tuple[Runtime, FlaskClient]
+) -> None:
+    _runtime2, client2 = worker2
+    sid, tokens = api.register()
+    token = tokens["phone"]
+    email = PERSON["phone"]
+    for client in (api.client, client2):  # both workers' caches hold the data key
+        r = _detokenize(client, api, token)
+        assert r.status_code == 200 and email in r.get_data(as_text=True), r.json
+    backup = _backup(api, sid)
+    r = api.client.delete(
+        f"/v1/subjects/{sid}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "subject_access_request", "reason": "the customer asked"},
+    )
+    assert r.status_code == 200, r.json
+    _restore(api, sid, backup)
+    time.sleep(RECHECK + 0.2)
+    for client in (client2, api.client):
+        r = _detokenize(client, api, token)
+        assert email not in r.get_data(as_text=True), (r.status_code, r.json)
+    # Reconcile re-applies the published shred: the restored rows go, the subject is shredded.
+    report = api.runtime.reconciler().run()
+    assert report.shreds_reapplied == [sid]
+    with api.database.engine.connect() as conn:
+        assert (
+            conn.execute(select(Subject.status).where(Subject.id == sid)).scalar_one() == "shredded"
+        )
+        for model in SUBJECT_TABLES:
+            table = model.__table__
+            assert conn.execute(select(table).where(table.c.subject_id == sid)).first() is None
+    assert api.runtime.reconciler().run().shreds_reapplied == []
+
+
+def test_a_shredding_status_set_with_sql_destroys_no_key(api: Api) -> None:
+    sid, tokens = api.register()
+    with api.database.engine.begin() as conn:
+        conn.execute(Subject.__table__.update().where(Subject.id == sid).values(status="shredding"))
+    outcome = api.runtime.shredder.complete_pending()
+    assert outcome.completed == [] and outcome.undecided == [sid]
+    assert api.runtime.backend.subject_key_exists(sid)
+    report = api.runtime.reconciler().run()
+    assert report.shreds_undecided == [sid] and report.broken
+    assert api.runtime.backend.subject_key_exists(sid)
+    # Put back, the subject is whole: nothing was lost.
+    with api.database.engine.begin() as conn:
+        conn.execute(Subject.__table__.update().where(Subject.id == sid).values(status="active"))
+    r = _detokenize(api.client, api, tokens["phone"])
+    assert r.status_code == 200 and PERSON["phone"] in r.get_data(as_text=True)
+
+
+def test_a_decided_shred_left_pending_completes(api: Api) -> None:
+    """The ordinary case still works: a shred whose key deletion failed completes later."""
+    sid, _ = api.register()
+    api.runtime.shredder.ledger.publish(sid)  # type: ignore[union-attr]
+    with api.database.engine.begin() as conn:
+        conn.execute(
+            Subject.__table__.update()
+            .where(Subject.id == sid)
+            .values(status="shredding", shred_requested_at=utcnow())
+        )
+    outcome = api.runtime.shredder.complete_pending()
+    assert [r.subject_id for r in outcome.completed] == [sid]
+    assert not api.runtime.backend.subject_key_exists(sid)
+
+
+def test_a_receipt_signed_with_the_service_token_for_a_live_subject_is_not_confirmed(
+    api: Api,
+) -> None:
+    """Attack 7: transit/sign/pii-audit signs any message, so the service token can make a
+    receipt for a live subject whose signature verifies. The signature alone is documented as
+    proving only who signed; ``confirm`` (the console's "verified") also asks Vault."""
+    import base64
+
+    from vault.receipts import receipt_payload, verify_receipt
+
+    sid, _ = api.register()
+    backend = api.runtime.backend
+    now = "2026-12-02T00:00:00+00:00"
+    forged = {
+        "subject_id": sid,
+        "requested_at": now,
+        "shredded_at": now,
+        "key_provider": backend.name,
+        "signature": base64.b64encode(
+            backend.sign(receipt_payload(sid, now, now, backend.name))
+        ).decode(),
+    }
+    assert verify_receipt(forged, backend.signing_public_key())  # the documented limit
+    assert not api.runtime.shredder.confirm(forged)
+    real = api.runtime.shredder.shred(sid).to_dict()
+    assert api.runtime.shredder.confirm(real)
