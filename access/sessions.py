@@ -37,6 +37,17 @@ def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
+def seal_data(session_id: str, data: dict[str, Any]) -> str:
+    """A session's data as its row holds it: sealed under a key derived from the id."""
+    plain = json.dumps(data, separators=(",", ":")).encode("utf-8")
+    return base64.b64encode(seal_with_secret(session_id, _CONTEXT, plain)).decode()
+
+
+def open_data(session_id: str, text: str) -> dict[str, Any]:
+    blob = base64.b64decode(text.encode("ascii"), validate=True)
+    return dict(json.loads(open_with_secret(session_id, _CONTEXT, blob)))
+
+
 @dataclass(frozen=True)
 class StoredSession:
     data: dict[str, Any]
@@ -64,8 +75,7 @@ class SessionStore:
                 return None
             row.last_seen = now
             try:
-                blob = base64.b64decode(row.data.encode("ascii"), validate=True)
-                data = json.loads(open_with_secret(session_id, _CONTEXT, blob))
+                data = open_data(session_id, row.data)
             except (DecryptionError, ValueError, binascii.Error):
                 session.delete(row)  # not ours (or from before encryption): signed out
                 return None
@@ -80,8 +90,7 @@ class SessionStore:
             if row is None:
                 row = ConsoleSession(id_hash=_hash(session_id), created_at=now)
                 session.add(row)
-            plain = json.dumps(data, separators=(",", ":")).encode("utf-8")
-            row.data = base64.b64encode(seal_with_secret(session_id, _CONTEXT, plain)).decode()
+            row.data = seal_data(session_id, data)
             row.principal = None  # kept out of the row: who is signed in is no one's business
             row.last_seen = now
         return session_id

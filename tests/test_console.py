@@ -19,6 +19,7 @@ from selenium.webdriver.support.ui import Select
 from sqlalchemy import text
 
 from access.runtime import open_runtime
+from access.sessions import open_data, seal_data
 from api.demo.oidc import Person
 from tests.console_support import (
     AUTH_METHOD,
@@ -232,13 +233,13 @@ def test_a_reveal_after_the_step_up_window_needs_a_fresh_sign_in(
     (row,) = with_session(
         stack, cookie["value"], "SELECT data FROM console_sessions WHERE id_hash = :h"
     )
-    data = json.loads(row[0])
+    data = open_data(cookie["value"], row[0])  # sealed under the id since issue 17
     data["signed_in_at"] -= 3600  # signed in an hour ago: past the step-up window
     with_session(
         stack,
         cookie["value"],
         "UPDATE console_sessions SET data = :d WHERE id_hash = :h RETURNING 1",
-        d=json.dumps(data),
+        d=seal_data(cookie["value"], data),
     )
     time.sleep(4)  # the identity provider's own session is older than max_age and the skew
     browser.get(stack.url + f"/console/subjects/{sid}")
@@ -283,9 +284,10 @@ def test_idle_and_disabled_sessions_end(browser: WebDriver, stack: Stack) -> Non
     sign_in(browser, stack, PEOPLE["agent"])
     cookie = session_cookie(browser)
     jar = {cookie["name"]: cookie["value"]}
-    ((principal,),) = with_session(
-        stack, cookie["value"], "SELECT principal FROM console_sessions WHERE id_hash = :h"
+    ((sealed,),) = with_session(
+        stack, cookie["value"], "SELECT data FROM console_sessions WHERE id_hash = :h"
     )
+    principal = open_data(cookie["value"], sealed)["principal"]
     runtime = open_runtime(Settings.from_env(stack.env))
     try:
         runtime.principals.disable(principal)
