@@ -212,18 +212,7 @@ class BatchGuard:
                 try:
                     self.budget.check(caller.principal, session)
                 except TooManyFailedLookups:
-                    self.audit.append(
-                        batch(
-                            caller,
-                            "detokenize",
-                            purpose,
-                            verdict="deny",
-                            subject_ids=[],
-                            fields=[],
-                            items={"*": {"reason": "failed_lookup_budget_spent"}},
-                            justification=justification,
-                        )
-                    )
+                    self._audit_budget_spent(caller, purpose, justification)
                     raise
             refs = self.vault.resolve_tokens(tokens, session, share_lock=True)
             verdicts = self._decide_tokens(caller, purpose, refs, justification, session)
@@ -251,6 +240,24 @@ class BatchGuard:
             else:
                 out.append(values[ref.token])
         return out
+
+    def _audit_budget_spent(
+        self, caller: Caller, purpose: str, justification: Justification | None
+    ) -> None:
+        """The refusal of a detokenize whose failed-lookup budget is spent (before or at
+        its charge): one event shape for both."""
+        self.audit.append(
+            batch(
+                caller,
+                "detokenize",
+                purpose,
+                verdict="deny",
+                subject_ids=[],
+                fields=[],
+                items={"*": {"reason": "failed_lookup_budget_spent"}},
+                justification=justification,
+            )
+        )
 
     def _decide_tokens(
         self,
@@ -290,18 +297,7 @@ class BatchGuard:
             try:
                 self.budget.charge(caller.principal, misses)
             except TooManyFailedLookups:
-                self.audit.append(
-                    batch(
-                        caller,
-                        "detokenize",
-                        purpose,
-                        verdict="deny",
-                        subject_ids=[],
-                        fields=[],
-                        items={"*": {"reason": "failed_lookup_budget_spent"}},
-                        justification=justification,
-                    )
-                )
+                self._audit_budget_spent(caller, purpose, justification)
                 raise
         for i, ref in enumerate(refs):
             d = verdicts[i]
