@@ -112,6 +112,14 @@ class GrantSeal:
                 bad.append(r)
         return good, bad
 
+    # -- any other sealed record (the grant state, access/grant_state.py) ---------------
+
+    def mac(self, kind: str, values: Sequence[Any]) -> str:
+        return self._mac(_canonical(kind, values))
+
+    def check(self, kind: str, values: Sequence[Any], tag: str | None) -> None:
+        self._check(kind, _canonical(kind, values), tag)
+
     # -- the rule set -----------------------------------------------------------------
 
     def set_tag(self, rules: Iterable[PolicyRule]) -> str:

@@ -40,7 +40,8 @@ class AccessState(AccessBase):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
-    rules_tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # the rule set's MAC
+    # The sealed grant state (access/grant_state.py): which principal rows and rule set count.
+    grant_state: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Principal(AccessBase):

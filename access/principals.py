@@ -2,8 +2,9 @@
 
 A principal's roles feed the policy engine, so every change here bumps the
 policy revision. Every row carries a grant tag (``access/grants.py``) checked
-wherever a row is used: a principal inserted or edited with SQL authenticates
-no one. Every change is an audit event, recorded before it is made.
+wherever a row is used, and the row must be the one the sealed grant state names
+(``access/grant_state.py``): a principal inserted, edited or restored with SQL
+authenticates no one. Every change is an audit event, recorded before it is made.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from access.errors import AuthenticationFailed, InvalidRequest, PrincipalExists, PrincipalNotFound
+from access.errors import (
+    AuthenticationFailed,
+    GrantsTampered,
+    InvalidRequest,
+    PrincipalExists,
+    PrincipalNotFound,
+)
 from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
-from access.policy_store import PolicyStore, bump_revision
+from access.policy_store import PolicyStore
 from vault.transactions import Transactions
 
 KEY_PREFIX = "pvk_"
@@ -61,7 +68,7 @@ class Principals:
             self.seal.check_principal(principal)
         except TagMismatch:
             return None
-        return principal
+        return principal if self.policy.counts(principal) else None
 
     def create(
         self, name: str, roles: Sequence[str], actor: str = "operator"
@@ -87,15 +94,15 @@ class Principals:
             disabled=False,
             created_at=now,
         )
-        self.seal.tag_principal(row)
         with self.tx.begin(read_only=True) as session:
             if session.get(Principal, name) is not None:
                 raise PrincipalExists(f"principal {name} already exists")
         self.on_change(actor, "principal_create", {"name": name, "roles": row.roles})
         try:
-            with self.tx.begin() as session:
-                session.add(row)
-                bump_revision(session)
+            with self.policy.changing() as change:
+                change.principal(row)
+                change.session.add(row)
+                change.session.flush()
         except IntegrityError as exc:
             raise PrincipalExists(f"principal {name} already exists") from exc
         return PrincipalInfo(name, unique_roles, False, now), f"{KEY_PREFIX}{key_id}.{secret}"
@@ -113,14 +120,37 @@ class Principals:
             if session.get(Principal, name) is None:
                 raise PrincipalNotFound(f"no principal {name[:128]}")
         self.on_change(actor, "principal_disable", {"name": name})
-        with self.tx.begin() as session:
-            principal = session.get(Principal, name)
+        with self.policy.changing() as change:
+            principal = change.session.get(Principal, name)
             if principal is None:
                 raise PrincipalNotFound(f"no principal {name[:128]}")
             principal.disabled = True
             principal.disabled_at = dt.datetime.now(dt.UTC)
-            self.seal.tag_principal(principal)
-            bump_revision(session)
+            change.principal(principal)
+
+    def enable(self, name: str, actor: str = "operator") -> None:
+        """Undo ``disable``. Only a row whose tag verifies: re-tagging a forged or edited row
+        would bless whatever roles SQL gave it."""
+        with self.tx.begin(read_only=True) as session:
+            principal = session.get(Principal, name)
+            if principal is None:
+                raise PrincipalNotFound(f"no principal {name[:128]}")
+            if self._usable(principal) is None:
+                raise GrantsTampered(
+                    f"principal {name[:128]} fails its grant tag; see 'pii-vault audit grants'"
+                )
+            if not principal.disabled:
+                return
+        self.on_change(actor, "principal_enable", {"name": name})
+        with self.policy.changing() as change:
+            principal = change.session.get(Principal, name)
+            if principal is None:
+                raise PrincipalNotFound(f"no principal {name[:128]}")
+            if not change.base.counts(principal) or self._usable(principal) is None:
+                raise GrantsTampered(f"principal {name[:128]} fails its grant tag")
+            principal.disabled = False
+            principal.disabled_at = None
+            change.principal(principal)
 
     def sign_in_user(self, name: str, roles: Sequence[str]) -> PrincipalInfo:
         """A person signed in through the identity provider: their principal is created, or
@@ -145,8 +175,8 @@ class Principals:
                 return PrincipalInfo(name, granted, False, existing.created_at)
         action = "principal_create" if existing is None else "principal_roles"
         self.on_change(name, action, {"name": name, "roles": roles_text, "by": "identity provider"})
-        with self.tx.begin() as session:
-            principal = session.get(Principal, name)
+        with self.policy.changing() as change:
+            principal = change.session.get(Principal, name)
             if principal is None:
                 principal = Principal(
                     name=name,
@@ -156,13 +186,16 @@ class Principals:
                     disabled=False,
                     created_at=now,
                 )
-                session.add(principal)
-            elif principal.disabled or self._usable(principal) is None:
+                change.session.add(principal)
+            elif (
+                principal.disabled
+                or not change.base.counts(principal)
+                or self._usable(principal) is None
+            ):
                 raise AuthenticationFailed()
             else:
                 principal.roles = roles_text
-            self.seal.tag_principal(principal)
-            bump_revision(session)
+            change.principal(principal)
             created = principal.created_at
         return PrincipalInfo(name, granted, False, created)
 
@@ -196,9 +229,9 @@ class Principals:
 
     def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:
         """A sealed pre-issue-17 row, used with its key: the unkeyed digest becomes keyed."""
-        with self.tx.begin() as session:
-            row = session.get(Principal, name)
-            if row is not None and row.key_hash == old and self._usable(row) is not None:
+        with self.policy.changing() as change:
+            row = change.session.get(Principal, name)
+            usable = row is not None and change.base.counts(row) and self._usable(row)
+            if row is not None and row.key_hash == old and usable:
                 row.key_hash = keyed
-                self.seal.tag_principal(row)
-                bump_revision(session)
+                change.principal(row)

@@ -19,6 +19,7 @@ from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
 from access.events import grant_change, operator
+from access.grant_state import GrantLedger
 from access.grants import GrantSeal
 from access.guard import GuardedVault
 from access.log_identity import pin, settle_log_id
@@ -29,7 +30,7 @@ from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
 from keys.factory import build_key_provider
-from keys.provider import KeyBackend, ShredRecords
+from keys.provider import KeyBackend, PublishedRecords
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
 from vault.db import make_engine, private_directory
@@ -138,23 +139,25 @@ def compose(
     def record_grant_change(actor: str, action: str, detail: Mapping[str, str]) -> None:
         audit.append(grant_change(actor, action, detail))
 
-    seal = GrantSeal(backend.grant_key)
-    policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change)
-    consents = Consents(vault.tx, purposes, policy_version=policy_version)
-    decider = Decider(policy, consents, categories, purposes)
-    # What a shred deletes beyond the vault's own tables: the subject's consents.
     anchorer = audit.anchorer
 
     def log_id() -> str:
-        """Published shreds go under the audit log's pinned id (``vault/shred_ledger.py``)."""
+        """Published shreds and grant epochs go under the audit log's pinned id."""
         if anchorer is None:
-            raise ServiceUnavailable("no anchor store for published shreds")
+            raise ServiceUnavailable("no anchor store for published records")
         try:
             return anchorer.log
         except RuntimeError as exc:
             raise ServiceUnavailable(str(exc)) from exc
 
-    ledger = ShredLedger(store, log_id) if isinstance(store, ShredRecords) else None
+    records = store if isinstance(store, PublishedRecords) else None
+    seal = GrantSeal(backend.grant_key)
+    grants = GrantLedger(records, log_id) if records is not None else None
+    policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change, grants)
+    consents = Consents(vault.tx, purposes, policy_version=policy_version)
+    decider = Decider(policy, consents, categories, purposes)
+    # What a shred deletes beyond the vault's own tables: the subject's consents.
+    ledger = ShredLedger(records, log_id) if records is not None else None
     shredder = Shredder(
         vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for, ledger=ledger
     )

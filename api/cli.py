@@ -470,6 +470,16 @@ def principal_disable(name: str) -> None:
     click.echo(f"disabled {name}")
 
 
+@principal.command("enable")
+@click.argument("name")
+@_one_line_errors
+def principal_enable(name: str) -> None:
+    """Re-enable NAME (refused if its row was edited outside the vault)."""
+    with _runtime() as runtime:
+        runtime.principals.enable(name, _operator_name())
+    click.echo(f"enabled {name}")
+
+
 # -- audit and policy -------------------------------------------------------------------------
 
 
@@ -490,11 +500,27 @@ def audit_verify() -> None:
 
 
 @audit.command("grants")
+@click.option(
+    "--accept-restore",
+    is_flag=True,
+    help="After restoring a backup on purpose: seal the grants as they are now (rows whose "
+    "tags verify) as the newest state. Forged rows stay refused.",
+)
 @_one_line_errors
-def audit_grants() -> None:
-    """List principal rows and policy rules that fail their grant tags (written with SQL)."""
+def audit_grants(accept_restore: bool) -> None:
+    """List grant rows that fail their tags or the sealed grant state (written with SQL, or
+    restored from an older backup)."""
     with _runtime() as runtime:
         findings = runtime.policy.findings()
+        if accept_restore and findings:
+            for finding in findings:
+                click.echo(finding)
+            accepted = runtime.policy.accept_restored(_operator_name())
+            click.echo(
+                f"accepted the restored grants: {len(accepted)} principal(s) "
+                f"({', '.join(accepted)[:2000]}); disable or rotate any that should not be back"
+            )
+            return
     for finding in findings:
         click.echo(finding)
     if findings:

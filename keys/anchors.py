@@ -42,10 +42,15 @@ def _path(log: str, key: int) -> str:
     return f"{_folder(log)}/{key:020d}"
 
 
-def _shred_path(log: str, subject_id: str) -> str:
-    if not subject_id.replace("-", "").isalnum():
-        raise KeyProviderError("invalid subject id")
-    return f"{_folder(log)}/shreds/{subject_id}"
+RECORD_KINDS = ("shreds", "grants")  # PublishedRecords' folders under each log
+
+
+def _record_path(log: str, kind: str, name: str = "") -> str:
+    if kind not in RECORD_KINDS:
+        raise KeyProviderError("unknown kind of published record")
+    if name and not name.replace("-", "").isalnum():
+        raise KeyProviderError("invalid record name")
+    return f"{_folder(log)}/{kind}" + (f"/{name}" if name else "")
 
 
 def _not_found() -> KeyProviderError:
@@ -154,27 +159,27 @@ class KvAnchors:
                 return False
             raise
 
-    # -- published shreds (ShredRecords) --------------------------------------------
+    # -- published records (PublishedRecords) ---------------------------------------
 
-    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
+    def publish(self, log: str, kind: str, name: str, record: dict[str, Any]) -> bool:
         try:
             with vault_errors():
                 self._kv.create_or_update_secret(
-                    _shred_path(log, subject_id), secret=record, cas=0, mount_point=self._mount
+                    _record_path(log, kind, name), secret=record, cas=0, mount_point=self._mount
                 )
             return True
         except KeyUnavailable:
             raise
         except KeyProviderError:
-            if self.get_shred(log, subject_id) is not None:
+            if self.published(log, kind, name) is not None:
                 return False
             raise
 
-    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
+    def published(self, log: str, kind: str, name: str) -> dict[str, Any] | None:
         try:
             with vault_errors(missing=_not_found):
                 resp = self._kv.read_secret_version(
-                    _shred_path(log, subject_id),
+                    _record_path(log, kind, name),
                     mount_point=self._mount,
                     raise_on_deleted_version=True,
                 )
@@ -182,10 +187,10 @@ class KvAnchors:
         except AnchorNotFound:
             return None
 
-    def shred_ids(self, log: str) -> list[str]:
+    def published_names(self, log: str, kind: str) -> list[str]:
         try:
             with vault_errors(missing=_not_found):
-                resp = self._kv.list_secrets(f"{_folder(log)}/shreds", mount_point=self._mount)
+                resp = self._kv.list_secrets(_record_path(log, kind), mount_point=self._mount)
                 return sorted(str(k) for k in resp["data"]["keys"])
         except AnchorNotFound:
             return []
@@ -202,8 +207,8 @@ class LocalAnchors:
                 " (log TEXT NOT NULL, key INTEGER NOT NULL, record TEXT, PRIMARY KEY (log, key))"
             )
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS published_shreds (log TEXT NOT NULL,"
-                " subject_id TEXT NOT NULL, record TEXT, PRIMARY KEY (log, subject_id))"
+                "CREATE TABLE IF NOT EXISTS published_records (log TEXT NOT NULL, kind TEXT"
+                " NOT NULL, name TEXT NOT NULL, record TEXT, PRIMARY KEY (log, kind, name))"
             )
 
     def put(self, log: str, key: int, record: dict[str, Any]) -> bool:
@@ -254,35 +259,36 @@ class LocalAnchors:
     def pin_identity(self, record: dict[str, Any]) -> bool:
         return self.put(_IDENTITY_LOG, 0, record)
 
-    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
+    def publish(self, log: str, kind: str, name: str, record: dict[str, Any]) -> bool:
+        _record_path(log, kind, name)  # the same names as in Vault
         try:
             with self._lock:
                 cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO published_shreds (log, subject_id, record)"
-                    " VALUES (?, ?, ?)",
-                    (log, subject_id, json.dumps(record, sort_keys=True)),
+                    "INSERT OR IGNORE INTO published_records (log, kind, name, record)"
+                    " VALUES (?, ?, ?, ?)",
+                    (log, kind, name, json.dumps(record, sort_keys=True)),
                 )
                 return cursor.rowcount == 1
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
 
-    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
+    def published(self, log: str, kind: str, name: str) -> dict[str, Any] | None:
         try:
             with self._lock:
                 row = self._db.execute(
-                    "SELECT record FROM published_shreds WHERE log = ? AND subject_id = ?",
-                    (log, subject_id),
+                    "SELECT record FROM published_records WHERE log = ? AND kind = ? AND name = ?",
+                    (log, kind, name),
                 ).fetchone()
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
         return None if row is None else dict(json.loads(row[0]))
 
-    def shred_ids(self, log: str) -> list[str]:
+    def published_names(self, log: str, kind: str) -> list[str]:
         try:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT subject_id FROM published_shreds WHERE log = ? ORDER BY subject_id",
-                    (log,),
+                    "SELECT name FROM published_records WHERE log = ? AND kind = ? ORDER BY name",
+                    (log, kind),
                 ).fetchall()
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc

@@ -149,20 +149,21 @@ class AnchorStore(Protocol):
 
 
 @runtime_checkable
-class ShredRecords(Protocol):
-    """Shreds published outside the database, create-only (the anchor store implements it):
-    a shred decided here stays decided whatever a restored database says."""
+class PublishedRecords(Protocol):
+    """Create-only records beside the anchors, outside the database (issue 17; the anchor
+    store implements it): ``kind`` "shreds" (a shred decided stays decided whatever a
+    restored database says) and "grants" (each sealed grant state's epoch)."""
 
-    def put_shred(self, log: str, subject_id: str, record: dict[str, Any]) -> bool:
-        """Publish the shred of ``subject_id``; False (nothing written) if it is published."""
+    def publish(self, log: str, kind: str, name: str, record: dict[str, Any]) -> bool:
+        """Create ``name`` of ``kind`` under ``log``; False (nothing written) if it exists."""
         ...
 
-    def get_shred(self, log: str, subject_id: str) -> dict[str, Any] | None:
-        """The published record, or None."""
+    def published(self, log: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The record, or None."""
         ...
 
-    def shred_ids(self, log: str) -> list[str]:
-        """Every subject whose shred is published under ``log``."""
+    def published_names(self, log: str, kind: str) -> list[str]:
+        """Every record name of ``kind`` under ``log``, ascending."""
         ...
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, delete, insert, inspect, select, text
 
 from tests.conftest import Database
 from vault.db import make_engine, migrate
+from vault.models import BlindIndex, DataKeyRecord, FieldValue, ShredLogEntry, Subject, Token
 
 ALL_ROLES = [
     "registration-service",
@@ -83,3 +85,39 @@ def copy_database(database: Database, tmp: Path) -> Database:
         for table in TABLES:
             conn.execute(text(f'INSERT INTO "{schema}".{table} SELECT * FROM {table}'))
     return Database("postgresql", database.url, engine, schema=schema)
+
+
+SUBJECT_TABLES = (DataKeyRecord, FieldValue, Token, BlindIndex)
+
+
+def backup_subject(engine: Engine, subject_id: str) -> dict[Any, list[dict[str, Any]]]:
+    """A subject's rows as a backup holds them (issue 17's restore attacks)."""
+    with engine.connect() as conn:
+        rows: dict[Any, list[dict[str, Any]]] = {
+            Subject: [
+                dict(r._mapping)
+                for r in conn.execute(select(Subject.__table__).where(Subject.id == subject_id))
+            ]
+        }
+        for model in SUBJECT_TABLES:
+            table = model.__table__
+            rows[model] = [
+                dict(r._mapping)
+                for r in conn.execute(select(table).where(table.c.subject_id == subject_id))
+            ]
+    return rows
+
+
+def restore_subject(
+    engine: Engine, subject_id: str, backup: dict[Any, list[dict[str, Any]]]
+) -> None:
+    """The backup's rows for the subject back in the live database, its shred log row gone."""
+    with engine.begin() as conn:
+        for model in SUBJECT_TABLES:
+            conn.execute(delete(model.__table__).where(model.__table__.c.subject_id == subject_id))
+        conn.execute(delete(Subject.__table__).where(Subject.id == subject_id))
+        conn.execute(delete(ShredLogEntry.__table__).where(ShredLogEntry.subject_id == subject_id))
+        conn.execute(insert(Subject.__table__), backup[Subject])
+        for model in SUBJECT_TABLES:
+            if backup[model]:
+                conn.execute(insert(model.__table__), backup[model])

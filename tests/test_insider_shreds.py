@@ -18,26 +18,21 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 
 from access.runtime import Runtime, compose
 from api.app import AppConfig, create_app
 from tests.api_support import PERSON, Api
 from tests.conftest import OpenBaoServer
+from tests.helpers import SUBJECT_TABLES, backup_subject, restore_subject
 from vault.cache import DataKeyCache
 from vault.config import Settings
 from vault.models import (
-    BlindIndex,
-    DataKeyRecord,
-    FieldValue,
-    ShredLogEntry,
     Subject,
-    Token,
     utcnow,
 )
 
 RECHECK = 1.0  # the bound under test (PII_VAULT_SHRED_RECHECK; 10 s by default)
-SUBJECT_TABLES = (DataKeyRecord, FieldValue, Token, BlindIndex)
 
 
 @pytest.fixture
@@ -52,36 +47,6 @@ def worker2(
     app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))
     yield runtime, app.test_client()
     runtime.vault.engine.dispose()
-
-
-def _backup(api: Api, subject_id: str) -> dict[Any, list[dict[str, Any]]]:
-    with api.database.engine.connect() as conn:
-        rows: dict[Any, list[dict[str, Any]]] = {
-            Subject: [
-                dict(r._mapping)
-                for r in conn.execute(select(Subject.__table__).where(Subject.id == subject_id))
-            ]
-        }
-        for model in SUBJECT_TABLES:
-            table = model.__table__
-            rows[model] = [
-                dict(r._mapping)
-                for r in conn.execute(select(table).where(table.c.subject_id == subject_id))
-            ]
-    return rows
-
-
-def _restore(api: Api, subject_id: str, backup: dict[Any, list[dict[str, Any]]]) -> None:
-    """The backup's rows for the subject back in the live database, its shred log row gone."""
-    with api.database.engine.begin() as conn:
-        for model in SUBJECT_TABLES:
-            conn.execute(delete(model.__table__).where(model.__table__.c.subject_id == subject_id))
-        conn.execute(delete(Subject.__table__).where(Subject.id == subject_id))
-        conn.execute(delete(ShredLogEntry.__table__).where(ShredLogEntry.subject_id == subject_id))
-        conn.execute(insert(Subject.__table__), backup[Subject])
-        for model in SUBJECT_TABLES:
-            if backup[model]:
-                conn.execute(insert(model.__table__), backup[model])
 
 
 def _detokenize(client: FlaskClient, api: Api, token: str) -> Any:
@@ -102,14 +67,14 @@ def test_a_restored_backup_does_not_bring_a_shredded_subject_back(
     for client in (api.client, client2):  # both workers' caches hold the data key
         r = _detokenize(client, api, token)
         assert r.status_code == 200 and email in r.get_data(as_text=True), r.json
-    backup = _backup(api, sid)
+    backup = backup_subject(api.database.engine, sid)
     r = api.client.delete(
         f"/v1/subjects/{sid}",
         headers=api.h("privacy-officer"),
         json={"purpose": "subject_access_request", "reason": "the customer asked"},
     )
     assert r.status_code == 200, r.json
-    _restore(api, sid, backup)
+    restore_subject(api.database.engine, sid, backup)
     time.sleep(RECHECK + 0.2)
     for client in (client2, api.client):
         r = _detokenize(client, api, token)

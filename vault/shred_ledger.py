@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from keys.provider import ShredRecords
+from keys.provider import PublishedRecords
 from vault.models import iso, utcnow
 from vault.transactions import translating
 
+_KIND = "shreds"
+
 
 class ShredLedger:
-    def __init__(self, records: ShredRecords, log: Callable[[], str]) -> None:
+    def __init__(self, records: PublishedRecords, log: Callable[[], str]) -> None:
         """``log``: the audit log's id (the namespace records go under), asked lazily."""
         self.records = records
         self._log = log
@@ -33,12 +35,12 @@ class ShredLedger:
         """The decision, outside the database; idempotent (a retry finds it published)."""
         record = {"v": 1, "subject_id": subject_id, "decided_at": iso(utcnow())}
         with translating():
-            self.records.put_shred(self._log(), subject_id, record)
+            self.records.publish(self._log(), _KIND, subject_id, record)
 
     def decided(self, subject_id: str) -> bool:
         with translating():
-            return self.records.get_shred(self._log(), subject_id) is not None
+            return self.records.published(self._log(), _KIND, subject_id) is not None
 
     def subject_ids(self) -> list[str]:
         with translating():
-            return self.records.shred_ids(self._log())
+            return self.records.published_names(self._log(), _KIND)

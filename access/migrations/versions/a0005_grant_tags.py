@@ -1,5 +1,6 @@
 """Grant tags (issue 17): principal rows and policy rules carry a MAC under a key the
-database does not hold, the rule set a set tag; API-key digests become keyed (longer).
+database does not hold, the rule set a set tag; API-key digests become keyed (longer);
+the sealed grant state (``access/grant_state.py``) gets its column.
 
 Revision ID: a0005
 Revises: a0004
@@ -22,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("principals", sa.Column("tag", sa.String(80), nullable=True))
     op.add_column("policy_rules", sa.Column("tag", sa.String(80), nullable=True))
-    op.add_column("access_state", sa.Column("rules_tag", sa.String(80), nullable=True))
+    op.add_column("access_state", sa.Column("grant_state", sa.Text(), nullable=True))
     _key_hash(80)
 
 
@@ -42,6 +43,6 @@ def _key_hash(length: int) -> None:
 
 def downgrade() -> None:
     _key_hash(64)
-    op.drop_column("access_state", "rules_tag")
+    op.drop_column("access_state", "grant_state")
     op.drop_column("policy_rules", "tag")
     op.drop_column("principals", "tag")
