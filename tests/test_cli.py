@@ -261,6 +261,41 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     assert code == 1 and "TAMPERED at seq 1" in out
 
 
+def test_principal_enable_and_accepting_a_restored_backup(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    assert run(["principal", "create", "svc:leaver", "--role", "auditor"], env)[0] == 0
+    db = tmp_path / "home" / "vault.db"
+    with sqlite3.connect(db) as conn:  # what a backup holds of the grants
+        backup = conn.execute("SELECT tag, disabled FROM principals WHERE name = 'svc:leaver'")
+        row = backup.fetchone()
+        state = conn.execute("SELECT grant_state FROM access_state").fetchone()[0]
+    assert run(["principal", "disable", "svc:leaver"], env)[0] == 0
+    assert run(["principal", "enable", "svc:leaver"], env) == (0, "enabled svc:leaver\n", "")
+    assert run(["principal", "disable", "svc:leaver"], env)[0] == 0
+    assert run(["audit", "grants"], env)[0] == 0
+    with sqlite3.connect(db) as conn:  # the backup restored
+        conn.execute("UPDATE principals SET tag = ?, disabled = ? WHERE name = 'svc:leaver'", row)
+        conn.execute("UPDATE access_state SET grant_state = ?", (state,))
+    code, out, err = run(["audit", "grants"], env)
+    assert code == 1 and "older than the newest published grant state" in out, out + err
+    code, _, err = run(["principal", "enable", "svc:leaver"], env)
+    assert code == 1 and "grants" in err
+    code, out, _ = run(["audit", "grants", "--accept-restore"], env)
+    assert code == 0 and "accepted the restored grants" in out and "svc:leaver" in out
+    assert run(["audit", "grants"], env)[0] == 0
+    listed = {p["name"]: p for p in json.loads(run(["principal", "list", "--json"], env)[1])}
+    assert listed["svc:leaver"]["disabled"] is False  # as the backup had it: disable again
+    with sqlite3.connect(db) as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_events ORDER BY seq")]
+    assert actions[-4:] == [
+        "principal_disable",
+        "principal_enable",
+        "principal_disable",
+        "grants_accept_restore",
+    ], actions
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     import time
 
