@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hmac
 import re
 import time
 import uuid
@@ -12,12 +13,13 @@ from typing import Any
 
 from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, NotFound
 
 from access.errors import AuthenticationFailed
 from access.runtime import Runtime, open_runtime
 from api import errors
 from api.console import init_console
+from api.console.blueprint import content_security_policy
 from api.console.config import ConsoleSettings
 from api.console.sessions import CONSOLE_PREFIX
 from api.context import EXTENSION
@@ -31,6 +33,16 @@ DEFAULT_MAX_BODY = 1024 * 1024
 MAX_JSON_DEPTH = 32  # no request model nests deeper than 4
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Every response, pages and problems alike: nothing of it may be framed, sniffed, cached,
+# or sent on as a referrer. The console's pages get its own CSP; everything else none.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",  # responses may carry PII
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 @dataclass
@@ -116,6 +128,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     app.extensions[EXTENSION] = rt
     metrics = Metrics(rt)
     app.extensions["pii_vault_metrics"] = metrics
+    console_csp = content_security_policy(config.console.issuer) if config.console else ""
 
     @app.before_request
     def _authenticate() -> None:
@@ -123,6 +136,14 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         g.lane = LANES.begin_request()
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        if request.path == "/metrics" and config.settings.metrics_token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), config.settings.metrics_token.encode()
+            ):
+                raise AuthenticationFailed()
+        if request.path.startswith(CONSOLE_PREFIX) and config.console is None:
+            raise NotFound()  # a console that is off has no paths (a plain 404)
         if request.path in PUBLIC_PATHS or request.path.startswith(CONSOLE_PREFIX):
             return  # the console authenticates people by its own session (api/console)
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -142,8 +163,10 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
-        response.headers["Cache-Control"] = "no-store"  # responses may carry PII
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = (
+            console_csp if console_csp and request.path.startswith(CONSOLE_PREFIX) else API_CSP
+        )
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
         started = getattr(g, "started", None)

@@ -12,7 +12,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request, session
+from flask import Flask, Response, current_app, g, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
 from access.errors import AccessError, AccessErrorCode, TooManyFailedLookups
@@ -91,8 +91,8 @@ def validation_problem(exc: Any) -> Response:
 
 def _for_people(response: Response) -> Response:
     """On console pages the same status and message, as a page instead of JSON."""
-    if not request.path.startswith("/console"):
-        return response
+    if not request.path.startswith("/console") or "pii_vault_console" not in current_app.extensions:
+        return response  # the API, or a console that is off: the problem as it is
     body = json.loads(response.get_data())
     page = render_template(
         "console/error.html",

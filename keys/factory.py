@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keys.cluster import VaultCluster, parse_addrs
@@ -19,13 +19,13 @@ class KeyProviderSettings:
     home: Path = Path(".pii-vault")
     vault_addr: str | None = None
     vault_addrs: tuple[str, ...] = ()  # PII_VAULT_VAULT_ADDRS: several nodes, with failover
-    vault_token: str | None = None
+    vault_token: str | None = field(default=None, repr=False)  # never in a repr or a log
     transit_mount: str = "transit"
-    local_master_key: str | None = None
+    local_master_key: str | None = field(default=None, repr=False)
     timeout: float = 5.0  # PII_VAULT_VAULT_TIMEOUT: waiting for a reply
     connect_timeout: float = 1.0  # PII_VAULT_VAULT_CONNECT_TIMEOUT: reaching a node
     role_id: str | None = None
-    secret_id: str | None = None
+    secret_id: str | None = field(default=None, repr=False)
     role_id_file: str | None = None
     secret_id_file: str | None = None
     approle_mount: str = "approle"

@@ -53,6 +53,23 @@ def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+def secret(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME``, or the contents of the file ``NAME_FILE`` (so a secret need not sit in
+    the environment of every process); both set is refused as ambiguous."""
+    value, path = env.get(name) or "", env.get(f"{name}_FILE") or ""
+    if value and path:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if not path:
+        return value or None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name}_FILE") from exc
+    if not text:
+        raise ConfigError(f"{name}_FILE is empty")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".pii-vault")
@@ -74,6 +91,8 @@ class Settings:
     max_batch: int = 500
     worker_timeout: int = 60
     worker_threads: int = 4
+    # /metrics answers only with this bearer token when it is set.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -117,7 +136,7 @@ class Settings:
                 vault_addrs=addrs,
                 timeout=_seconds(env, "PII_VAULT_VAULT_TIMEOUT", 5.0, 0.1, 120),
                 connect_timeout=_seconds(env, "PII_VAULT_VAULT_CONNECT_TIMEOUT", 1.0, 0.05, 30),
-                vault_token=env.get("VAULT_TOKEN"),
+                vault_token=secret(env, "VAULT_TOKEN"),
                 transit_mount=transit_mount,
                 local_master_key=env.get("PII_VAULT_LOCAL_MASTER_KEY"),
                 role_id=env.get("VAULT_ROLE_ID") or None,
@@ -145,6 +164,7 @@ class Settings:
             max_batch=_bounded(env, "PII_VAULT_MAX_BATCH", 500, 1, MAX_BATCH_LIMIT),
             worker_timeout=_int(env, "PII_VAULT_WORKER_TIMEOUT", 60, 5),
             worker_threads=_bounded(env, "PII_VAULT_WORKER_THREADS", 4, 1, 64),
+            metrics_token=secret(env, "PII_VAULT_METRICS_TOKEN"),
         ).checked()
 
     def request_bound(self) -> float:

@@ -1,12 +1,13 @@
 """The console's blueprint and what every page shares: the gate (CSRF on every post,
-sign-in, a disabled principal out), the security headers, the caller."""
+sign-in, a disabled principal out), the CSP, the caller. The security headers are set
+on every response of the app (``api/app.py``), 404s and errors included."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, g, redirect, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from access.events import Caller
@@ -75,13 +76,3 @@ def _gate() -> Any:
         end_session()  # disabled meanwhile (any other session of theirs: at its next request)
         return redirect(url_for("console.home"))
     return None
-
-
-@bp.after_request
-def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = content_security_policy(settings().issuer)
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    return response
