@@ -19,6 +19,10 @@ AccessErrorCode = Literal[
     "audit_unavailable",
     "rate_limited",
     "grants_tampered",
+    "reveal_budget_spent",
+    "search_budget_spent",
+    "ticket_rejected",
+    "ticket_system_unavailable",
 ]
 
 
@@ -83,14 +87,45 @@ class ConsentRequired(Forbidden):
     code: ClassVar[AccessErrorCode] = "consent_required"
 
 
-class TooManyFailedLookups(AccessError):
-    """The caller's budget of failed token lookups is spent: retry after ``retry_after`` s."""
+class Throttled(AccessError):
+    """A budget is spent: retry after ``retry_after`` seconds (the API sends Retry-After)."""
 
     code: ClassVar[AccessErrorCode] = "rate_limited"
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooManyFailedLookups(Throttled):
+    """The caller's budget of failed token lookups is spent."""
+
+    code: ClassVar[AccessErrorCode] = "rate_limited"
+
+
+class RevealBudgetSpent(Throttled):
+    """The person has revealed as many subjects for this purpose today as the budget allows
+    (issue 18): an alert, not a routine answer."""
+
+    code: ClassVar[AccessErrorCode] = "reveal_budget_spent"
+
+
+class SearchBudgetSpent(Throttled):
+    """Too many exact-match searches by this person in the current minute (issue 18)."""
+
+    code: ClassVar[AccessErrorCode] = "search_budget_spent"
+
+
+class TicketRejected(Forbidden):
+    """The ticket system says the justification's ticket is not open or not this person's."""
+
+    code: ClassVar[AccessErrorCode] = "ticket_rejected"
+
+
+class TicketSystemUnavailable(AccessError):
+    """The ticket system did not answer: no reveal without its word (fail closed)."""
+
+    code: ClassVar[AccessErrorCode] = "ticket_system_unavailable"
 
 
 class GrantsTampered(AccessError):

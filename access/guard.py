@@ -22,10 +22,20 @@ from access.batch import BatchGuard
 from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
-from access.errors import ConsentRequired, Forbidden, JustificationRequired
+from access.errors import (
+    AccessError,
+    ConsentRequired,
+    Forbidden,
+    JustificationRequired,
+    Throttled,
+    TicketRejected,
+    TicketSystemUnavailable,
+)
 from access.events import Caller, audited_id, completed, decided, for_subject, probe
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
+from access.tickets import TicketCheck
+from access.usage import UsageBudgets
 from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
 from vault.models import STATUS_ACTIVE
 from vault.receipts import DeletionReceipt
@@ -64,10 +74,14 @@ class GuardedVault(BatchGuard):
         consents: Consents,
         audit: AuditLog,
         budget: LookupBudget | None = None,
+        usage: UsageBudgets | None = None,
+        tickets: TicketCheck | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
         self.shredder = shredder
         self.consents = consents
+        self.usage = usage
+        self.tickets = tickets
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -301,10 +315,44 @@ class GuardedVault(BatchGuard):
                 {str(n)[:64]: "unknown_field" for n in unknown} or {"fields": "empty"},
             )
         facts = self._facts(caller, subject_id, "reveal", purpose, list(fields))
-        _, seq = self._decide_and_record(
-            caller, list(fields), "reveal", purpose, facts, justification
+        decision = self.decider.decide(
+            caller.principal, list(fields), "reveal", purpose, facts, justification
         )
+        if decision.allowed:
+            self._reveal_gates(caller, decision, purpose, justification)
+        seq = self.audit.append(decided(caller, decision, justification))
+        if not decision.allowed:
+            _refuse(decision)
         return self.vault.reveal(facts.subject_id, fields), seq
+
+    def _reveal_gates(
+        self,
+        caller: Caller,
+        decision: Decision,
+        purpose: str,
+        justification: Justification | None,
+    ) -> None:
+        """After the policy allowed a reveal, before it is audited as allowed: the ticket
+        system's word on the ticket (if one is configured and the reveal is justified),
+        then the person's reveal budget. A refusal is audited as a denial and raised."""
+        try:
+            if self.tickets is not None and justification is not None:
+                self.tickets.check(justification.ticket, caller.principal)
+            if self.usage is not None:
+                self.usage.reveal(caller.principal, purpose)
+        except (Throttled, TicketRejected, TicketSystemUnavailable) as exc:
+            self._record_refusal(caller, decision, justification, exc)
+            raise
+
+    def _record_refusal(
+        self,
+        caller: Caller,
+        decision: Decision,
+        justification: Justification | None,
+        exc: AccessError,
+    ) -> None:
+        refused = {"refused": exc.code}
+        self.audit.append(decided(caller, decision, justification, verdict="deny", outcome=refused))
 
     def _exportable(self, caller: Caller, subject_id: str, purpose: str) -> str:
         """The subject's id once an export (or a part of one) is decided and audited."""
@@ -338,6 +386,12 @@ class GuardedVault(BatchGuard):
             caller.principal, searched, "read_masked", purpose, None, None, gates=False
         )
         allowed = decision.allowed if field != EXTERNAL_ID else decision.permits
+        if allowed and self.usage is not None:
+            try:
+                self.usage.search(caller.principal)  # charged before the lookup
+            except Throttled as exc:
+                self._record_refusal(caller, decision, None, exc)
+                raise
         self.audit.append(
             decided(
                 caller,

@@ -127,6 +127,18 @@ class LookupFailures(AccessBase):
     failures: Mapped[int] = mapped_column(Integer)
 
 
+class UsageCounter(AccessBase):
+    """How much of a budget (``kind``: reveals, searches) a key has used in its current
+    window, shared by every worker (access/usage.py)."""
+
+    __tablename__ = "usage_counters"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    spent: Mapped[int] = mapped_column(Integer)
+
+
 class ConsoleSession(AccessBase):
     """A signed-in (or signing-in) console session, kept server-side.
 

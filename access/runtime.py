@@ -26,6 +26,8 @@ from access.log_identity import pin, settle_log_id
 from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
+from access.tickets import HttpTickets, TicketCheck
+from access.usage import DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE, UsageBudgets
 from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
@@ -56,6 +58,7 @@ class Runtime:
     audit: AuditLog
     guard: GuardedVault
     budget: LookupBudget
+    usage: UsageBudgets
     backend: KeyBackend
     key_calls: CallCounter
     maintenance: Maintenance
@@ -116,6 +119,8 @@ def compose(
     checkpoint_every: int = 500,
     anchor_seconds: float = 10.0,
     lookup_budget: tuple[int, int] = (DEFAULT_LIMIT, DEFAULT_WINDOW),
+    usage: tuple[int, int] = (DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE),
+    tickets: TicketCheck | None = None,
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
 ) -> Runtime:
@@ -163,6 +168,8 @@ def compose(
     )
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
+    reveals, searches = usage
+    budgets = UsageBudgets(vault.tx, reveals_per_day=reveals, searches_per_minute=searches)
     return Runtime(
         vault=vault,
         shredder=shredder,
@@ -171,8 +178,9 @@ def compose(
         consents=consents,
         decider=decider,
         audit=audit,
-        guard=GuardedVault(vault, shredder, decider, consents, audit, budget),
+        guard=GuardedVault(vault, shredder, decider, consents, audit, budget, budgets, tickets),
         budget=budget,
+        usage=budgets,
         backend=backend,
         key_calls=key_calls,
         # The tick is the audit anchor's time bound too: the shorter of the two intervals.
@@ -227,5 +235,9 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         checkpoint_every=settings.audit_anchor_every,
         anchor_seconds=settings.audit_anchor_seconds,
         lookup_budget=(settings.lookup_failure_budget, settings.lookup_failure_window),
+        usage=(settings.reveal_budget, settings.search_budget),
+        tickets=(
+            HttpTickets(settings.ticket_url, settings.ticket_token) if settings.ticket_url else None
+        ),
         orphan_grace=settings.orphan_grace,
     )

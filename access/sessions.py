@@ -3,8 +3,9 @@
 The browser gets a random 256-bit id; only its SHA-256 is stored, so a database
 dump or backup holds no usable session. What a session holds (principal, roles, the
 person's email) is encrypted under a key derived from that id (issue 17), so the
-rows show nothing about who is signed in. A session idle longer than the timeout is
-gone (checked on every load, and swept by ``purge_idle``).
+rows show nothing about who is signed in. A session idle longer than the timeout, or
+older than its absolute lifetime, is gone (checked on every load, and swept by
+``purge_idle``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 
 from access.models import ConsoleSession
 from vault.crypto import open_with_secret, seal_with_secret
@@ -55,14 +56,18 @@ class StoredSession:
 
 
 class SessionStore:
-    def __init__(self, tx: Transactions, *, idle_timeout: float = 900.0) -> None:
-        if idle_timeout <= 0:
-            raise ValueError("the idle timeout must be positive")
+    def __init__(
+        self, tx: Transactions, *, idle_timeout: float = 900.0, lifetime: float = 8 * 3600.0
+    ) -> None:
+        if idle_timeout <= 0 or lifetime <= 0:
+            raise ValueError("the idle timeout and the lifetime must be positive")
         self.tx = tx
         self.idle_timeout = idle_timeout
+        self.lifetime = lifetime
 
     def load(self, session_id: str) -> StoredSession | None:
-        """The session, touched; None if unknown or idle past the timeout (then deleted)."""
+        """The session, touched; None if unknown, idle past the timeout or older than the
+        lifetime (then deleted)."""
         if not session_id or len(session_id) > 128:
             return None
         now = dt.datetime.now(dt.UTC)
@@ -70,7 +75,8 @@ class SessionStore:
             row = session.get(ConsoleSession, _hash(session_id))
             if row is None:
                 return None
-            if (now - _aware(row.last_seen)).total_seconds() > self.idle_timeout:
+            idle = (now - _aware(row.last_seen)).total_seconds() > self.idle_timeout
+            if idle or (now - _aware(row.created_at)).total_seconds() > self.lifetime:
                 session.delete(row)
                 return None
             row.last_seen = now
@@ -102,6 +108,12 @@ class SessionStore:
             )
 
     def purge_idle(self) -> None:
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.idle_timeout)
+        now = dt.datetime.now(dt.UTC)
+        idle = now - dt.timedelta(seconds=self.idle_timeout)
+        old = now - dt.timedelta(seconds=self.lifetime)
         with self.tx.begin() as session:
-            session.execute(delete(ConsoleSession).where(ConsoleSession.last_seen < cutoff))
+            session.execute(
+                delete(ConsoleSession).where(
+                    or_(ConsoleSession.last_seen < idle, ConsoleSession.created_at < old)
+                )
+            )

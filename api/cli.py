@@ -628,6 +628,17 @@ def policy_explain(principal_name: str, field: str, action: str, purpose: str) -
             if on
         ]
         click.echo(f"note: purpose {purpose} also needs {' and '.join(needs)} per request")
+    if action == "reveal" and only.redaction == "plain":
+        usage = runtime.usage
+        click.echo(
+            f"note: each person may reveal at most {usage.reveals_per_day} subjects per purpose "
+            "per day (reveal_budget_spent beyond)"
+            + (
+                "; the ticket must be open and assigned to them (ticket_rejected)"
+                if runtime.guard.tickets is not None
+                else ""
+            )
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

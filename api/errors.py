@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
-from access.errors import AccessError, AccessErrorCode, TooManyFailedLookups
+from access.errors import AccessError, AccessErrorCode, Throttled
 from api.console.forms import SignOutForm
 from vault.errors import ValidationError, VaultError, VaultErrorCode
 
@@ -35,6 +35,10 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "duplicate_external_id": 409,
     "principal_exists": 409,
     "rate_limited": 429,
+    "reveal_budget_spent": 429,
+    "search_budget_spent": 429,
+    "ticket_rejected": 403,
+    "ticket_system_unavailable": 503,
     "shredded": 410,
     "decryption_failed": 500,
     "subject_damaged": 500,
@@ -73,7 +77,7 @@ def _from_exception(exc: Exception) -> Response:
     if isinstance(exc, VaultError | AccessError) and exc.code in STATUS:
         errors = exc.errors if isinstance(exc, ValidationError) else None
         response = problem(STATUS[exc.code], exc.code, str(exc), errors)
-        if isinstance(exc, TooManyFailedLookups):
+        if isinstance(exc, Throttled):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
     log.error("unexpected %s on %s", type(exc).__name__, getattr(g, "request_id", "-"))

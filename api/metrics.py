@@ -128,9 +128,18 @@ class _RuntimeCollector(Collector):
             "Grant rows refused for a tag that does not verify (written with SQL; alert on > 0)",
             labels=["kind"],
         )
-        for kind in ("principal", "rule", "rule_set"):
+        for kind in ("principal", "rule", "rule_set", "state", "stale_principal"):
             forged.add_metric([kind], self.runtime.policy.seal.forged[kind])
         yield forged
+        refused = CounterMetricFamily(
+            "pii_vault_budget_refusals",
+            "Reveals (per person per purpose per day) and console searches (per person per "
+            "minute) refused for a spent budget; alert on any reveal refusal",
+            labels=["kind"],
+        )
+        for kind in ("reveal", "search"):
+            refused.add_metric([kind], self.runtime.usage.refusals[kind])
+        yield refused
 
 
 class Metrics:

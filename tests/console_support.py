@@ -10,6 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,12 @@ def _require_browser() -> None:
         pytest.skip("chromium / chromedriver not installed")
 
 
-@pytest.fixture(scope="module")
-def stack(postgres_admin: Engine) -> Iterator[Stack]:
+@contextmanager
+def console_stack(
+    postgres_admin: Engine, people: tuple[Person, ...] = DEMO_PEOPLE, **settings: str
+) -> Iterator[Stack]:
+    """A served vault (two workers) with its console on PostgreSQL and OpenBao as both key
+    provider and identity provider; ``settings`` are further PII_VAULT_* values."""
     _require_browser()
     work = Path(tempfile.mkdtemp(prefix="pii-console-"))
     port = free_port()
@@ -93,7 +98,7 @@ def stack(postgres_admin: Engine) -> Iterator[Stack]:
     bao = ManagedOpenBao(work / "bao").start()  # dev mode: its UI is the login page
     try:
         token = bao.bootstrap()
-        oidc = setup_oidc(bao.client(), f"{url}/console/auth/callback")
+        oidc = setup_oidc(bao.client(), f"{url}/console/auth/callback", people)
         env = transit_env(
             work,
             bao.addr,
@@ -105,6 +110,7 @@ def stack(postgres_admin: Engine) -> Iterator[Stack]:
             PII_VAULT_CONSOLE_URL=url,
             PII_VAULT_CONSOLE_SECURE_COOKIES="false",  # loopback development only
             PII_VAULT_CONSOLE_REVEAL_SECONDS=str(REVEAL_SECONDS),
+            **settings,
         )
         runtime = open_runtime(Settings.from_env(env), migrate=True)
         runtime.policy.seed_default()
@@ -120,6 +126,12 @@ def stack(postgres_admin: Engine) -> Iterator[Stack]:
         with postgres_admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_admin: Engine) -> Iterator[Stack]:
+    with console_stack(postgres_admin) as built:
+        yield built
 
 
 @pytest.fixture

@@ -233,7 +233,7 @@ def test_a_reveal_after_the_step_up_window_needs_a_fresh_sign_in(
         stack, cookie["value"], "SELECT data FROM console_sessions WHERE id_hash = :h"
     )
     data = open_data(cookie["value"], row[0])  # sealed under the id since issue 17
-    data["signed_in_at"] -= 3600  # signed in an hour ago: past the step-up window
+    data["auth_time"] -= 3600  # authenticated an hour ago: past the step-up window
     with_session(
         stack,
         cookie["value"],

@@ -76,6 +76,26 @@ def test_session_ids_are_stored_hashed_and_idle_sessions_end(database: Database)
     assert store.load(sid) is None  # idle past the timeout: gone
 
 
+def test_a_busy_session_still_ends_at_its_lifetime(database: Database) -> None:
+    """Issue 18: activity keeps a session from going idle, never past its lifetime."""
+    import datetime as dt
+
+    from vault.transactions import Transactions
+
+    store = SessionStore(Transactions(database.engine), idle_timeout=60, lifetime=3600)
+    sid = store.save(None, {"principal": "user:abc"})
+    assert store.load(sid) is not None
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE console_sessions SET created_at = :t"), {"t": old})
+    assert store.load(sid) is None  # just used (last_seen is now), but two hours old
+    other = store.save(None, {"principal": "user:def"})
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE console_sessions SET created_at = :t"), {"t": old})
+    store.purge_idle()
+    assert store.load(other) is None
+
+
 def test_api_requests_never_get_a_session_cookie(api: Api, tmp_path: Path) -> None:
     runtime: Runtime = api.runtime
     console = ConsoleSettings.from_env(BASE)

@@ -70,6 +70,15 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
     return text
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"https?://[^\s]+", raw):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".pii-vault")
@@ -93,6 +102,11 @@ class Settings:
     worker_threads: int = 4
     # /metrics answers only with this bearer token when it is set.
     metrics_token: str | None = field(default=None, repr=False)
+    # People's budgets (access/usage.py) and the ticket system's hook (access/tickets.py).
+    reveal_budget: int = 50
+    search_budget: int = 10
+    ticket_url: str | None = None
+    ticket_token: str | None = field(default=None, repr=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -165,6 +179,10 @@ class Settings:
             worker_timeout=_int(env, "PII_VAULT_WORKER_TIMEOUT", 60, 5),
             worker_threads=_bounded(env, "PII_VAULT_WORKER_THREADS", 4, 1, 64),
             metrics_token=secret(env, "PII_VAULT_METRICS_TOKEN"),
+            reveal_budget=_int(env, "PII_VAULT_REVEAL_BUDGET", 50, 1),
+            search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
+            ticket_url=_url(env, "PII_VAULT_TICKET_URL"),
+            ticket_token=secret(env, "PII_VAULT_TICKET_TOKEN"),
         ).checked()
 
     def request_bound(self) -> float:

@@ -28,7 +28,9 @@ def init_console(app: Flask, runtime: Runtime, config: ConsoleSettings) -> None:
     """Mount the console on ``app``: sessions, CSRF, the identity provider, the pages."""
     app.extensions["pii_vault_console"] = config
     app.jinja_env.undefined = StrictUndefined  # a name missing in a page is a bug, not ""
-    store = SessionStore(runtime.vault.tx, idle_timeout=config.idle_timeout)
+    store = SessionStore(
+        runtime.vault.tx, idle_timeout=config.idle_timeout, lifetime=config.session_lifetime
+    )
     app.extensions["pii_vault_console_sessions"] = store
     runtime.maintenance.add("console_sessions", store.purge_idle)  # idle ones, swept
     app.session_interface = ConsoleSessionInterface(store, config)

@@ -5,19 +5,36 @@ After the identity provider sends the browser back, the principal
 (``principal disable`` keeps a person out). The callback answers with a page that
 moves on by itself instead of a redirect: the Strict session cookie is only sent
 on a navigation that starts on this site.
+
+Freshness is the identity provider's own clock (issue 18): every sign-in asks for
+``max_age`` (a step-up for ``max_age=1`` and ``prompt=login``), and only an ID token
+whose ``auth_time`` honours what was asked records when the person last entered their
+credentials. A sensitive action (reveal, export, erase, a consent change) needs that
+moment within the step-up window, so a plain sign-in answered from the provider's old
+session refreshes nothing. Every few minutes the provider is asked again (userinfo):
+a person removed from their group, or deleted, is out at the next request.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from authlib.integrations.base_client.errors import OAuthError
 from flask import redirect, render_template, request, session, url_for
 
 from access.errors import AuthenticationFailed
-from api.console.blueprint import bp, end_session, identity_provider, settings, signed_in
+from api.console.blueprint import (
+    OPEN_ENDPOINTS,
+    bp,
+    end_session,
+    identity_provider,
+    settings,
+    signed_in,
+)
 from api.console.forms import SignOutForm
 from api.context import runtime
 
@@ -43,14 +60,26 @@ def login() -> Any:
     """Start a sign-in; ``step_up=1`` asks the identity provider to authenticate anew."""
     step_up = request.args.get("step_up") == "1"
     nxt = safe_next(request.args.get("next"))
-    for key in ("principal", "roles", "email", "signed_in_at"):
+    for key in ("principal", "roles", "email", "auth_time", "token", "validated_at"):
         session.pop(key, None)  # a sign-in always starts from nothing
     session["next"] = nxt
-    session["step_up_from"] = time.time() if step_up else None
-    # max_age makes the provider re-authenticate a session older than a second (OpenBao
-    # refuses max_age=0) and put auth_time in the ID token, which the callback checks.
-    extra: dict[str, Any] = {"max_age": 1, "prompt": "login"} if step_up else {}
+    session["flow_started"] = time.time()
+    session["step_up"] = step_up
+    # max_age makes the provider re-authenticate a session older than asked (OpenBao refuses
+    # max_age=0) and put auth_time in the ID token, which the callback checks.
+    max_age = 1 if step_up else settings().step_up_seconds
+    session["max_age"] = max_age
+    extra: dict[str, Any] = {"max_age": max_age}
+    if step_up:
+        extra["prompt"] = "login"
     return identity_provider().authorize_redirect(settings().redirect_uri, **extra)
+
+
+def roles_from(claims: dict[str, Any]) -> list[str]:
+    groups = claims.get(settings().roles_claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    return [settings().role_map[g] for g in groups if g in settings().role_map]
 
 
 @bp.get("/auth/callback")
@@ -63,25 +92,29 @@ def callback() -> Any:
     sub = str(claims.get("sub") or "").lower()
     if not _SUB.fullmatch(sub):
         return _refused("The identity provider sent no usable subject.")
-    groups = claims.get(settings().roles_claim) or []
-    if isinstance(groups, str):
-        groups = [groups]
-    roles = [settings().role_map[g] for g in groups if g in settings().role_map]
     try:
-        principal = runtime().principals.sign_in_user(f"user:{sub}", roles)
+        principal = runtime().principals.sign_in_user(f"user:{sub}", roles_from(claims))
     except AuthenticationFailed:
         return _refused("You have no role in the vault, or your access is disabled.")
-    step_up_from = session.get("step_up_from")
-    if step_up_from and float(claims.get("auth_time") or 0) < float(step_up_from) - CLOCK_SKEW:
+    now = time.time()
+    auth_time = float(claims.get("auth_time") or 0)
+    started = float(session.get("flow_started") or now)
+    if session.get("step_up") and auth_time < started - CLOCK_SKEW:
         # A step-up counts only if the provider says it authenticated the person anew.
         return _refused("The identity provider did not ask for your credentials again.")
+    # Recorded only as the provider reports it, and only if it honoured the max_age asked.
+    asked = float(session.get("max_age") or 0)
+    fresh = auth_time if auth_time and now - auth_time <= asked + CLOCK_SKEW else None
     nxt = session.get("next") or "/console/"
     session.clear()
     session.update(
         principal=principal.name,
         roles=list(principal.roles),
         email=str(claims.get("email") or "")[:200],
-        signed_in_at=time.time(),
+        name=str(claims.get("name") or "")[:200],
+        auth_time=fresh,
+        token={"access_token": token.get("access_token"), "token_type": "Bearer"},
+        validated_at=now,
     )
     return render_template("console/signed_in.html", next=safe_next(nxt))
 
@@ -98,7 +131,67 @@ def _refused(message: str) -> Any:
 
 
 def fresh_sign_in() -> bool:
-    """Signed in recently enough to reveal (the step-up window)."""
-    return signed_in() and time.time() - float(session.get("signed_in_at") or 0) <= (
-        settings().step_up_seconds
+    """The person entered their credentials at the identity provider within the step-up
+    window, by the provider's own ``auth_time``."""
+    auth_time = session.get("auth_time")
+    return (
+        signed_in()
+        and auth_time is not None
+        and time.time() - float(auth_time) <= settings().step_up_seconds + CLOCK_SKEW
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_step_up(back: str) -> Callable[[F], F]:
+    """A sensitive action: without a fresh authentication, off to a step-up sign-in that
+    comes back to the page named by endpoint ``back`` (with the view's arguments)."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if not fresh_sign_in():
+                return redirect(url_for("console.login", step_up="1", next=url_for(back, **kwargs)))
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def still_valid() -> bool:
+    """Ask the identity provider again (userinfo with the session's access token) once the
+    last answer is older than the revalidation interval; the roles follow what it says now.
+    False: the token is refused, the account is gone, or no role is left."""
+    validated = float(session.get("validated_at") or 0)
+    if time.time() - validated < settings().revalidate_seconds:
+        return True
+    token = session.get("token") or {}
+    if not token.get("access_token"):
+        return False
+    try:
+        claims = identity_provider().userinfo(token=token)
+    except (OAuthError, ValueError, OSError):  # refused (401/403/404), unreachable, garbled
+        return False
+    if str(claims.get("sub") or "").lower() != session["principal"].removeprefix("user:"):
+        return False
+    try:
+        principal = runtime().principals.sign_in_user(session["principal"], roles_from(claims))
+    except AuthenticationFailed:
+        return False
+    session["roles"] = list(principal.roles)
+    session["validated_at"] = time.time()
+    return True
+
+
+@bp.before_request
+def _revalidate() -> Any:
+    """After the gate (registered after it): a person the identity provider no longer
+    confirms is signed out at this request."""
+    if request.endpoint in OPEN_ENDPOINTS or not signed_in():
+        return None
+    if not still_valid():
+        end_session()  # removed from their group or deleted at the identity provider
+        return redirect(url_for("console.home", ended="1"))
+    return None

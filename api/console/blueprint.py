@@ -75,4 +75,4 @@ def _gate() -> Any:
     if not runtime().principals.is_enabled(session["principal"]):
         end_session()  # disabled meanwhile (any other session of theirs: at its next request)
         return redirect(url_for("console.home"))
-    return None
+    return None  # then api/console/auth.py asks the identity provider again, if due

@@ -53,6 +53,11 @@ class ConsoleSettings:
     idle_timeout: int = 900
     step_up_seconds: int = 300
     reveal_seconds: int = 30
+    # A session ends this long after sign-in whatever its activity (the idle timeout aside).
+    session_lifetime: int = 8 * 3600
+    # The identity provider is asked again (userinfo) this often: a person removed from a
+    # group or deleted there is out at their next request after it.
+    revalidate_seconds: int = 120
 
     @property
     def redirect_uri(self) -> str:
@@ -113,4 +118,6 @@ class ConsoleSettings:
             idle_timeout=_seconds(env, "PII_VAULT_CONSOLE_IDLE_TIMEOUT", 900),
             step_up_seconds=_seconds(env, "PII_VAULT_CONSOLE_STEP_UP_SECONDS", 300),
             reveal_seconds=_seconds(env, "PII_VAULT_CONSOLE_REVEAL_SECONDS", 30),
+            session_lifetime=_seconds(env, "PII_VAULT_CONSOLE_SESSION_LIFETIME", 8 * 3600),
+            revalidate_seconds=_seconds(env, "PII_VAULT_CONSOLE_REVALIDATE_SECONDS", 120),
         )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, request, session, url_for
+from flask import render_template, request, session
 
 from access.purposes import Justification
-from api.console.auth import fresh_sign_in
+from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller, settings
 from api.console.forms import RevealForm, SearchForm, SignOutForm
 from api.context import runtime
@@ -62,17 +62,12 @@ def subject(subject_id: str) -> Any:
 
 
 @bp.post("/subjects/<subject_id>/reveal")
+@needs_step_up("console.subject")
 def reveal(subject_id: str) -> Any:
     field = request.form.get("field_name", "")
     form = RevealForm(prefix=field)
     if not form.validate_on_submit() or form.field.data != field:
         raise ValidationError("invalid reveal form", {"field": "invalid"})
-    if not fresh_sign_in():  # step-up: a reveal needs a recent sign-in
-        return redirect(
-            url_for(
-                "console.login", step_up="1", next=url_for("console.subject", subject_id=subject_id)
-            )
-        )
     ticket, reason = (form.ticket.data or "").strip(), (form.reason.data or "").strip()
     justification = Justification(ticket, reason) if ticket or reason else None
     values, seq = runtime().guard.reveal(

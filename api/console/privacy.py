@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, redirect, render_template, url_for
 
+from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller
 from api.console.forms import ConsentForm, EraseForm, ExportForm, SignOutForm, options
 from api.context import runtime
@@ -46,6 +47,7 @@ def privacy(subject_id: str) -> Any:
 
 
 @bp.post("/privacy/<subject_id>/consents")
+@needs_step_up("console.privacy")
 def record_consent(subject_id: str) -> Any:
     form = _consent_form()
     if not form.validate_on_submit():
@@ -61,6 +63,7 @@ def record_consent(subject_id: str) -> Any:
 
 
 @bp.post("/privacy/<subject_id>/export")
+@needs_step_up("console.privacy")
 def export(subject_id: str) -> Any:
     if not ExportForm(prefix="export").validate_on_submit():
         raise ValidationError("invalid export form", {"export": "invalid"})
@@ -74,6 +77,7 @@ def export(subject_id: str) -> Any:
 
 
 @bp.post("/privacy/<subject_id>/erase")
+@needs_step_up("console.privacy")
 def erase(subject_id: str) -> Any:
     form = EraseForm(prefix="erase")
     if not form.validate_on_submit() or not form.understood.data:

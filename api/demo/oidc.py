@@ -85,7 +85,8 @@ def setup_oidc(
         assignments=[PROVIDER],
         key=PROVIDER,
         id_token_ttl="15m",  # noqa: S106 - a duration, not a secret
-        access_token_ttl="15m",  # noqa: S106
+        # The console asks userinfo with it every few minutes: as long as a session lives.
+        access_token_ttl="8h",  # noqa: S106
         client_type="confidential",
     )
     creds = client.read(f"identity/oidc/client/{CLIENT}")["data"]
