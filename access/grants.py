@@ -73,6 +73,11 @@ class GrantSeal:
     def _mac(self, material: bytes) -> str:
         return f"{TAG_VERSION}:" + hmac.new(self._k(), material, hashlib.sha256).hexdigest()
 
+    def profile_secret(self) -> str:
+        """The secret people's profiles are sealed under (a key derived from the grant key:
+        a dump of the principals table names nobody)."""
+        return hmac.new(self._k(), b"pii-vault/profiles/v1", hashlib.sha256).hexdigest()
+
     # -- API keys -----------------------------------------------------------------
 
     def key_digest(self, secret: str) -> str:

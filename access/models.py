@@ -55,6 +55,9 @@ class Principal(AccessBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # access/grants.py
+    # A person's display name and email from the ID token, sealed (never in clear, never
+    # grant material): what the console shows beside the stable id (issue 18).
+    profile: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Consent(AccessBase):

@@ -9,9 +9,12 @@ authenticates no one. Every change is an audit event, recorded before it is made
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -30,10 +33,13 @@ from access.errors import (
 from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore
+from vault.crypto import open_with_secret, seal_with_secret
+from vault.errors import DecryptionError
 from vault.transactions import Transactions
 
 KEY_PREFIX = "pvk_"
 _PRINCIPAL_NAME = re.compile(r"^(svc|user):[a-z0-9][a-z0-9._-]{0,62}$")
+_PROFILE = b"pii-vault/principal-profile/v1"
 _KEY = re.compile(r"^pvk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 
 
@@ -151,6 +157,45 @@ class Principals:
             principal.disabled = False
             principal.disabled_at = None
             change.principal(principal)
+
+    def remember(self, name: str, display_name: str, email: str) -> None:
+        """Keep a person's display name and email (from their ID token), sealed, for the
+        console to show beside the stable id; not grant material, so no grant change."""
+        profile = {"name": display_name[:200], "email": email[:200]}
+        with self.tx.begin() as session:
+            row = session.get(Principal, name)
+            if row is None:
+                return
+            if row.profile is not None:
+                try:
+                    if self._open_profile(row.profile) == profile:
+                        return
+                except (DecryptionError, ValueError, binascii.Error):
+                    pass  # not ours: replaced
+            sealed = seal_with_secret(
+                self.seal.profile_secret(), _PROFILE, json.dumps(profile).encode("utf-8")
+            )
+            row.profile = base64.b64encode(sealed).decode("ascii")
+
+    def _open_profile(self, text: str) -> dict[str, str]:
+        blob = base64.b64decode(text.encode("ascii"), validate=True)
+        return dict(json.loads(open_with_secret(self.seal.profile_secret(), _PROFILE, blob)))
+
+    def profiles(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """name -> {"name", "email"} for the people among ``names`` who have a profile."""
+        wanted = sorted({n for n in names if n.startswith("user:")})
+        if not wanted:
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        with self.tx.begin(read_only=True) as session:
+            rows = session.scalars(select(Principal).where(Principal.name.in_(wanted))).all()
+        for row in rows:
+            if row.profile:
+                try:
+                    out[row.name] = self._open_profile(row.profile)
+                except (DecryptionError, ValueError, binascii.Error):
+                    continue
+        return out
 
     def sign_in_user(self, name: str, roles: Sequence[str]) -> PrincipalInfo:
         """A person signed in through the identity provider: their principal is created, or

@@ -181,6 +181,14 @@ def test_auditor_sees_reveals_and_denials_and_verifies(browser: WebDriver, stack
     browser.get(stack.url + "/console/audit")
     events = wait(browser).until(ec.presence_of_element_located((By.ID, "events")))
     assert "reveal" in events.text and "deny" in events.text  # from the agent's test
+    # Issue 18: people by name and email (the stable id in the title), fields by label;
+    # the table fits or scrolls inside its card; dates are date inputs.
+    assert "Alex Agent" in events.text and "agent@example.com" in events.text
+    assert "Email" in events.text
+    assert browser.find_element(By.ID, "since").get_attribute("type") == "date"
+    card = browser.find_element(By.TAG_NAME, "main").rect
+    scroller = browser.find_element(By.CSS_SELECTOR, "div.scroll").rect
+    assert scroller["x"] + scroller["width"] <= card["x"] + card["width"] + 1
     assert browser.find_elements(By.CSS_SELECTOR, "#reveal-chart svg rect")
     assert browser.find_elements(By.CSS_SELECTOR, "#denial-chart svg rect")
     screenshot(browser, "console-audit")

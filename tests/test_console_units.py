@@ -136,3 +136,16 @@ def test_sign_in_cookie_is_secure_httponly_lax_and_host_prefixed(api: Api, tmp_p
     for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Lax"):
         assert attribute in cookie
     assert "Domain" not in cookie
+
+
+def test_peoples_profiles_are_sealed(api: Api) -> None:
+    """Issue 18: the console shows people's names; a dump of principals names nobody."""
+    principals = api.runtime.principals
+    principals.sign_in_user("user:abc123", ["support-agent"])
+    principals.remember("user:abc123", "Sam Support", "sam.support@example.com")
+    with api.database.engine.connect() as conn:
+        dumped = repr(conn.execute(text("SELECT * FROM principals")).all())
+    assert "Sam Support" not in dumped and "sam.support" not in dumped
+    assert principals.profiles(["user:abc123", "svc:auditor"]) == {
+        "user:abc123": {"name": "Sam Support", "email": "sam.support@example.com"}
+    }

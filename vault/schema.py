@@ -66,6 +66,11 @@ class FieldSpec:
     token: str
     searchable: bool
     retention: Retention
+    label: str = ""  # what people read (the console); the name is the API's
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
 
     def normalize(self, value: Value) -> bytes:
         """Validate and normalise a value to the bytes that get encrypted."""
@@ -168,7 +173,8 @@ class Schema:
                 raise ConfigError(f"{where}: fields.{name} must be a table")
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
                 raise ConfigError(f"{where}: bad field name {name!r}")
-            missing, extra = required - raw.keys(), raw.keys() - required
+            missing = required - raw.keys()
+            extra = raw.keys() - required - {"label"}  # optional
             if missing or extra:
                 raise ConfigError(
                     f"{where}: fields.{name}: missing {sorted(missing)}, unknown {sorted(extra)}"
@@ -213,5 +219,6 @@ class Schema:
                 token=str(raw["token"]),
                 searchable=bool(raw["searchable"]),
                 retention=retention,
+                label=str(raw.get("label") or "")[:64],
             )
         return cls({str(k): str(v) for k, v in categories.items()}, fields)

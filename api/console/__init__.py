@@ -28,6 +28,9 @@ def init_console(app: Flask, runtime: Runtime, config: ConsoleSettings) -> None:
     """Mount the console on ``app``: sessions, CSRF, the identity provider, the pages."""
     app.extensions["pii_vault_console"] = config
     app.jinja_env.undefined = StrictUndefined  # a name missing in a page is a bug, not ""
+    fields = runtime.vault.schema.fields
+    # Fields as people read them (fields.toml labels); the API keeps the names.
+    app.jinja_env.globals["label"] = lambda name: fields[name].title if name in fields else name
     store = SessionStore(
         runtime.vault.tx, idle_timeout=config.idle_timeout, lifetime=config.session_lifetime
     )
@@ -48,7 +51,7 @@ def init_console(app: Flask, runtime: Runtime, config: ConsoleSettings) -> None:
         client_secret=config.client_secret,
         server_metadata_url=f"{config.issuer}/.well-known/openid-configuration",
         client_kwargs={
-            "scope": f"openid email {config.roles_claim}",
+            "scope": f"openid email profile {config.roles_claim}",
             "code_challenge_method": "S256",
         },
     )

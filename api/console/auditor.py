@@ -24,8 +24,10 @@ def _filters(form: AuditFilterForm) -> dict[str, str | None]:
         "principal": form.principal.data or None,
         "action": form.action.data or None,
         "decision": form.decision.data or None,
-        "since": f"{form.since.data}T00:00:00" if form.since.data else None,
-        "until": f"{form.until.data}T23:59:59.999999+00:00" if form.until.data else None,
+        "since": f"{form.since.data.isoformat()}T00:00:00" if form.since.data else None,
+        "until": (
+            f"{form.until.data.isoformat()}T23:59:59.999999+00:00" if form.until.data else None
+        ),
     }
 
 
@@ -49,15 +51,22 @@ def audit() -> Any:
             reveals[(day, event["principal"])] += 1
         if event["decision"] in ("deny", "partial"):
             denials[day] += 1
+    people = runtime().principals.profiles([str(e["principal"]) for e in events])
+
+    def who(principal: str) -> str:
+        name = people.get(principal, {}).get("name")
+        return name[:24] if name else _short(principal)
+
     reveal_chart = bar_chart(
-        "Reveals per principal per day",
-        [(f"{day} {_short(who)}", n) for (day, who), n in sorted(reveals.items())],
+        "Reveals per person per day",
+        [(f"{day} {who(p)}", n) for (day, p), n in sorted(reveals.items())],
     )
     denial_chart = bar_chart("Denials per day", sorted(denials.items()))
     return render_template(
         "console/audit.html",
         form=form,
         events=events[:200],
+        people=people,
         total=len(events),
         reveal_chart=reveal_chart,
         denial_chart=denial_chart,

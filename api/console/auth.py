@@ -105,13 +105,16 @@ def callback() -> Any:
     # Recorded only as the provider reports it, and only if it honoured the max_age asked.
     asked = float(session.get("max_age") or 0)
     fresh = auth_time if auth_time and now - auth_time <= asked + CLOCK_SKEW else None
+    email = str(claims.get("email") or "")[:200]
+    display = str(claims.get("name") or "")[:200]
+    runtime().principals.remember(principal.name, display, email)
     nxt = session.get("next") or "/console/"
     session.clear()
     session.update(
         principal=principal.name,
         roles=list(principal.roles),
-        email=str(claims.get("email") or "")[:200],
-        name=str(claims.get("name") or "")[:200],
+        email=email,
+        name=display,
         auth_time=fresh,
         token={"access_token": token.get("access_token"), "token_type": "Bearer"},
         validated_at=now,

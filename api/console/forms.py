@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # stubs: < 3.3
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
@@ -72,8 +80,8 @@ class AuditFilterForm(FlaskForm):
         choices=options(("", "any"), ("allow", "allow"), ("deny", "deny"), ("partial", "partial")),
         validators=[Optional()],
     )
-    since = StringField("From (YYYY-MM-DD)", [Optional(), Regexp(r"^\d{4}-\d{2}-\d{2}$")])
-    until = StringField("Until (YYYY-MM-DD)", [Optional(), Regexp(r"^\d{4}-\d{2}-\d{2}$")])
+    since = DateField("From", [Optional()])  # <input type="date">: the browser's date picker
+    until = DateField("Until", [Optional()])
     submit = SubmitField("Filter")
 
 

@@ -18,12 +18,15 @@ class Person:
     password: str
     email: str
     groups: tuple[str, ...]
+    display_name: str = ""
 
 
 DEMO_PEOPLE = (
-    Person("agent", "agent-demo-pass", "agent@example.com", ("support-agents",)),
-    Person("privacy", "privacy-demo-pass", "privacy@example.com", ("privacy-office",)),
-    Person("auditor", "auditor-demo-pass", "auditor@example.com", ("auditors",)),
+    Person("agent", "agent-demo-pass", "agent@example.com", ("support-agents",), "Alex Agent"),
+    Person(
+        "privacy", "privacy-demo-pass", "privacy@example.com", ("privacy-office",), "Pat Privacy"
+    ),
+    Person("auditor", "auditor-demo-pass", "auditor@example.com", ("auditors",), "Ari Auditor"),
 )
 
 
@@ -52,7 +55,8 @@ def setup_oidc(
     for person in people:
         client.write(f"auth/userpass/users/{person.username}", password=person.password)
         entity = client.write(
-            f"identity/entity/name/{person.username}", metadata={"email": person.email}
+            f"identity/entity/name/{person.username}",
+            metadata={"email": person.email, "name": person.display_name or person.username},
         )
         if not isinstance(entity, dict):  # an update answers 204: read the id instead
             entity = client.read(f"identity/entity/name/{person.username}")
@@ -80,6 +84,9 @@ def setup_oidc(
         "identity/oidc/scope/email", template='{"email": {{identity.entity.metadata.email}}}'
     )
     client.write(
+        "identity/oidc/scope/profile", template='{"name": {{identity.entity.metadata.name}}}'
+    )
+    client.write(
         f"identity/oidc/client/{CLIENT}",
         redirect_uris=[redirect_uri],
         assignments=[PROVIDER],
@@ -93,7 +100,7 @@ def setup_oidc(
     client.write(
         f"identity/oidc/provider/{PROVIDER}",
         allowed_client_ids=[creds["client_id"]],
-        scopes_supported=["groups", "email"],
+        scopes_supported=["groups", "email", "profile"],
     )
     issuer = client.read(f"identity/oidc/provider/{PROVIDER}")["data"]["issuer"]
     return OidcClient(issuer, creds["client_id"], creds["client_secret"])
