@@ -8,6 +8,7 @@ from gunicorn.app.base import BaseApplication
 
 from api.app import AppConfig, create_app
 from api.context import EXTENSION
+from api.edge import PrereadWorker
 from vault.config import Settings
 
 
@@ -28,11 +29,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def gunicorn_options(host: str, port: int, workers: int, settings: Settings) -> dict[str, Any]:
     """Threaded workers: a request waiting on Vault or the database does not block the
     worker's other threads, so ``/healthz`` answers while dependencies hang. Every wait
-    is bounded below ``worker_timeout`` (``Settings.checked``)."""
+    is bounded below ``worker_timeout`` (``Settings.checked``). A request gets a thread
+    only once it has arrived whole (``api/edge.py``): slow clients hold no thread."""
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "api.edge.PrereadWorker",
         "threads": settings.worker_threads,
         "timeout": settings.worker_timeout,
         "graceful_timeout": settings.worker_timeout,
@@ -48,6 +50,10 @@ def _worker_exit(server: Any, worker: Any) -> None:
 
 
 def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Settings) -> None:
+    # Set in the master, inherited by every forked worker.
+    PrereadWorker.read_timeout = settings.request_read_timeout
+    PrereadWorker.max_reading = settings.max_reading_connections
+    PrereadWorker.max_body = max_body
     _Gunicorn(
         {
             **gunicorn_options(host, port, workers, settings),

@@ -107,6 +107,10 @@ class Settings:
     search_budget: int = 10
     ticket_url: str | None = None
     ticket_token: str | None = field(default=None, repr=False)
+    # Slow clients (api/edge.py): a request must arrive whole within this; so many may be
+    # mid-request per worker at once.
+    request_read_timeout: float = 10.0
+    max_reading_connections: int = 256
 
     @property
     def effective_database_url(self) -> str:
@@ -183,6 +187,10 @@ class Settings:
             search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
             ticket_url=_url(env, "PII_VAULT_TICKET_URL"),
             ticket_token=secret(env, "PII_VAULT_TICKET_TOKEN"),
+            request_read_timeout=_seconds(env, "PII_VAULT_REQUEST_READ_TIMEOUT", 10.0, 1, 300),
+            max_reading_connections=_bounded(
+                env, "PII_VAULT_MAX_READING_CONNECTIONS", 256, 8, 100_000
+            ),
         ).checked()
 
     def request_bound(self) -> float:
