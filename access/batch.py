@@ -23,10 +23,11 @@ from access.decisions import Decider, FieldDecision, verdict_of
 from access.errors import JustificationRequired, TooManyFailedLookups
 from access.events import Caller, batch
 from access.purposes import Justification
-from vault.errors import SubjectNotFound, ValidationError
+from vault.errors import MinorFlagConflicts, SubjectNotFound, ValidationError
 from vault.models import STATUS_ACTIVE
 from vault.results import (
     DetokenizeResult,
+    ItemError,
     PreparedWrite,
     SubjectInfo,
     TokenizeRecord,
@@ -141,8 +142,11 @@ class BatchGuard:
                     continue
                 info = self._subject(write)
             except ValidationError as exc:
-                results[i] = TokenizeResult(error="invalid", errors=exc.errors)
-                outcome[str(i)] = {"error": "invalid"}
+                code: ItemError = (
+                    "minor_flag_conflicts" if isinstance(exc, MinorFlagConflicts) else "invalid"
+                )
+                results[i] = TokenizeResult(error=code, errors=exc.errors)
+                outcome[str(i)] = {"error": code}
                 continue
             except SubjectNotFound:
                 results[i] = TokenizeResult(error="not_found")

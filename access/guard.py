@@ -172,7 +172,7 @@ class GuardedVault(BatchGuard):
         *,
         external_id: str | None = None,
         region: str | None = None,
-        is_minor: bool = False,
+        is_minor: bool | None = None,
         justification: Justification | None = None,
     ) -> CreatedSubject:
         write = self.vault.validator.prepare(

@@ -39,6 +39,7 @@ from vault.db import make_engine, private_directory
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable, ServiceUnavailable
 from vault.maintenance import Maintenance
+from vault.minors import Majority
 from vault.reconcile import Reconciler
 from vault.schema import Schema
 from vault.service import VaultService
@@ -116,6 +117,7 @@ def compose(
     cache: DataKeyCache | None = None,
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
     default_region: str = "CN",
+    majority: Majority | None = None,
     checkpoint_every: int = 500,
     anchor_seconds: float = 10.0,
     lookup_budget: tuple[int, int] = (DEFAULT_LIMIT, DEFAULT_WINDOW),
@@ -135,6 +137,7 @@ def compose(
         cache=cache,
         max_dek_encryptions=max_dek_encryptions,
         default_region=default_region,
+        majority=majority,
     )
     purposes = purposes if purposes is not None else Purposes.load()
     categories = {name: spec.category for name, spec in vault.schema.fields.items()}
@@ -231,6 +234,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         ),
         max_dek_encryptions=settings.max_dek_encryptions,
         default_region=settings.default_region,
+        majority=Majority(settings.age_of_majority, settings.child_age),
         maintenance_interval=settings.maintenance_interval,
         checkpoint_every=settings.audit_anchor_every,
         anchor_seconds=settings.audit_anchor_seconds,

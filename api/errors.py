@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "invalid": 400,
     "justification_required": 400,
+    "minor_flag_conflicts": 400,
     "unknown_purpose": 400,
     "unauthenticated": 401,
     "forbidden": 403,

@@ -50,7 +50,8 @@ class AuditQuery(Strict):
 class CreateSubjectBody(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     region: str | None = Field(default=None, max_length=16)
-    is_minor: bool = False
+    # Not stated: derived from date_of_birth (policy §6); stated, it must agree with it.
+    is_minor: bool | None = None
     purpose: str = Purpose
     fields: FieldValues = Field(default_factory=dict, max_length=64)
     justification: Justification | None = None
@@ -66,7 +67,7 @@ class TokenizeRecordModel(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     subject_id: str | None = Field(default=None, max_length=64)
     region: str | None = Field(default=None, max_length=16)
-    is_minor: bool = False
+    is_minor: bool | None = None  # as for a new subject
     fields: FieldValues = Field(min_length=1, max_length=64)
 
 

@@ -111,6 +111,9 @@ class Settings:
     # mid-request per worker at once.
     request_read_timeout: float = 10.0
     max_reading_connections: int = 256
+    # Policy §6: minors by their date of birth; guardians consent for children.
+    age_of_majority: int = 18
+    child_age: int = 14
 
     @property
     def effective_database_url(self) -> str:
@@ -191,6 +194,8 @@ class Settings:
             max_reading_connections=_bounded(
                 env, "PII_VAULT_MAX_READING_CONNECTIONS", 256, 8, 100_000
             ),
+            age_of_majority=_bounded(env, "PII_VAULT_AGE_OF_MAJORITY", 18, 14, 21),
+            child_age=_bounded(env, "PII_VAULT_CHILD_AGE", 14, 1, 18),
         ).checked()
 
     def request_bound(self) -> float:
@@ -200,7 +205,10 @@ class Settings:
         return 3 * (2 * self.db_timeout + 2) + 3 * vault_call
 
     def checked(self) -> Settings:
-        """Refuse settings under which gunicorn would kill a worker still inside its bounds."""
+        """Refuse settings under which gunicorn would kill a worker still inside its bounds,
+        and a child age above the age of majority."""
+        if self.child_age > self.age_of_majority:
+            raise ConfigError("PII_VAULT_CHILD_AGE must not exceed PII_VAULT_AGE_OF_MAJORITY")
         if self.worker_timeout < self.request_bound():
             raise ConfigError(
                 f"PII_VAULT_WORKER_TIMEOUT ({self.worker_timeout} s) must be at least "

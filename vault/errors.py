@@ -22,6 +22,7 @@ VaultErrorCode = Literal[
     "database_unavailable",
     "shred_pending",
     "subject_damaged",
+    "minor_flag_conflicts",
 ]
 
 
@@ -45,6 +46,12 @@ class ValidationError(VaultError):
     def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.errors: dict[str, str] = dict(errors or {})
+
+
+class MinorFlagConflicts(ValidationError):
+    """A stated ``is_minor`` contradicts the date of birth (policy §6); nothing was stored."""
+
+    code: ClassVar[VaultErrorCode] = "minor_flag_conflicts"
 
 
 class SubjectNotFound(VaultError):

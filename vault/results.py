@@ -22,6 +22,7 @@ ItemError = Literal[
     "shredded",
     "subject_damaged",  # the subject's key is missing though it was never shredded
     "conflict",  # tokenize never changes a stored value: that is a correction (PATCH)
+    "minor_flag_conflicts",  # a stated is_minor or a date of birth against the other (§6)
     "forbidden",
     "consent_required",
     "justification_required",
@@ -58,7 +59,7 @@ class TokenizeRecord:
     subject_id: str | None = None
     external_id: str | None = None
     region: str | None = None
-    is_minor: bool = False
+    is_minor: bool | None = None  # not stated: the date of birth decides, else not a minor
 
 
 @dataclass(frozen=True)

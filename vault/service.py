@@ -38,6 +38,7 @@ from vault.errors import (
     ConfigError,
     DecryptionError,
     DuplicateExternalId,
+    MinorFlagConflicts,
     ServiceUnavailable,
     SubjectKeyMissing,
     SubjectNotFound,
@@ -45,6 +46,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.intents import KeyIntents
+from vault.minors import DATE_OF_BIRTH, Majority
 from vault.models import (
     STATUS_ACTIVE,
     STATUS_DAMAGED,
@@ -84,6 +86,7 @@ class VaultService:
         cache: DataKeyCache | None = None,
         max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
         default_region: str = "CN",
+        majority: Majority | None = None,
     ) -> None:
         """``index`` defaults to ``keys`` when that backend also computes blind indexes."""
         if index is None:
@@ -97,7 +100,7 @@ class VaultService:
         self.tx = Transactions(engine)
         self.datakeys = DataKeyManager(keys, cache, max_encryptions=max_dek_encryptions)
         self.store = FieldStore(self.schema, self.datakeys, index)
-        self.validator = Validator(self.schema)
+        self.validator = Validator(self.schema, majority)
         self.intents = KeyIntents(self.tx, keys)
         # Vault calls of one request that do not depend on each other run side by side.
         self._calls = ThreadPoolExecutor(8, thread_name_prefix="pii-vault-calls")
@@ -210,7 +213,7 @@ class VaultService:
         *,
         external_id: str | None = None,
         region: str | None = None,
-        is_minor: bool = False,
+        is_minor: bool | None = None,
         subject_id: str | None = None,
     ) -> CreatedSubject:
         """Create a subject (with its own key in the provider) and store its fields atomically.
@@ -278,6 +281,18 @@ class VaultService:
                 raise
         return CreatedSubject(subject.id, tokens)
 
+    def _check_minor(self, subject: Subject, values: Mapping[str, bytes]) -> None:
+        """A date of birth written later must agree with the subject's minor status, which
+        changes only by the privacy office's audited attribute change (policy §6)."""
+        if DATE_OF_BIRTH in values and self.validator.majority.minor(values[DATE_OF_BIRTH]) != bool(
+            subject.is_minor
+        ):
+            raise MinorFlagConflicts(
+                "the date of birth contradicts the subject's minor status; a change of "
+                "status is the privacy office's (nothing was stored)",
+                {"date_of_birth": "conflicts_with_minor_status"},
+            )
+
     def _external_id_taken(self, external_id: str) -> bool:
         with self.tx.begin(read_only=True) as session:
             return bool(self.store.by_external_ids(session, [external_id]))
@@ -295,6 +310,7 @@ class VaultService:
         with self.keyed() as session:
             subject = self.store.subject(session, subject_id, lock="update")
             self.store.require_active(subject)
+            self._check_minor(subject, write.values)
             same, _ = self.store.unchanged(session, subject, write.values)
             fresh = {k: v for k, v in write.values.items() if k not in same}
             return {**same, **self.store.store(session, subject, fresh)}
@@ -345,6 +361,17 @@ class VaultService:
                             continue
                     if subject.status != STATUS_ACTIVE:
                         results.append(TokenizeResult(subject_id=subject.id, error="shredded"))
+                        continue
+                    try:
+                        self._check_minor(subject, write.values)
+                    except MinorFlagConflicts as exc:
+                        results.append(
+                            TokenizeResult(
+                                subject_id=subject.id,
+                                error="minor_flag_conflicts",
+                                errors=exc.errors,
+                            )
+                        )
                         continue
                     # Tokenize never changes a stored value (that is a correction, its own
                     # action); the same value again returns the token it already has.

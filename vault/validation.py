@@ -9,8 +9,9 @@ import re
 import uuid
 from collections.abc import Mapping
 
-from vault.errors import SubjectNotFound, ValidationError
+from vault.errors import MinorFlagConflicts, SubjectNotFound, ValidationError
 from vault.formats import FieldValueError
+from vault.minors import DATE_OF_BIRTH, Majority
 from vault.results import PreparedWrite, TokenizeRecord
 from vault.schema import Schema, Value
 
@@ -27,8 +28,23 @@ def canonical_subject_id(subject_id: str) -> str:
 
 
 class Validator:
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Schema, majority: Majority | None = None) -> None:
         self.schema = schema
+        self.majority = majority or Majority()
+
+    def minor(self, values: Mapping[str, bytes], stated: bool | None) -> bool:
+        """Minor status: the date of birth's when it is given (a stated flag must agree),
+        else as stated (unknown: not a minor)."""
+        if DATE_OF_BIRTH not in values:
+            return bool(stated)
+        derived = self.majority.minor(values[DATE_OF_BIRTH])
+        if stated is not None and bool(stated) != derived:
+            raise MinorFlagConflicts(
+                f"is_minor={str(bool(stated)).lower()} contradicts the date of birth "
+                f"(age of majority {self.majority.age_of_majority}); nothing was stored",
+                {"is_minor": "conflicts_with_date_of_birth"},
+            )
+        return derived
 
     def prepare(
         self,
@@ -37,7 +53,7 @@ class Validator:
         subject_id: str | None = None,
         external_id: str | None = None,
         region: str | None = None,
-        is_minor: bool = False,
+        is_minor: bool | None = None,
         allow_empty: bool = True,
     ) -> PreparedWrite:
         """Validate and normalise write input, or raise ValidationError naming every bad field."""
@@ -70,7 +86,7 @@ class Validator:
             subject_id=canonical_subject_id(subject_id) if subject_id is not None else None,
             external_id=external_id,
             region=region,
-            is_minor=bool(is_minor),
+            is_minor=self.minor(values, is_minor),
         )
 
     def prepare_record(self, record: TokenizeRecord) -> PreparedWrite:
