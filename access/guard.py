@@ -36,6 +36,7 @@ from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from access.tickets import TicketCheck
 from access.usage import UsageBudgets
+from vault.attributes import Attributes, SubjectAttributes
 from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
 from vault.models import STATUS_ACTIVE
 from vault.receipts import DeletionReceipt
@@ -82,6 +83,7 @@ class GuardedVault(BatchGuard):
         self.consents = consents
         self.usage = usage
         self.tickets = tickets
+        self.attributes = SubjectAttributes(vault)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -272,6 +274,30 @@ class GuardedVault(BatchGuard):
             given_by=given_by,
             policy_version=policy_version,
         )
+
+    def change_attributes(
+        self,
+        caller: Caller,
+        subject_id: str,
+        purpose: str,
+        *,
+        is_minor: bool | None = None,
+        region: str | None = None,
+        justification: Justification | None = None,
+    ) -> Attributes:
+        """The privacy office corrects a subject's minor status or region: decided and
+        audited first, the change recorded after (which attributes, never their values)."""
+        facts = self._facts(caller, subject_id, "attributes", purpose, [WHOLE_SUBJECT])
+        self._decide_and_record(
+            caller, [WHOLE_SUBJECT], "attributes", purpose, facts, justification
+        )
+        now, changed = self.attributes.change(facts.subject_id, is_minor=is_minor, region=region)
+        self.audit.append(
+            completed(
+                caller, "attributes", purpose, now.subject_id, {"changed": changed}, justification
+            )
+        )
+        return now
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ ACTIONS = (
     "export",
     "shred",
     "consent_write",
+    "attributes",  # change a subject's minor status or region (the privacy office, §6/§7)
     "audit_read",
     "admin",
 )

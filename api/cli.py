@@ -389,6 +389,23 @@ def purge_expired() -> None:
     click.echo(f"purged {count} expired field value(s)")
 
 
+@main.command("age-out")
+@_one_line_errors
+def age_out() -> None:
+    """Clear the minor flag of subjects whose stored date of birth says they have come of
+    age (policy §6); run it daily from cron. Each one is audited."""
+    with _runtime() as runtime:
+        attributes = runtime.guard.attributes
+        due = attributes.come_of_age()
+        done = []
+        for subject_id in due:
+            _operator_event(runtime, "minor_aged_out", [subject_id], "operator")
+            if attributes.age_out(subject_id):
+                _operator_event(runtime, "minor_aged_out", [subject_id], "completed")
+                done.append(subject_id)
+    click.echo(f"aged out {len(done)} subject(s) at majority")
+
+
 @main.command()
 @_one_line_errors
 def reindex() -> None:

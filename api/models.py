@@ -63,6 +63,13 @@ class PatchFieldsBody(Strict):
     justification: Justification | None = None
 
 
+class AttributesBody(Strict):
+    purpose: str = Purpose
+    is_minor: bool | None = None
+    region: str | None = Field(default=None, max_length=16)
+    justification: Justification | None = None
+
+
 class TokenizeRecordModel(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     subject_id: str | None = Field(default=None, max_length=64)
@@ -112,6 +119,12 @@ class ItemError(BaseModel):
 class CreatedResponse(BaseModel):
     subject_id: str
     tokens: dict[str, str]
+
+
+class AttributesResponse(BaseModel):
+    subject_id: str
+    is_minor: bool
+    region: str | None = None
 
 
 class TokensResponse(BaseModel):

@@ -27,6 +27,7 @@ from vault.config import Settings
 DESIGN_OPERATIONS = {
     ("post", "/v1/subjects"),
     ("patch", "/v1/subjects/{id}/fields"),
+    ("patch", "/v1/subjects/{id}/attributes"),
     ("post", "/v1/tokenize"),
     ("post", "/v1/detokenize"),
     ("get", "/v1/subjects/{id}"),

@@ -296,6 +296,23 @@ def test_principal_enable_and_accepting_a_restored_backup(tmp_path: Path) -> Non
     ], actions
 
 
+def test_age_out_clears_the_flag_of_subjects_come_of_age(tmp_path: Path) -> None:
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    rt = open_runtime(Settings.from_env(env))
+    grown = rt.vault.create_subject({"date_of_birth": "1990-01-01"}).subject_id
+    rt.close()
+    db = tmp_path / "home" / "vault.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE subjects SET is_minor = 1 WHERE id = ?", (grown,))
+    assert run(["age-out"], env) == (0, "aged out 1 subject(s) at majority\n", "")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT is_minor FROM subjects").fetchone() == (0,)
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_events")]
+    assert actions.count("minor_aged_out") == 2  # decided, completed
+    assert run(["age-out"], env)[1] == "aged out 0 subject(s) at majority\n"
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     import time
 

@@ -96,3 +96,43 @@ def test_age_is_counted_to_the_birthday() -> None:
     assert age_on(dt.date(2008, 12, 4), day) == 17
     majority = Majority(18, 14, today=lambda: day)
     assert majority.minor("2008-12-04") and not majority.minor("2008-12-03")
+
+
+def _attributes(api: Api, sid: str, role: str, **body: object) -> object:
+    return api.client.patch(
+        f"/v1/subjects/{sid}/attributes",
+        headers=api.h(role),
+        json={"purpose": "subject_access_request", **body},
+    )
+
+
+def test_minor_status_and_region_change_only_by_the_privacy_office(api: Api) -> None:
+    sid = _create(api, fields={"email": "flag@example.com"}).json["subject_id"]
+    child = _create(api, fields={"date_of_birth": CHILD_DOB}).json["subject_id"]
+    r = _attributes(api, sid, "registration-service", is_minor=True)
+    assert r.status_code == 403 and _minor(api, sid) is False
+    r = _attributes(api, sid, "privacy-officer", is_minor=True, region="DE")
+    assert r.status_code == 200, r.json
+    assert r.json == {"subject_id": sid, "is_minor": True, "region": "DE"}
+    assert _minor(api, sid) is True
+    event = api.last_event()
+    assert event["action"] == "attributes" and event["decision"] == "completed"
+    assert event["outcome"] == {"*": {"changed": ["is_minor", "region"]}}
+    # The stored date of birth decides: the date must be corrected instead.
+    r = _attributes(api, child, "privacy-officer", is_minor=False)
+    assert r.status_code == 400 and r.json["code"] == "minor_flag_conflicts"
+    assert _minor(api, child) is True
+    r = _attributes(api, sid, "privacy-officer")
+    assert r.status_code == 400
+
+
+def test_minors_age_out_at_majority(api: Api) -> None:
+    grown = _create(api, fields={"date_of_birth": ADULT_DOB}).json["subject_id"]
+    child = _create(api, fields={"date_of_birth": CHILD_DOB}).json["subject_id"]
+    with api.database.engine.begin() as conn:  # a minor when registered; years went by
+        conn.execute(text("UPDATE subjects SET is_minor = true WHERE id = :i"), {"i": grown})
+    attributes = api.runtime.guard.attributes
+    assert attributes.come_of_age() == [grown]
+    assert attributes.age_out(grown) and not attributes.age_out(child)
+    assert _minor(api, grown) is False and _minor(api, child) is True
+    assert attributes.come_of_age() == []

@@ -56,12 +56,13 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("read_masked", ANY, SAR_LC),
         ("export", ANY, SAR_LC),
         ("shred", ANY, SAR_LC),
+        ("attributes", ANY, SAR_LC),
         ("consent_write", ANY, ALL_PURPOSES),
     ],
     "auditor": [("audit_read", ANY, {NO_PURPOSE})],
     "admin": [("admin", ANY, {NO_PURPOSE})],
 }
-SUBJECT_WIDE = {"export", "shred", "consent_write", "audit_read", "admin"}
+SUBJECT_WIDE = {"export", "shred", "consent_write", "attributes", "audit_read", "admin"}
 
 
 def globally_denied(obj: str, action: str, purpose: str) -> bool:
@@ -105,8 +106,13 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    subject_wide = 3 * len(ALL_PURPOSES) + 2  # export, shred, consent_write; audit_read, admin
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 10656
+    # export, shred, consent_write, attributes; audit_read, admin
+    subject_wide = 4 * len(ALL_PURPOSES) + 2
+    assert (
+        checked
+        == len(GRANTS) * (field_level + subject_wide)
+        == 10656 + len(GRANTS) * len(ALL_PURPOSES)
+    )
 
 
 @pytest.mark.parametrize(

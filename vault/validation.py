@@ -16,7 +16,7 @@ from vault.results import PreparedWrite, TokenizeRecord
 from vault.schema import Schema, Value
 
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
-_REGION = re.compile(r"^[A-Za-z0-9-]{2,16}$")
+REGION = re.compile(r"^[A-Za-z0-9-]{2,16}$")
 
 
 def canonical_subject_id(subject_id: str) -> str:
@@ -77,7 +77,7 @@ class Validator:
         attrs: dict[str, str] = {}
         if external_id is not None and not _EXTERNAL_ID.fullmatch(str(external_id)):
             attrs["external_id"] = "invalid_format"
-        if region is not None and not _REGION.fullmatch(str(region)):
+        if region is not None and not REGION.fullmatch(str(region)):
             attrs["region"] = "invalid_format"
         if attrs:
             raise ValidationError("invalid subject attributes; nothing was stored", attrs)

@@ -9,6 +9,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from access.purposes import Justification
 from api.context import caller, runtime
 from api.models import (
+    AttributesBody,
+    AttributesResponse,
     CreatedResponse,
     CreateSubjectBody,
     DeleteBody,
@@ -59,6 +61,20 @@ def correct_fields(path: SubjectPath, body: PatchFieldsBody) -> dict[str, Any]:
         justification_in(body.justification),
     )
     return {"tokens": tokens}
+
+
+@bp.patch("/<id>/attributes", responses={200: AttributesResponse})
+def change_attributes(path: SubjectPath, body: AttributesBody) -> dict[str, Any]:
+    """The privacy office: a subject's minor status (policy §6) or region (§7), audited."""
+    now = runtime().guard.change_attributes(
+        caller(),
+        path.id,
+        body.purpose,
+        is_minor=body.is_minor,
+        region=body.region,
+        justification=justification_in(body.justification),
+    )
+    return {"subject_id": now.subject_id, "is_minor": now.is_minor, "region": now.region}
 
 
 @bp.get("/<id>", responses={200: SubjectResponse})
