@@ -21,11 +21,21 @@ from access.errors import InvalidRequest
 from access.policy import NO_PURPOSE, PURPOSELESS, WHOLE_SUBJECT, Match, PolicyEngine
 from access.policy_store import PolicyStore
 from access.purposes import Justification, Purpose, Purposes
+from access.restrictions import Restrictions
+from access.restrictions import applies as restriction_applies
 
 Redaction = Literal["plain", "masked", "denied"]
-Reason = Literal["forbidden", "consent_required", "justification_required"]
+Reason = Literal["forbidden", "consent_required", "justification_required", "restricted"]
 Verdict = Literal["allow", "deny", "partial", "completed", "operator"]
-SUBJECT_WIDE_ACTIONS = ("export", "shred", "consent_write", "audit_read", "admin")
+SUBJECT_WIDE_ACTIONS = (
+    "export",
+    "shred",
+    "consent_write",
+    "attributes",
+    "restrict",
+    "audit_read",
+    "admin",
+)
 
 
 def verdict_of(allowed: Sequence[bool]) -> Verdict:
@@ -91,9 +101,11 @@ class Decider:
         consents: Consents,
         field_categories: Mapping[str, str],
         purposes: Purposes,
+        restrictions: Restrictions | None = None,
     ) -> None:
         self.policy = policy
         self.consents = consents
+        self.restrictions = restrictions
         self.field_categories = dict(field_categories)
         self.purposes = purposes
         self.listeners: list[DecisionListener] = []  # e.g. metrics
@@ -127,6 +139,8 @@ class Decider:
             assert purpose_spec is not None
             consented = subject is not None and self.consents.in_force(subject, purpose_spec.name)
             decisions = {k: _consent_gate(d, consented) for k, d in decisions.items()}
+        if gates and subject is not None and self._restricted([subject], action, purpose):
+            decisions = {k: _restriction_gate(d) for k, d in decisions.items()}
         self._notify(action, list(decisions.values()))
         return Decision(
             principal, action, purpose, subject.subject_id if subject else None, decisions
@@ -159,8 +173,27 @@ class Decider:
             out = [_consent_gate(base[f], s.subject_id in consented) for f, s in items]
         else:
             out = [base[f] for f, _ in items]
+        restricted = self._restricted([s for _, s in items], action, purpose, session)
+        if restricted:
+            out = [
+                _restriction_gate(d) if s.subject_id in restricted else d
+                for d, (_, s) in zip(out, items, strict=True)
+            ]
         self._notify(action, out)
         return out
+
+    def _restricted(
+        self,
+        subjects: Sequence[SubjectFacts],
+        action: str,
+        purpose: str | None,
+        session: Session | None = None,
+    ) -> set[str]:
+        """The subjects a restriction or objection in force refuses this for (policy §5)."""
+        if self.restrictions is None or purpose is None or not restriction_applies(action, purpose):
+            return set()
+        ids = [s.subject_id for s in subjects if s.subject_id]
+        return self.restrictions.restricted_for(ids, purpose, session)
 
     def _purpose(self, action: str, purpose: str | None) -> Purpose | None:
         if action in PURPOSELESS:
@@ -228,6 +261,12 @@ class Decider:
 def _consent_gated(purpose_spec: Purpose | None, action: str) -> bool:
     """Consent guards any processing for a consent-based purpose (recording consent aside)."""
     return purpose_spec is not None and purpose_spec.requires_consent and action != "consent_write"
+
+
+def _restriction_gate(decision: FieldDecision) -> FieldDecision:
+    if decision.visible:
+        return FieldDecision(decision.field, "denied", "restricted", decision.rule)
+    return decision
 
 
 def _consent_gate(decision: FieldDecision, consented: bool) -> FieldDecision:

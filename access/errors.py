@@ -23,6 +23,7 @@ AccessErrorCode = Literal[
     "search_budget_spent",
     "ticket_rejected",
     "ticket_system_unavailable",
+    "restricted",
 ]
 
 
@@ -95,6 +96,12 @@ class Throttled(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Restricted(Forbidden):
+    """The subject has restricted (or objected to) processing for this purpose (§5)."""
+
+    code: ClassVar[AccessErrorCode] = "restricted"
 
 
 class TooManyFailedLookups(Throttled):

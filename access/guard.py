@@ -27,6 +27,7 @@ from access.errors import (
     ConsentRequired,
     Forbidden,
     JustificationRequired,
+    Restricted,
     Throttled,
     TicketRejected,
     TicketSystemUnavailable,
@@ -58,6 +59,8 @@ def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
         )
     if reason == "consent_required":
         raise ConsentRequired(f"{what} needs the subject's current consent")
+    if reason == "restricted":
+        raise Restricted(f"{what}: the subject has restricted or objected to this processing")
     if not name_fields:
         raise Forbidden(f"{what} is not allowed")
     denied = sorted(f for f, d in decision.fields.items() if not d.visible)
@@ -299,6 +302,28 @@ class GuardedVault(BatchGuard):
         )
         return now
 
+    def restrict(
+        self,
+        caller: Caller,
+        subject_id: str,
+        purpose: str,
+        scope: str,
+        kind: str,
+        justification: Justification | None = None,
+    ) -> list[dict[str, Any]]:
+        """Record a restriction, an objection, or a lift (policy §5): the privacy office,
+        decided and audited first; returns the subject's restriction history."""
+        restrictions = self.decider.restrictions
+        if restrictions is None:
+            raise Forbidden("restrictions are not kept here")
+        facts = self._facts(caller, subject_id, "restrict", purpose, [WHOLE_SUBJECT])
+        self._decide_and_record(caller, [WHOLE_SUBJECT], "restrict", purpose, facts, justification)
+        recorded = restrictions.record(facts.subject_id, scope, kind)
+        self.audit.append(
+            completed(caller, "restrict", purpose, facts.subject_id, recorded, justification)
+        )
+        return restrictions.of(facts.subject_id)
+
     # -- reads ---------------------------------------------------------------------------
 
     def masked_view(
@@ -397,6 +422,8 @@ class GuardedVault(BatchGuard):
         sid = self._exportable(caller, subject_id, purpose)
         data = self.vault.export(sid)
         data["consents"] = self.consents.of(sid)
+        if self.decider.restrictions is not None:
+            data["restrictions"] = self.decider.restrictions.of(sid)
         data["access_history"] = self._history(sid, 1000)
         return data
 

@@ -130,6 +130,18 @@ class LookupFailures(AccessBase):
     failures: Mapped[int] = mapped_column(Integer)
 
 
+class Restriction(AccessBase):
+    """Restriction and objection history (access/restrictions.py), append-only."""
+
+    __tablename__ = "restrictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    scope: Mapped[str] = mapped_column(String(64))  # a purpose, or "*" for every purpose
+    kind: Mapped[str] = mapped_column(String(16))  # restriction, objection, lifted
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class UsageCounter(AccessBase):
     """How much of a budget (``kind``: reveals, searches) a key has used in its current
     window, shared by every worker (access/usage.py)."""

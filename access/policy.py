@@ -32,6 +32,7 @@ ACTIONS = (
     "shred",
     "consent_write",
     "attributes",  # change a subject's minor status or region (the privacy office, §6/§7)
+    "restrict",  # record a restriction, an objection or a lift (the privacy office, §5)
     "audit_read",
     "admin",
 )

@@ -26,6 +26,7 @@ from access.log_identity import pin, settle_log_id
 from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
+from access.restrictions import Restrictions
 from access.tickets import HttpTickets, TicketCheck
 from access.usage import DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE, UsageBudgets
 from keys.cluster import clusters_of
@@ -163,12 +164,17 @@ def compose(
     grants = GrantLedger(records, log_id) if records is not None else None
     policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change, grants)
     consents = Consents(vault.tx, purposes, policy_version=policy_version)
-    decider = Decider(policy, consents, categories, purposes)
+    restrictions = Restrictions(vault.tx, purposes)
+    decider = Decider(policy, consents, categories, purposes, restrictions)
+
+    def forget(subject_id: str) -> None:
+        """What a shred deletes beyond the vault's own tables."""
+        consents.delete_for(subject_id)
+        restrictions.delete_for(subject_id)
+
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
-    shredder = Shredder(
-        vault.tx, keys, vault.datakeys, keys, on_shredded=consents.delete_for, ledger=ledger
-    )
+    shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=forget, ledger=ledger)
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     reveals, searches = usage

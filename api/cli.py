@@ -620,6 +620,7 @@ def policy_remove(subject: str, obj: str, action: str, purpose: str, deny: bool)
 def policy_explain(principal_name: str, field: str, action: str, purpose: str) -> None:
     """Print the decision for PRINCIPAL FIELD ACTION PURPOSE and the rule that decided it."""
     from access.policy import ACTIONS, PURPOSELESS
+    from access.restrictions import applies as restriction_applies
 
     if action not in ACTIONS:
         raise click.UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
@@ -645,6 +646,13 @@ def policy_explain(principal_name: str, field: str, action: str, purpose: str) -
             if on
         ]
         click.echo(f"note: purpose {purpose} also needs {' and '.join(needs)} per request")
+    if only.redaction != "denied" and restriction_applies(
+        action, None if action in PURPOSELESS else purpose
+    ):
+        click.echo(
+            "note: a restriction or objection recorded for the subject refuses this "
+            "(restricted, policy §5)"
+        )
     if action == "reveal" and only.redaction == "plain":
         usage = runtime.usage
         click.echo(

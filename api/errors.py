@@ -31,6 +31,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "unauthenticated": 401,
     "forbidden": 403,
     "consent_required": 403,
+    "restricted": 403,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,

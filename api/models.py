@@ -70,6 +70,13 @@ class AttributesBody(Strict):
     justification: Justification | None = None
 
 
+class RestrictionBody(Strict):
+    purpose: str = Purpose  # the privacy office's own (subject_access_request)
+    scope: str = Field(min_length=1, max_length=64)  # a purpose, or "*" for all
+    kind: Literal["restriction", "objection", "lifted"]
+    justification: Justification | None = None
+
+
 class TokenizeRecordModel(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     subject_id: str | None = Field(default=None, max_length=64)
@@ -125,6 +132,17 @@ class AttributesResponse(BaseModel):
     subject_id: str
     is_minor: bool
     region: str | None = None
+
+
+class RestrictionRecord(BaseModel):
+    scope: str
+    kind: str
+    recorded_at: str | None = None
+
+
+class RestrictionsResponse(BaseModel):
+    subject_id: str
+    restrictions: list[RestrictionRecord]
 
 
 class TokensResponse(BaseModel):

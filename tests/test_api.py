@@ -28,6 +28,7 @@ DESIGN_OPERATIONS = {
     ("post", "/v1/subjects"),
     ("patch", "/v1/subjects/{id}/fields"),
     ("patch", "/v1/subjects/{id}/attributes"),
+    ("put", "/v1/subjects/{id}/restrictions"),
     ("post", "/v1/tokenize"),
     ("post", "/v1/detokenize"),
     ("get", "/v1/subjects/{id}"),

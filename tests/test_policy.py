@@ -57,12 +57,21 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("export", ANY, SAR_LC),
         ("shred", ANY, SAR_LC),
         ("attributes", ANY, SAR_LC),
+        ("restrict", ANY, SAR_LC),
         ("consent_write", ANY, ALL_PURPOSES),
     ],
     "auditor": [("audit_read", ANY, {NO_PURPOSE})],
     "admin": [("admin", ANY, {NO_PURPOSE})],
 }
-SUBJECT_WIDE = {"export", "shred", "consent_write", "attributes", "audit_read", "admin"}
+SUBJECT_WIDE = {
+    "export",
+    "shred",
+    "consent_write",
+    "attributes",
+    "restrict",
+    "audit_read",
+    "admin",
+}
 
 
 def globally_denied(obj: str, action: str, purpose: str) -> bool:
@@ -106,12 +115,12 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    # export, shred, consent_write, attributes; audit_read, admin
-    subject_wide = 4 * len(ALL_PURPOSES) + 2
+    # export, shred, consent_write, attributes, restrict; audit_read, admin
+    subject_wide = 5 * len(ALL_PURPOSES) + 2
     assert (
         checked
         == len(GRANTS) * (field_level + subject_wide)
-        == 10656 + len(GRANTS) * len(ALL_PURPOSES)
+        == 10656 + 2 * len(GRANTS) * len(ALL_PURPOSES)
     )
 
 

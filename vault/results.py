@@ -26,6 +26,7 @@ ItemError = Literal[
     "forbidden",
     "consent_required",
     "justification_required",
+    "restricted",
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]

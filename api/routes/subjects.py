@@ -17,6 +17,8 @@ from api.models import (
     ExportResponse,
     PatchFieldsBody,
     PurposeQuery,
+    RestrictionBody,
+    RestrictionsResponse,
     RevealBody,
     RevealResponse,
     ShredResponse,
@@ -75,6 +77,20 @@ def change_attributes(path: SubjectPath, body: AttributesBody) -> dict[str, Any]
         justification=justification_in(body.justification),
     )
     return {"subject_id": now.subject_id, "is_minor": now.is_minor, "region": now.region}
+
+
+@bp.put("/<id>/restrictions", responses={200: RestrictionsResponse})
+def restrict(path: SubjectPath, body: RestrictionBody) -> dict[str, Any]:
+    """The privacy office records a restriction, an objection (policy §5) or a lift."""
+    history = runtime().guard.restrict(
+        caller(),
+        path.id,
+        body.purpose,
+        body.scope,
+        body.kind,
+        justification_in(body.justification),
+    )
+    return {"subject_id": path.id, "restrictions": history}
 
 
 @bp.get("/<id>", responses={200: SubjectResponse})

@@ -1,0 +1,95 @@
+"""Restriction and objection (privacy policy §5, issue 19): a subject may have processing
+of their data restricted, for one purpose or for all, and may object to a purpose (an
+objection is recorded as a restriction of that purpose).
+
+While a restriction is in force every action on the subject answers 403 ``restricted``
+except keeping the data, what the privacy office does for ``subject_access_request``
+and ``legal_compliance``, shreds, consent records and the office's own corrections —
+decided with the policy, per subject, like consent (``access/decisions.py``). History
+is append-only: the newest record per (subject, scope) is in force; lifting is a record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from access.errors import InvalidRequest
+from access.models import Restriction
+from access.purposes import Purposes
+from vault.transactions import Transactions
+
+ALL = "*"
+Kind = Literal["restriction", "objection", "lifted"]
+KINDS = ("restriction", "objection", "lifted")
+EXEMPT_PURPOSES = frozenset({"subject_access_request", "legal_compliance"})
+EXEMPT_ACTIONS = frozenset({"shred", "consent_write", "attributes", "restrict"})
+
+
+def applies(action: str, purpose: str | None) -> bool:
+    """Whether a restriction can refuse this action for this purpose."""
+    return purpose is not None and purpose not in EXEMPT_PURPOSES and action not in EXEMPT_ACTIONS
+
+
+class Restrictions:
+    def __init__(self, tx: Transactions, purposes: Purposes) -> None:
+        self.tx = tx
+        self.purposes = purposes
+
+    def record(self, subject_id: str, scope: str, kind: str) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise InvalidRequest("kind must be restriction, objection or lifted")
+        if scope != ALL:
+            self.purposes.get(scope)  # an unknown purpose is an error, not a no-op
+        if kind == "objection" and scope == ALL:
+            raise InvalidRequest("an objection names the purpose objected to")
+        row = Restriction(
+            subject_id=subject_id, scope=scope, kind=kind, recorded_at=dt.datetime.now(dt.UTC)
+        )
+        with self.tx.begin() as session:
+            session.add(row)
+        return _as_dict(row)
+
+    def restricted_for(
+        self, subject_ids: Sequence[str], purpose: str, session: Session | None = None
+    ) -> set[str]:
+        """The ids among ``subject_ids`` restricted for ``purpose`` (or for all), one query."""
+        ids = sorted(set(subject_ids))
+        if not ids:
+            return set()
+        latest_id = (
+            select(func.max(Restriction.id))
+            .where(Restriction.subject_id.in_(ids), Restriction.scope.in_([ALL, purpose]))
+            .group_by(Restriction.subject_id, Restriction.scope)
+        )
+        with self.tx.reading(session) as read:
+            rows = read.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
+        return {r.subject_id for r in rows if r.kind != "lifted"}
+
+    def of(self, subject_id: str) -> list[dict[str, Any]]:
+        with self.tx.begin(read_only=True) as session:
+            return [
+                _as_dict(r)
+                for r in session.scalars(
+                    select(Restriction)
+                    .where(Restriction.subject_id == subject_id)
+                    .order_by(Restriction.id)
+                )
+            ]
+
+    def delete_for(self, subject_id: str) -> None:
+        """With the shred: restrictions go with the data."""
+        with self.tx.begin() as session:
+            session.execute(delete(Restriction).where(Restriction.subject_id == subject_id))
+
+
+def _as_dict(r: Restriction) -> dict[str, Any]:
+    return {
+        "scope": r.scope,
+        "kind": r.kind,
+        "recorded_at": r.recorded_at.isoformat() if r.recorded_at else None,
+    }
