@@ -7,6 +7,12 @@ except keeping the data, what the privacy office does for ``subject_access_reque
 and ``legal_compliance``, shreds, consent records and the office's own corrections —
 decided with the policy, per subject, like consent (``access/decisions.py``). History
 is append-only: the newest record per (subject, scope) is in force; lifting is a record.
+
+Account deactivation (§5: "terminates service access") is a restriction of every
+purpose of kind ``deactivated``: service purposes are refused, the privacy office and
+legal purposes still served; after a grace period (``PII_VAULT_DEACTIVATION_GRACE_DAYS``,
+30) ``pii-vault shred-deactivated`` shreds the subject unless it was reactivated (a
+``lifted`` record) first.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from access.purposes import Purposes
 from vault.transactions import Transactions
 
 ALL = "*"
-Kind = Literal["restriction", "objection", "lifted"]
-KINDS = ("restriction", "objection", "lifted")
+Kind = Literal["restriction", "objection", "deactivated", "lifted"]
+KINDS = ("restriction", "objection", "deactivated", "lifted")
 EXEMPT_PURPOSES = frozenset({"subject_access_request", "legal_compliance"})
 EXEMPT_ACTIONS = frozenset({"shred", "consent_write", "attributes", "restrict"})
 
@@ -42,11 +48,13 @@ class Restrictions:
 
     def record(self, subject_id: str, scope: str, kind: str) -> dict[str, Any]:
         if kind not in KINDS:
-            raise InvalidRequest("kind must be restriction, objection or lifted")
+            raise InvalidRequest("kind must be restriction, objection, deactivated or lifted")
         if scope != ALL:
             self.purposes.get(scope)  # an unknown purpose is an error, not a no-op
         if kind == "objection" and scope == ALL:
             raise InvalidRequest("an objection names the purpose objected to")
+        if kind == "deactivated" and scope != ALL:
+            raise InvalidRequest("a deactivation covers every purpose")
         row = Restriction(
             subject_id=subject_id, scope=scope, kind=kind, recorded_at=dt.datetime.now(dt.UTC)
         )
@@ -70,6 +78,20 @@ class Restrictions:
             rows = read.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
         return {r.subject_id for r in rows if r.kind != "lifted"}
 
+    def deactivated_before(self, cutoff: dt.datetime) -> list[str]:
+        """Subjects whose newest record for every purpose is a deactivation older than
+        ``cutoff``: due for their shred."""
+        latest_id = (
+            select(func.max(Restriction.id))
+            .where(Restriction.scope == ALL)
+            .group_by(Restriction.subject_id)
+        )
+        with self.tx.begin(read_only=True) as session:
+            rows = session.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
+        return sorted(
+            r.subject_id for r in rows if r.kind == "deactivated" and _aware(r.recorded_at) < cutoff
+        )
+
     def of(self, subject_id: str) -> list[dict[str, Any]]:
         with self.tx.begin(read_only=True) as session:
             return [
@@ -85,6 +107,10 @@ class Restrictions:
         """With the shred: restrictions go with the data."""
         with self.tx.begin() as session:
             session.execute(delete(Restriction).where(Restriction.subject_id == subject_id))
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _as_dict(r: Restriction) -> dict[str, Any]:

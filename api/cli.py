@@ -281,6 +281,30 @@ def shred(subject_id: str | None, pending: bool) -> None:
         click.echo(json.dumps(receipt.to_dict(), sort_keys=True, indent=2))
 
 
+@main.command("shred-deactivated")
+@_one_line_errors
+def shred_deactivated() -> None:
+    """Shred every subject deactivated more than PII_VAULT_DEACTIVATION_GRACE_DAYS ago and
+    not reactivated (policy §5); prints each signed receipt (JSON). Run it daily."""
+    import datetime as dt
+
+    settings = Settings.from_env()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.deactivation_grace_days)
+    with _runtime() as runtime:
+        restrictions = runtime.decider.restrictions
+        due = restrictions.deactivated_before(cutoff) if restrictions is not None else []
+        shredded = 0
+        for subject_id in due:
+            if runtime.vault.status(subject_id) != "active":
+                continue
+            _operator_event(runtime, "shred", [subject_id], "operator", {"why": "deactivated"})
+            receipt = runtime.shredder.shred(subject_id)
+            _shreds_completed(runtime, [receipt.subject_id])
+            click.echo(json.dumps(receipt.to_dict(), sort_keys=True))
+            shredded += 1
+    click.echo(f"shredded {shredded} deactivated subject(s) past the grace period", err=True)
+
+
 @main.command()
 @click.option(
     "--keep",

@@ -73,7 +73,12 @@ class AttributesBody(Strict):
 class RestrictionBody(Strict):
     purpose: str = Purpose  # the privacy office's own (subject_access_request)
     scope: str = Field(min_length=1, max_length=64)  # a purpose, or "*" for all
-    kind: Literal["restriction", "objection", "lifted"]
+    kind: Literal["restriction", "objection", "lifted"]  # deactivation: its own routes
+    justification: Justification | None = None
+
+
+class LifecycleBody(Strict):
+    purpose: str = Purpose  # the privacy office's own (subject_access_request)
     justification: Justification | None = None
 
 

@@ -29,6 +29,8 @@ DESIGN_OPERATIONS = {
     ("patch", "/v1/subjects/{id}/fields"),
     ("patch", "/v1/subjects/{id}/attributes"),
     ("put", "/v1/subjects/{id}/restrictions"),
+    ("post", "/v1/subjects/{id}/deactivate"),
+    ("post", "/v1/subjects/{id}/reactivate"),
     ("post", "/v1/tokenize"),
     ("post", "/v1/detokenize"),
     ("get", "/v1/subjects/{id}"),

@@ -313,6 +313,36 @@ def test_age_out_clears_the_flag_of_subjects_come_of_age(tmp_path: Path) -> None
     assert run(["age-out"], env)[1] == "aged out 0 subject(s) at majority\n"
 
 
+def test_deactivated_subjects_are_shredded_after_the_grace_period(tmp_path: Path) -> None:
+    from access.events import Caller
+
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    rt = open_runtime(Settings.from_env(env))
+    rt.principals.create("svc:po", ["privacy-officer"])
+    gone = rt.vault.create_subject({"email": "gone@example.com"}).subject_id
+    back = rt.vault.create_subject({"email": "back@example.com"}).subject_id
+    fresh = rt.vault.create_subject({"email": "fresh@example.com"}).subject_id
+    office = Caller("svc:po")
+    for sid in (gone, back, fresh):
+        rt.guard.restrict(office, sid, "subject_access_request", "*", "deactivated")
+    rt.guard.restrict(office, back, "subject_access_request", "*", "lifted")
+    rt.close()
+    db = tmp_path / "home" / "vault.db"
+    with sqlite3.connect(db) as conn:  # 31 days ago (fresh stays within the grace period)
+        conn.execute(
+            "UPDATE restrictions SET recorded_at = datetime('now', '-31 days')"
+            " WHERE subject_id IN (?, ?)",
+            (gone, back),
+        )
+    code, out, err = run(["shred-deactivated"], env)
+    assert code == 0 and "shredded 1 deactivated" in err, err
+    assert json.loads(out)["subject_id"] == gone
+    with sqlite3.connect(db) as conn:
+        status = dict(conn.execute("SELECT id, status FROM subjects").fetchall())
+    assert status == {gone: "shredded", back: "active", fresh: "active"}
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     import time
 

@@ -84,3 +84,31 @@ def test_a_full_restriction_refuses_every_service_purpose_until_lifted(api: Api)
     assert r.json["results"][0].get("value") == PERSON["phone"]
     assert _restrict(api, sid, "*", "objection").status_code == 400  # names its purpose
     assert _restrict(api, sid, "no_such_purpose", "restriction").status_code == 400
+
+
+def test_deactivation_ends_service_access_and_reactivation_restores_it(api: Api) -> None:
+    sid, tokens = api.register()
+    body = {"purpose": "subject_access_request"}
+    r = api.client.post(
+        f"/v1/subjects/{sid}/deactivate", headers=api.h("checkout-service"), json=body
+    )
+    assert r.status_code == 403
+    r = api.client.post(
+        f"/v1/subjects/{sid}/deactivate", headers=api.h("privacy-officer"), json=body
+    )
+    assert r.status_code == 200 and r.json["restrictions"][-1]["kind"] == "deactivated"
+    item = _detokenize(api, tokens["phone"], "checkout-service", "order_fulfillment").json[
+        "results"
+    ][0]
+    assert item["error"]["code"] == "restricted"
+    r = api.client.get(
+        f"/v1/subjects/{sid}/export?purpose=subject_access_request",
+        headers=api.h("privacy-officer"),
+    )
+    assert r.status_code == 200  # the privacy office is still served
+    r = api.client.post(
+        f"/v1/subjects/{sid}/reactivate", headers=api.h("privacy-officer"), json=body
+    )
+    assert r.status_code == 200
+    r = _detokenize(api, tokens["phone"], "checkout-service", "order_fulfillment")
+    assert r.json["results"][0].get("value") == PERSON["phone"]

@@ -114,6 +114,8 @@ class Settings:
     # Policy §6: minors by their date of birth; guardians consent for children.
     age_of_majority: int = 18
     child_age: int = 14
+    # Policy §5: a deactivated account is shredded this many days later unless reactivated.
+    deactivation_grace_days: int = 30
 
     @property
     def effective_database_url(self) -> str:
@@ -196,6 +198,7 @@ class Settings:
             ),
             age_of_majority=_bounded(env, "PII_VAULT_AGE_OF_MAJORITY", 18, 14, 21),
             child_age=_bounded(env, "PII_VAULT_CHILD_AGE", 14, 1, 18),
+            deactivation_grace_days=_bounded(env, "PII_VAULT_DEACTIVATION_GRACE_DAYS", 30, 1, 3650),
         ).checked()
 
     def request_bound(self) -> float:

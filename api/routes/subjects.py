@@ -15,6 +15,7 @@ from api.models import (
     CreateSubjectBody,
     DeleteBody,
     ExportResponse,
+    LifecycleBody,
     PatchFieldsBody,
     PurposeQuery,
     RestrictionBody,
@@ -89,6 +90,24 @@ def restrict(path: SubjectPath, body: RestrictionBody) -> dict[str, Any]:
         body.scope,
         body.kind,
         justification_in(body.justification),
+    )
+    return {"subject_id": path.id, "restrictions": history}
+
+
+@bp.post("/<id>/deactivate", responses={200: RestrictionsResponse})
+def deactivate(path: SubjectPath, body: LifecycleBody) -> dict[str, Any]:
+    """Account deactivation (policy §5): service access ends now, the shred follows after
+    the grace period unless the subject is reactivated."""
+    history = runtime().guard.restrict(
+        caller(), path.id, body.purpose, "*", "deactivated", justification_in(body.justification)
+    )
+    return {"subject_id": path.id, "restrictions": history}
+
+
+@bp.post("/<id>/reactivate", responses={200: RestrictionsResponse})
+def reactivate(path: SubjectPath, body: LifecycleBody) -> dict[str, Any]:
+    history = runtime().guard.restrict(
+        caller(), path.id, body.purpose, "*", "lifted", justification_in(body.justification)
     )
     return {"subject_id": path.id, "restrictions": history}
 
