@@ -129,8 +129,8 @@ class GrantLedger:
             return
         record = {"v": 1, "epoch": state.epoch, "tag": state.tag, "at": iso(utcnow())}
         with translating():
-            self.records.publish(self._log(), _KIND, _name(state.epoch), record)
-        if self._get(state.epoch) != state.tag:
+            created = self.records.publish(self._log(), _KIND, _name(state.epoch), record)
+        if not created and self._get(state.epoch) != state.tag:  # someone else's first
             raise GrantsTampered(f"grant state epoch {state.epoch} was published with another seal")
 
     def newest(self) -> int:
@@ -155,6 +155,11 @@ class GrantLedger:
                 f"the grants in the database (epoch {state.epoch}) are older than the newest "
                 "published grant state (a restored backup?): run `pii-vault audit grants`"
             )
+        self.confirm_own(state)
+
+    def confirm_own(self, state: GrantState) -> None:
+        """The second half of ``confirm``, for a caller that has just seen that no later
+        epoch is published: the state's own epoch carries its seal (published if not)."""
         if state.epoch == 0:
             return
         published = self._get(state.epoch)

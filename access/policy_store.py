@@ -302,11 +302,13 @@ class PolicyStore:
         if self.ledger is not None:
             for _attempt in range(3):
                 if not self.ledger.superseded(built[2]):
+                    self.ledger.confirm_own(built[2])
                     break
                 # Read just before another process's change, or a restored backup: re-read.
                 with self.tx.begin(read_only=True) as fresh:
                     built = self._build(fresh)
-            self.ledger.confirm(built[2])
+            else:
+                self.ledger.confirm(built[2])  # still superseded: GrantsTampered
         revision, engine, state = built
         with self._lock:
             self._built, self._built_revision, self._state = engine, revision, state

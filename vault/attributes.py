@@ -54,6 +54,11 @@ class SubjectAttributes:
                     "the stored date of birth says otherwise: correct the date instead",
                     {"is_minor": "conflicts_with_date_of_birth"},
                 )
+        return self._apply(subject_id, is_minor, region)
+
+    def _apply(
+        self, subject_id: str, is_minor: bool | None, region: str | None
+    ) -> tuple[Attributes, list[str]]:
         with self.vault.tx.begin() as session:
             subject = self.vault.store.subject(session, subject_id, lock="update")
             self.vault.store.require_active(subject)
@@ -81,7 +86,8 @@ class SubjectAttributes:
         return [sid for sid in ids if self._dob_minor(sid) is False]
 
     def age_out(self, subject_id: str) -> bool:
-        """Clear the minor flag of one subject come of age; False if nothing changed."""
+        """Clear the minor flag of one subject come of age; False if nothing changed (no
+        stored date of birth, or one that still says minor)."""
         if self._dob_minor(subject_id) is not False:
             return False
-        return bool(self.change(subject_id, is_minor=False)[1])
+        return bool(self._apply(subject_id, False, None)[1])

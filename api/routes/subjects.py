@@ -94,22 +94,23 @@ def restrict(path: SubjectPath, body: RestrictionBody) -> dict[str, Any]:
     return {"subject_id": path.id, "restrictions": history}
 
 
+def _lifecycle(path: SubjectPath, body: LifecycleBody, kind: str) -> dict[str, Any]:
+    history = runtime().guard.restrict(
+        caller(), path.id, body.purpose, "*", kind, justification_in(body.justification)
+    )
+    return {"subject_id": path.id, "restrictions": history}
+
+
 @bp.post("/<id>/deactivate", responses={200: RestrictionsResponse})
 def deactivate(path: SubjectPath, body: LifecycleBody) -> dict[str, Any]:
     """Account deactivation (policy §5): service access ends now, the shred follows after
     the grace period unless the subject is reactivated."""
-    history = runtime().guard.restrict(
-        caller(), path.id, body.purpose, "*", "deactivated", justification_in(body.justification)
-    )
-    return {"subject_id": path.id, "restrictions": history}
+    return _lifecycle(path, body, "deactivated")
 
 
 @bp.post("/<id>/reactivate", responses={200: RestrictionsResponse})
 def reactivate(path: SubjectPath, body: LifecycleBody) -> dict[str, Any]:
-    history = runtime().guard.restrict(
-        caller(), path.id, body.purpose, "*", "lifted", justification_in(body.justification)
-    )
-    return {"subject_id": path.id, "restrictions": history}
+    return _lifecycle(path, body, "lifted")
 
 
 @bp.get("/<id>", responses={200: SubjectResponse})
