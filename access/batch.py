@@ -159,9 +159,16 @@ class BatchGuard:
             facts = SubjectFacts(
                 info.subject_id if info else f"new:{i}",
                 info.is_minor if info else write.is_minor,
+                info.region if info else (write.region or self.vault.default_region),
             )
             decision = self.decider.decide(
-                caller.principal, list(write.values), "write", purpose, facts, justification
+                caller.principal,
+                list(write.values),
+                "write",
+                purpose,
+                facts,
+                justification,
+                region=caller.region,
             )
             outcome[str(i)] = {
                 "subject_id": info.subject_id if info is not None else None,
@@ -274,18 +281,21 @@ class BatchGuard:
         """Each resolved token decided on its own subject and field, the batch audited as
         one event (committed before anything is read); None for a token that names nothing."""
         policy = self.decider.policy.current(session)
-        pairs = list(dict.fromkeys((*r.names, r.is_minor) for r in refs if r.names is not None))
+        pairs = list(
+            dict.fromkeys((*r.names, r.is_minor, r.region) for r in refs if r.names is not None)
+        )
         decided = dict(
             zip(
-                [(s, f) for s, f, _ in pairs],
+                [(s, f) for s, f, _, _ in pairs],
                 self.decider.decide_each(
                     caller.principal,
-                    [(f, SubjectFacts(s, minor)) for s, f, minor in pairs],
+                    [(f, SubjectFacts(s, minor, region)) for s, f, minor, region in pairs],
                     "detokenize",
                     purpose,
                     justification,
                     policy=policy,
                     session=session,
+                    region=caller.region,
                 ),
                 strict=True,
             )

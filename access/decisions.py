@@ -10,22 +10,23 @@ Vocabulary, one name per concept:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from access.consents import Consents, SubjectFacts
+from access.conditions import Condition, Item, Reason
+from access.consents import Consents, consent_topic
 from access.errors import InvalidRequest
+from access.facts import Ask, SubjectFacts
 from access.policy import NO_PURPOSE, PURPOSELESS, WHOLE_SUBJECT, Match, PolicyEngine
 from access.policy_store import PolicyStore
 from access.purposes import Justification, Purpose, Purposes
 from access.restrictions import Restrictions
-from access.restrictions import applies as restriction_applies
 
 Redaction = Literal["plain", "masked", "denied"]
-Reason = Literal["forbidden", "consent_required", "justification_required", "restricted"]
 Verdict = Literal["allow", "deny", "partial", "completed", "operator"]
 SUBJECT_WIDE_ACTIONS = (
     "export",
@@ -33,9 +34,11 @@ SUBJECT_WIDE_ACTIONS = (
     "consent_write",
     "attributes",
     "restrict",
+    "transfers",
     "audit_read",
     "admin",
 )
+__all__ = ["Decider", "Decision", "FieldDecision", "Reason", "SubjectFacts", "verdict_of"]
 
 
 def verdict_of(allowed: Sequence[bool]) -> Verdict:
@@ -51,13 +54,24 @@ class FieldDecision:
     redaction: Redaction
     reason: Reason | None
     rule: str | None
+    by: str | None = None  # the condition that refused it (None: the policy or justification)
+    notes: Mapping[str, Mapping[str, str]] | None = None  # e.g. "transfer": from/to/basis
 
     @property
     def visible(self) -> bool:
         return self.redaction != "denied"
 
-    def as_dict(self) -> dict[str, str | None]:
-        return {"redaction": self.redaction, "reason": self.reason, "rule": self.rule}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "redaction": self.redaction,
+            "reason": self.reason,
+            "rule": self.rule,
+        }
+        if self.by is not None:
+            out["by"] = self.by
+        if self.notes:
+            out.update({k: dict(v) for k, v in self.notes.items()})
+        return out
 
 
 @dataclass(frozen=True)
@@ -95,18 +109,26 @@ DecisionListener = Callable[[str, Sequence[FieldDecision]], None]
 
 
 class Decider:
+    """Casbin's answer per field, the justification gate, then each condition in order
+    (``access/conditions``): one path for single calls and batches."""
+
     def __init__(
         self,
         policy: PolicyStore,
         consents: Consents,
         field_categories: Mapping[str, str],
         purposes: Purposes,
+        conditions: Sequence[Condition] = (),
+        *,
         restrictions: Restrictions | None = None,
+        sensitive_fields: Collection[str] = (),
     ) -> None:
         self.policy = policy
         self.consents = consents
         self.restrictions = restrictions
+        self.conditions = list(conditions)
         self.field_categories = dict(field_categories)
+        self.sensitive_fields = frozenset(sensitive_fields)
         self.purposes = purposes
         self.listeners: list[DecisionListener] = []  # e.g. metrics
 
@@ -121,26 +143,35 @@ class Decider:
         *,
         gates: bool = True,
         policy: PolicyEngine | None = None,
+        region: str | None = None,
+        session: Session | None = None,
     ) -> Decision:
         """Per field: ``plain``, ``masked`` or ``denied`` with a reason and the matched rule.
 
         Redaction: for ``detokenize``, plain if detokenize is allowed, else
         masked if read_masked is, else denied. Then the purpose's gates: a
         missing or malformed justification denies plaintext (masked stays
-        visible); missing consent denies everything. ``gates=False`` evaluates
-        the policy alone (``policy explain``); ``policy`` reuses an engine
-        already fetched for this request (one revision check per request).
+        visible); each condition may deny what is still visible. ``gates=False``
+        evaluates the policy alone (``policy explain``, decisions before a lookup);
+        ``policy`` reuses an engine already fetched for this request. A gated
+        decision with no subject is judged as for a subject nobody knows anything
+        about (no consent, no restriction): it fails closed.
         """
         purpose_spec = self._purpose(action, purpose)
         decisions = self._evaluate(
             principal, fields, action, purpose_spec, justification, gates, policy
         )
-        if gates and _consent_gated(purpose_spec, action):
-            assert purpose_spec is not None
-            consented = subject is not None and self.consents.in_force(subject, purpose_spec.name)
-            decisions = {k: _consent_gate(d, consented) for k, d in decisions.items()}
-        if gates and subject is not None and self._restricted([subject], action, purpose):
-            decisions = {k: _restriction_gate(d) for k, d in decisions.items()}
+        if gates and purpose_spec is not None:
+            facts = subject if subject is not None else SubjectFacts("", False)
+            names = list(decisions)
+            gated = self._gate(
+                Ask(principal, action, purpose_spec, region),
+                names,
+                [decisions[n] for n in names],
+                [facts] * len(names),
+                session,
+            )
+            decisions = dict(zip(names, gated, strict=True))
         self._notify(action, list(decisions.values()))
         return Decision(
             principal, action, purpose, subject.subject_id if subject else None, decisions
@@ -156,50 +187,78 @@ class Decider:
         *,
         policy: PolicyEngine | None = None,
         session: Session | None = None,
+        region: str | None = None,
     ) -> list[FieldDecision]:
         """One decision per (field, subject) item, exactly as ``decide`` would make each
         (gates included), for a batch: the policy is evaluated once per distinct field and
-        the consents of every subject are read in one query (in ``session``)."""
+        each condition reads what it needs for every subject in one query (in ``session``)."""
         purpose_spec = self._purpose(action, purpose)
         fields = list(dict.fromkeys(f for f, _ in items))
         if not fields:
             return []
         base = self._evaluate(principal, fields, action, purpose_spec, justification, True, policy)
-        if _consent_gated(purpose_spec, action):
-            assert purpose_spec is not None
-            consented = self.consents.in_force_for(
-                [s for _, s in items], purpose_spec.name, session
+        out = [base[f] for f, _ in items]
+        if purpose_spec is not None:
+            out = self._gate(
+                Ask(principal, action, purpose_spec, region),
+                [f for f, _ in items],
+                out,
+                [s for _, s in items],
+                session,
             )
-            out = [_consent_gate(base[f], s.subject_id in consented) for f, s in items]
-        else:
-            out = [base[f] for f, _ in items]
-        restricted = self._restricted([s for _, s in items], action, purpose, session)
-        if restricted:
-            out = [
-                _restriction_gate(d) if s.subject_id in restricted else d
-                for d, (_, s) in zip(out, items, strict=True)
-            ]
         self._notify(action, out)
         return out
 
-    def _restricted(
+    def _gate(
         self,
+        ask: Ask,
+        fields: Sequence[str],
+        decisions: list[FieldDecision],
         subjects: Sequence[SubjectFacts],
-        action: str,
-        purpose: str | None,
-        session: Session | None = None,
-    ) -> set[str]:
-        """The subjects a restriction or objection in force refuses this for (policy §5)."""
-        if self.restrictions is None or purpose is None or not restriction_applies(action, purpose):
-            return set()
-        ids = [s.subject_id for s in subjects if s.subject_id]
-        return self.restrictions.restricted_for(ids, purpose, session)
+        session: Session | None,
+    ) -> list[FieldDecision]:
+        """Each condition that applies, in order, on the items still visible: the first
+        refusal of an item stands (and names its condition); notes accumulate."""
+        out = list(decisions)
+        for condition in self.conditions:
+            if not condition.applies(ask.action, ask.purpose):
+                continue
+            live = [i for i, d in enumerate(out) if d.visible]
+            if not live:
+                break
+            items = [self._item(fields[i], subjects[i]) for i in live]
+            for j, finding in condition.check(ask, items, session).items():
+                i = live[j]
+                d = out[i]
+                if finding.reason is not None:
+                    out[i] = dataclasses.replace(
+                        d, redaction="denied", reason=finding.reason, by=condition.name
+                    )
+                elif finding.note:
+                    notes = {**(d.notes or {}), condition.name: finding.note}
+                    out[i] = dataclasses.replace(d, notes=notes)
+        return out
+
+    def _item(self, field: str, subject: SubjectFacts) -> Item:
+        category = self.field_categories.get(field) if field != WHOLE_SUBJECT else None
+        return Item(field, category, field in self.sensitive_fields, subject)
+
+    def explain(self, action: str, purpose: str | None) -> list[tuple[str, str]]:
+        """(condition, what it asks) for every condition that applies to such a request."""
+        spec = self._purpose(action, purpose)
+        if spec is None:
+            return []
+        return [
+            (c.name, c.describe(action, spec)) for c in self.conditions if c.applies(action, spec)
+        ]
 
     def _purpose(self, action: str, purpose: str | None) -> Purpose | None:
         if action in PURPOSELESS:
             return None
         if purpose is None:
             raise InvalidRequest("a purpose is required")
+        if action == "consent_write":  # a consent's topic: a purpose, sensitive:*, ...
+            return consent_topic(purpose, self.purposes, set(self.field_categories.values()))
         return self.purposes.get(purpose)
 
     def _evaluate(
@@ -256,20 +315,3 @@ class Decider:
     def _notify(self, action: str, decisions: Sequence[FieldDecision]) -> None:
         for listener in self.listeners:
             listener(action, decisions)
-
-
-def _consent_gated(purpose_spec: Purpose | None, action: str) -> bool:
-    """Consent guards any processing for a consent-based purpose (recording consent aside)."""
-    return purpose_spec is not None and purpose_spec.requires_consent and action != "consent_write"
-
-
-def _restriction_gate(decision: FieldDecision) -> FieldDecision:
-    if decision.visible:
-        return FieldDecision(decision.field, "denied", "restricted", decision.rule)
-    return decision
-
-
-def _consent_gate(decision: FieldDecision, consented: bool) -> FieldDecision:
-    if decision.visible and not consented:
-        return FieldDecision(decision.field, "denied", "consent_required", decision.rule)
-    return decision

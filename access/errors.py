@@ -24,6 +24,9 @@ AccessErrorCode = Literal[
     "ticket_rejected",
     "ticket_system_unavailable",
     "restricted",
+    "guardian_consent_required",
+    "transfer_basis_required",
+    "not_found",
 ]
 
 
@@ -102,6 +105,26 @@ class Restricted(Forbidden):
     """The subject has restricted (or objected to) processing for this purpose (§5)."""
 
     code: ClassVar[AccessErrorCode] = "restricted"
+
+
+class GuardianConsentRequired(Forbidden):
+    """The subject is a minor and no guardian's consent for this purpose (or for general
+    ``service_use``) is in force (policy §6)."""
+
+    code: ClassVar[AccessErrorCode] = "guardian_consent_required"
+
+
+class TransferBasisRequired(Forbidden):
+    """The caller is in another region than the subject and no transfer basis in force
+    covers this subject, purpose and destination (policy §7)."""
+
+    code: ClassVar[AccessErrorCode] = "transfer_basis_required"
+
+
+class NotFound(AccessError):
+    """A record of the access layer (e.g. a transfer basis) that does not exist."""
+
+    code: ClassVar[AccessErrorCode] = "not_found"
 
 
 class TooManyFailedLookups(Throttled):

@@ -28,6 +28,7 @@ class Caller:
 
     principal: str
     request_id: str = "-"
+    region: str | None = None  # where the principal is (None: the deployment's region)
 
 
 def _event(

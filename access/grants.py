@@ -46,7 +46,10 @@ def _canonical(kind: str, values: Sequence[Any]) -> bytes:
 
 def principal_material(p: Principal) -> bytes:
     """Everything in a principal row that grants access."""
-    return _canonical("principal", [p.name, p.key_id, p.key_hash, p.roles, bool(p.disabled)])
+    values: list[Any] = [p.name, p.key_id, p.key_hash, p.roles, bool(p.disabled)]
+    if p.region:  # rows from before regions keep their tags
+        values.append(p.region)
+    return _canonical("principal", values)
 
 
 def rule_material(r: PolicyRule) -> bytes:

@@ -6,7 +6,7 @@ touch data. If the audit event cannot be committed the call fails with
 AuditUnavailable and nothing is read, written or returned. Batches go through
 ``access.batch``; event shapes come from ``access.events``.
 
-Past 400 lines (about 490): one class holds every single-subject path so that each
+Past 400 lines (about 670): one class holds every single-subject path so that each
 visibly follows the same decide-audit-touch order through the same helpers;
 splitting it would put that order in several places.
 """
@@ -26,16 +26,20 @@ from access.errors import (
     AccessError,
     ConsentRequired,
     Forbidden,
+    GuardianConsentRequired,
+    InvalidRequest,
     JustificationRequired,
     Restricted,
     Throttled,
     TicketRejected,
     TicketSystemUnavailable,
+    TransferBasisRequired,
 )
 from access.events import Caller, audited_id, completed, decided, for_subject, probe
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from access.tickets import TicketCheck
+from access.transfers import transfer_notes
 from access.usage import UsageBudgets
 from vault.attributes import Attributes, SubjectAttributes
 from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
@@ -58,9 +62,27 @@ def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
             f"{what} needs a justification: a ticket (e.g. CS-1234) and a reason"
         )
     if reason == "consent_required":
+        separate = sorted(
+            f for f, d in decision.fields.items() if not d.visible and d.by == "sensitive"
+        )
+        if separate:
+            raise ConsentRequired(
+                f"{what} needs the subject's separate consent to sensitive personal "
+                f"information (sensitive:<category>) for {', '.join(separate)}"
+            )
         raise ConsentRequired(f"{what} needs the subject's current consent")
     if reason == "restricted":
         raise Restricted(f"{what}: the subject has restricted or objected to this processing")
+    if reason == "guardian_consent_required":
+        raise GuardianConsentRequired(
+            f"{what}: the subject is a minor and needs a guardian's consent for this purpose "
+            "or for service_use"
+        )
+    if reason == "transfer_basis_required":
+        raise TransferBasisRequired(
+            f"{what}: the subject's data would leave its region; no transfer basis in force "
+            "covers this purpose and destination"
+        )
     if not name_fields:
         raise Forbidden(f"{what} is not allowed")
     denied = sorted(f for f, d in decision.fields.items() if not d.visible)
@@ -148,7 +170,7 @@ class GuardedVault(BatchGuard):
         self, caller: Caller, subject_id: str, action: str, purpose: str, fields: Sequence[str]
     ) -> SubjectFacts:
         info = self._locate(caller, subject_id, [action], purpose, fields)
-        return SubjectFacts(info.subject_id, info.is_minor)
+        return SubjectFacts(info.subject_id, info.is_minor, info.region)
 
     def _decide_and_record(
         self,
@@ -160,7 +182,7 @@ class GuardedVault(BatchGuard):
         justification: Justification | None,
     ) -> tuple[Decision, int]:
         decision = self.decider.decide(
-            caller.principal, fields, action, purpose, subject, justification
+            caller.principal, fields, action, purpose, subject, justification, region=caller.region
         )
         seq = self.audit.append(decided(caller, decision, justification))
         if not decision.allowed:
@@ -179,7 +201,12 @@ class GuardedVault(BatchGuard):
         region: str | None = None,
         is_minor: bool | None = None,
         justification: Justification | None = None,
+        consents: Sequence[Mapping[str, Any]] = (),
     ) -> CreatedSubject:
+        """Create a subject; ``consents`` given with it (e.g. a guardian's for a minor, the
+        separate consent sensitive data needs) are each decided as ``consent_write`` for
+        their topic, count for this request's own decision, and are stored in the same
+        transaction as the subject: all of it, or nothing."""
         write = self.vault.validator.prepare(
             fields,
             subject_id=self.vault.new_subject_id(),
@@ -188,12 +215,50 @@ class GuardedVault(BatchGuard):
             is_minor=is_minor,
         )
         assert write.subject_id is not None
-        facts = SubjectFacts(write.subject_id, write.is_minor)
-        if write.values:
-            self._decide_and_record(
-                caller, list(write.values), "write", purpose, facts, justification
+        rows = [self.consents.prepare(**dict(c)) for c in consents]
+        topics = [r.purpose for r in rows]
+        if len(set(topics)) != len(topics):
+            raise InvalidRequest("one consent per topic")
+        bare = SubjectFacts(
+            write.subject_id, write.is_minor, write.region or self.vault.default_region
+        )
+        facts = dataclasses.replace(
+            bare, pending=frozenset((r.purpose, r.given_by) for r in rows if r.granted)
+        )
+        decisions = [
+            self.decider.decide(
+                caller.principal,
+                [WHOLE_SUBJECT],
+                "consent_write",
+                topic,
+                bare,
+                None,
+                region=caller.region,
             )
+            for topic in topics
+        ]
+        if write.values:
+            decisions.append(
+                self.decider.decide(
+                    caller.principal,
+                    list(write.values),
+                    "write",
+                    purpose,
+                    facts,
+                    justification,
+                    region=caller.region,
+                )
+            )
+            for decision in decisions:
+                self.audit.append(
+                    decided(caller, decision, justification if decision.action == "write" else None)
+                )
+            for decision in decisions:
+                if not decision.allowed:
+                    _refuse(decision)
         else:
+            for decision in decisions:
+                self.audit.append(decided(caller, decision, None))
             # An empty subject: allowed to whoever may write some field for this purpose.
             decision = self.decider.decide(
                 caller.principal,
@@ -202,6 +267,7 @@ class GuardedVault(BatchGuard):
                 purpose,
                 facts,
                 justification,
+                region=caller.region,
             )
             may_write = decision.permits
             outcome = {
@@ -219,9 +285,16 @@ class GuardedVault(BatchGuard):
                     outcome=outcome,
                 )
             )
+            for consent_decision in decisions:
+                if not consent_decision.allowed:
+                    _refuse(consent_decision)
             if not may_write:
                 _refuse(decision)
-        return self.vault.create_subject(write)
+        if not rows:
+            return self.vault.create_subject(write)
+        return self.vault.create_subject(
+            write, also=lambda session, sid: self.consents.store(session, sid, rows)
+        )
 
     def put_fields(
         self,
@@ -237,14 +310,16 @@ class GuardedVault(BatchGuard):
         info = self._locate(
             caller, subject_id, ["write", "correct"], purpose, list(write.values), justification
         )
-        facts = SubjectFacts(info.subject_id, info.is_minor)
+        facts = SubjectFacts(info.subject_id, info.is_minor, info.region)
         stored = set(info.fields)
         kinds = {
             "write": [n for n in write.values if n not in stored],
             "correct": [n for n in write.values if n in stored],
         }
         decisions = [
-            self.decider.decide(caller.principal, names, action, purpose, facts, justification)
+            self.decider.decide(
+                caller.principal, names, action, purpose, facts, justification, region=caller.region
+            )
             for action, names in kinds.items()
             if names
         ]
@@ -264,19 +339,24 @@ class GuardedVault(BatchGuard):
         granted: bool,
         given_by: str,
         policy_version: str | None = None,
+        guardian_ref: str | None = None,
+        verification: str | None = None,
     ) -> dict[str, Any]:
-        """Record a consent; the writer's permission is checked against the consent's purpose."""
+        """Record a consent; the writer's permission is checked against the consent's topic.
+        A guardian's names the guardian and how they were verified (policy §6)."""
+        given: dict[str, Any] = {
+            "granted": granted,
+            "given_by": given_by,
+            "policy_version": policy_version,
+            "guardian_ref": guardian_ref,
+            "verification": verification,
+        }
+        self.consents.prepare(consent_purpose, **given)  # a malformed consent is a 400 first
         facts = self._facts(caller, subject_id, "consent_write", consent_purpose, [WHOLE_SUBJECT])
         self._decide_and_record(
             caller, [WHOLE_SUBJECT], "consent_write", consent_purpose, facts, None
         )
-        return self.consents.record(
-            facts.subject_id,
-            consent_purpose,
-            granted=granted,
-            given_by=given_by,
-            policy_version=policy_version,
-        )
+        return self.consents.record(facts.subject_id, consent_purpose, **given)
 
     def change_attributes(
         self,
@@ -335,10 +415,16 @@ class GuardedVault(BatchGuard):
     ) -> SubjectView:
         """Masked values of the fields the caller may see; others are left out."""
         info = self._locate(caller, subject_id, ["read_masked"], purpose, [], justification)
-        facts = SubjectFacts(info.subject_id, info.is_minor)
+        facts = SubjectFacts(info.subject_id, info.is_minor, info.region)
         names = info.fields or sorted(self.decider.field_categories)
         decision = self.decider.decide(
-            caller.principal, names, "read_masked", purpose, facts, justification
+            caller.principal,
+            names,
+            "read_masked",
+            purpose,
+            facts,
+            justification,
+            region=caller.region,
         )
         self.audit.append(decided(caller, decision, justification))
         visible = [n for n, d in decision.fields.items() if d.visible]
@@ -367,7 +453,13 @@ class GuardedVault(BatchGuard):
             )
         facts = self._facts(caller, subject_id, "reveal", purpose, list(fields))
         decision = self.decider.decide(
-            caller.principal, list(fields), "reveal", purpose, facts, justification
+            caller.principal,
+            list(fields),
+            "reveal",
+            purpose,
+            facts,
+            justification,
+            region=caller.region,
         )
         if decision.allowed:
             self._reveal_gates(caller, decision, purpose, justification)
@@ -375,6 +467,33 @@ class GuardedVault(BatchGuard):
         if not decision.allowed:
             _refuse(decision)
         return self.vault.reveal(facts.subject_id, fields), seq
+
+    def match(
+        self,
+        caller: Caller,
+        subject_id: str,
+        purpose: str,
+        field: str,
+        presented: bytes,
+        justification: Justification | None = None,
+    ) -> bool:
+        """Compare a presented biometric template with the stored one (action ``match``):
+        decided and audited first, the result (match or not, never a template) audited
+        after it is known and before it is returned."""
+        facts = self._facts(caller, subject_id, "match", purpose, [field])
+        self._decide_and_record(caller, [field], "match", purpose, facts, justification)
+        result = self.vault.match(facts.subject_id, field, presented)
+        self.audit.append(
+            completed(
+                caller,
+                "match",
+                purpose,
+                facts.subject_id,
+                {"field": field, "match": result},
+                justification,
+            )
+        )
+        return result
 
     def _reveal_gates(
         self,
@@ -424,7 +543,19 @@ class GuardedVault(BatchGuard):
         data["consents"] = self.consents.of(sid)
         if self.decider.restrictions is not None:
             data["restrictions"] = self.decider.restrictions.of(sid)
-        data["access_history"] = self._history(sid, 1000)
+        history = self._history(sid, 1000)
+        data["transfers"] = [
+            {
+                "ts": event["ts"],
+                "principal": event["principal"],
+                "action": event["action"],
+                "purpose": event["purpose"],
+                **note,
+            }
+            for event in history
+            for _, note in transfer_notes(event)
+        ]
+        data["access_history"] = history
         return data
 
     def find(
@@ -503,7 +634,7 @@ class GuardedVault(BatchGuard):
         A repeat of a finished shred returns its receipt and records the completion
         again, so a first attempt whose completion event failed converges on retry."""
         info = self._locate(caller, subject_id, ["shred"], purpose, active=False)
-        facts = SubjectFacts(info.subject_id, info.is_minor)
+        facts = SubjectFacts(info.subject_id, info.is_minor, info.region)
         self._decide_and_record(caller, [WHOLE_SUBJECT], "shred", purpose, facts, justification)
         receipt = self.shredder.shred(info.subject_id)  # consents go via on_shredded
         self.audit.append(

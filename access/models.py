@@ -58,6 +58,9 @@ class Principal(AccessBase):
     # A person's display name and email from the ID token, sealed (never in clear, never
     # grant material): what the console shows beside the stable id (issue 18).
     profile: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Where the principal works from (policy §7); None: the deployment's region. Grant
+    # material: part of the row's tag when set.
+    region: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Consent(AccessBase):
@@ -73,6 +76,9 @@ class Consent(AccessBase):
     given_by: Mapped[str] = mapped_column(String(16))
     policy_version: Mapped[str] = mapped_column(String(32))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # A guardian's consent (policy §6): who (a reference, not their data) and how verified.
+    guardian_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verification: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class AuditEvent(AccessBase):
@@ -140,6 +146,27 @@ class Restriction(AccessBase):
     scope: Mapped[str] = mapped_column(String(64))  # a purpose, or "*" for every purpose
     kind: Mapped[str] = mapped_column(String(16))  # restriction, objection, lifted
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TransferBasis(AccessBase):
+    """A recorded legal basis for cross-border transfers (access/transfers.py): of one
+    subject's data or everyone's (``subject_id`` None), for a purpose (or ``*``), to a
+    destination region, valid for a period unless revoked. Tagged under the grant key."""
+
+    __tablename__ = "transfer_bases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(16), index=True)
+    basis: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(128))
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class UsageCounter(AccessBase):

@@ -28,17 +28,19 @@ ACTIONS = (
     "detokenize",
     "read_masked",
     "reveal",
+    "match",  # compare a presented biometric template with the stored one: match or not
     "export",
     "shred",
     "consent_write",
     "attributes",  # change a subject's minor status or region (the privacy office, §6/§7)
     "restrict",  # record a restriction, an objection or a lift (the privacy office, §5)
+    "transfers",  # keep the transfer-basis registry and read its report (§7)
     "audit_read",
     "admin",
 )
 EFFECTS = ("allow", "deny")
 NO_PURPOSE = "-"  # audit_read and admin are not tied to a purpose of processing
-PURPOSELESS = ("audit_read", "admin")
+PURPOSELESS = ("transfers", "audit_read", "admin")
 WHOLE_SUBJECT = "*"  # object of subject-wide actions (export, shred, consent_write, ...)
 
 
@@ -88,6 +90,17 @@ def _model() -> Model:
     return model
 
 
+def _consent_topic(rule: Rule, categories: set[str]) -> bool:
+    """A consent_write rule may name a consent topic: ``sensitive:<category>`` or
+    ``cross_border:<REGION>`` (access/consents.py)."""
+    if rule.act != "consent_write":
+        return False
+    kind, _, rest = rule.purpose.partition(":")
+    if kind == "sensitive":
+        return rest in categories
+    return kind == "cross_border" and rest.isalnum() and rest.isupper() and 2 <= len(rest) <= 16
+
+
 class PolicyEngine:
     """Casbin enforcer + decision cache for one revision of the policy."""
 
@@ -131,7 +144,11 @@ class PolicyEngine:
             raise AccessConfigError(f"{where}: unknown action (one of {', '.join(ACTIONS)})")
         if rule.eft not in EFFECTS:
             raise AccessConfigError(f"{where}: effect must be allow or deny")
-        if rule.purpose != "*" and rule.purpose not in purposes:
+        if (
+            rule.purpose != "*"
+            and rule.purpose not in purposes
+            and not _consent_topic(rule, categories)
+        ):
             raise AccessConfigError(f"{where}: unknown purpose")
         if rule.obj != "*" and rule.obj not in categories and rule.obj not in self.field_categories:
             raise AccessConfigError(f"{where}: object is neither a category nor a field")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from access.consents import REGION
 from access.errors import (
     AuthenticationFailed,
     GrantsTampered,
@@ -49,11 +50,21 @@ class PrincipalInfo:
     roles: tuple[str, ...]
     disabled: bool
     created_at: dt.datetime
+    region: str | None = None  # None: the deployment's region (policy §7)
 
 
 def _legacy_digest(secret: str) -> str:
     """Before issue 17: unkeyed SHA-256 (rows sealed by `init` keep it until first use)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _region(region: str | None) -> str | None:
+    if region is None or region == "":
+        return None
+    code = str(region).upper()
+    if not REGION.fullmatch(code):
+        raise InvalidRequest("region must be a short region code such as CN or DE")
+    return code
 
 
 class Principals:
@@ -77,11 +88,18 @@ class Principals:
         return principal if self.policy.counts(principal) else None
 
     def create(
-        self, name: str, roles: Sequence[str], actor: str = "operator"
+        self,
+        name: str,
+        roles: Sequence[str],
+        actor: str = "operator",
+        *,
+        region: str | None = None,
     ) -> tuple[PrincipalInfo, str]:
-        """Create a principal; returns its API key, which is shown once and stored hashed."""
+        """Create a principal; returns its API key, which is shown once and stored hashed.
+        ``region``: where it works from, if not the deployment's region (policy §7)."""
         if not _PRINCIPAL_NAME.fullmatch(name):
             raise InvalidRequest("principal name must look like svc:NAME or user:NAME")
+        region = _region(region)
         known = set(self.policy.current().roles)
         unknown = [r for r in roles if r not in known]
         if not roles or unknown:
@@ -99,11 +117,13 @@ class Principals:
             roles=",".join(unique_roles),
             disabled=False,
             created_at=now,
+            region=region,
         )
         with self.tx.begin(read_only=True) as session:
             if session.get(Principal, name) is not None:
                 raise PrincipalExists(f"principal {name} already exists")
-        self.on_change(actor, "principal_create", {"name": name, "roles": row.roles})
+        detail = {"name": name, "roles": row.roles, **({"region": region} if region else {})}
+        self.on_change(actor, "principal_create", detail)
         try:
             with self.policy.changing() as change:
                 change.principal(row)
@@ -111,12 +131,14 @@ class Principals:
                 change.session.flush()
         except IntegrityError as exc:
             raise PrincipalExists(f"principal {name} already exists") from exc
-        return PrincipalInfo(name, unique_roles, False, now), f"{KEY_PREFIX}{key_id}.{secret}"
+        return PrincipalInfo(name, unique_roles, False, now, region), (
+            f"{KEY_PREFIX}{key_id}.{secret}"
+        )
 
     def list(self) -> list[PrincipalInfo]:
         with self.tx.begin() as session:
             return [
-                PrincipalInfo(p.name, tuple(p.roles.split(",")), p.disabled, p.created_at)
+                PrincipalInfo(p.name, tuple(p.roles.split(",")), p.disabled, p.created_at, p.region)
                 for p in session.scalars(select(Principal).order_by(Principal.name))
             ]
 
@@ -197,7 +219,9 @@ class Principals:
                     continue
         return out
 
-    def sign_in_user(self, name: str, roles: Sequence[str]) -> PrincipalInfo:
+    def sign_in_user(
+        self, name: str, roles: Sequence[str], region: str | None = None
+    ) -> PrincipalInfo:
         """A person signed in through the identity provider: their principal is created, or
         its roles updated to what the provider says now. A disabled principal stays out
         (``principal disable`` applies to people too). People get no API key: the one
@@ -210,16 +234,23 @@ class Principals:
             raise AuthenticationFailed()  # signed in, but no role here: not a user of this vault
         now = dt.datetime.now(dt.UTC)
         roles_text = ",".join(granted)
+        try:
+            region = _region(region)
+        except InvalidRequest:
+            raise AuthenticationFailed() from None  # a malformed claim signs no one in
         with self.tx.begin(read_only=True) as session:
             existing = session.get(Principal, name)
             if existing is not None and self._usable(existing) is None:
                 raise AuthenticationFailed()  # a forged or edited row: nobody signs in as it
             if existing is not None and existing.disabled:
                 raise AuthenticationFailed()
-            if existing is not None and existing.roles == roles_text:
-                return PrincipalInfo(name, granted, False, existing.created_at)
+            if existing is not None and existing.roles == roles_text and existing.region == region:
+                return PrincipalInfo(name, granted, False, existing.created_at, region)
         action = "principal_create" if existing is None else "principal_roles"
-        self.on_change(name, action, {"name": name, "roles": roles_text, "by": "identity provider"})
+        detail = {"name": name, "roles": roles_text, "by": "identity provider"}
+        if region:
+            detail["region"] = region
+        self.on_change(name, action, detail)
         with self.policy.changing() as change:
             principal = change.session.get(Principal, name)
             if principal is None:
@@ -230,6 +261,7 @@ class Principals:
                     roles=roles_text,
                     disabled=False,
                     created_at=now,
+                    region=region,
                 )
                 change.session.add(principal)
             elif (
@@ -240,9 +272,10 @@ class Principals:
                 raise AuthenticationFailed()
             else:
                 principal.roles = roles_text
+                principal.region = region
             change.principal(principal)
             created = principal.created_at
-        return PrincipalInfo(name, granted, False, created)
+        return PrincipalInfo(name, granted, False, created, region)
 
     def is_enabled(self, name: str) -> bool:
         """Whether ``name`` exists and is not disabled (checked on every console request)."""
@@ -269,7 +302,11 @@ class Principals:
         if legacy:
             self._upgrade_digest(principal.name, expected, keyed)
         return PrincipalInfo(
-            principal.name, tuple(principal.roles.split(",")), False, principal.created_at
+            principal.name,
+            tuple(principal.roles.split(",")),
+            False,
+            principal.created_at,
+            principal.region,
         )
 
     def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:

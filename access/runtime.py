@@ -16,6 +16,12 @@ from sqlalchemy import Engine
 
 from access.audit import AuditLog
 from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
+from access.conditions import Condition
+from access.conditions.consent import ConsentCondition
+from access.conditions.minors import GuardianCondition
+from access.conditions.restriction import RestrictionCondition
+from access.conditions.sensitive import SensitiveCondition
+from access.conditions.transfer import TransferCondition
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
 from access.events import grant_change, operator
@@ -28,6 +34,8 @@ from access.principals import Principals
 from access.purposes import Purposes
 from access.restrictions import Restrictions
 from access.tickets import HttpTickets, TicketCheck
+from access.transfer_desk import TransferDesk
+from access.transfers import TransferBases
 from access.usage import DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE, UsageBudgets
 from keys.cluster import clusters_of
 from keys.counting import CallCounter
@@ -56,6 +64,8 @@ class Runtime:
     policy: PolicyStore
     principals: Principals
     consents: Consents
+    transfers: TransferBases
+    transfer_desk: TransferDesk
     decider: Decider
     audit: AuditLog
     guard: GuardedVault
@@ -118,6 +128,7 @@ def compose(
     cache: DataKeyCache | None = None,
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
     default_region: str = "CN",
+    deployment_region: str | None = None,
     majority: Majority | None = None,
     checkpoint_every: int = 500,
     anchor_seconds: float = 10.0,
@@ -163,9 +174,33 @@ def compose(
     seal = GrantSeal(backend.grant_key)
     grants = GrantLedger(records, log_id) if records is not None else None
     policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change, grants)
-    consents = Consents(vault.tx, purposes, policy_version=policy_version)
+    consents = Consents(
+        vault.tx, purposes, policy_version=policy_version, categories=set(categories.values())
+    )
     restrictions = Restrictions(vault.tx, purposes)
-    decider = Decider(policy, consents, categories, purposes, restrictions)
+    transfers = TransferBases(vault.tx, purposes, seal)
+    # One order for every request (ARCHITECTURE, "Conditions"): the first refusal names it.
+    conditions: list[Condition] = [
+        RestrictionCondition(restrictions),
+        TransferCondition(
+            transfers,
+            consents,
+            home=deployment_region or default_region,
+            subject_default=default_region,
+        ),
+        GuardianCondition(consents),
+        ConsentCondition(consents),
+        SensitiveCondition(consents),
+    ]
+    decider = Decider(
+        policy,
+        consents,
+        categories,
+        purposes,
+        conditions,
+        restrictions=restrictions,
+        sensitive_fields=[n for n, spec in vault.schema.fields.items() if spec.sensitive],
+    )
 
     def forget(subject_id: str) -> None:
         """What a shred deletes beyond the vault's own tables."""
@@ -185,9 +220,11 @@ def compose(
         policy=policy,
         principals=Principals(vault.tx, policy),
         consents=consents,
+        transfers=transfers,
         decider=decider,
         audit=audit,
         guard=GuardedVault(vault, shredder, decider, consents, audit, budget, budgets, tickets),
+        transfer_desk=TransferDesk(decider, audit, transfers),
         budget=budget,
         usage=budgets,
         backend=backend,
@@ -240,6 +277,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         ),
         max_dek_encryptions=settings.max_dek_encryptions,
         default_region=settings.default_region,
+        deployment_region=settings.deployment_region,
         majority=Majority(settings.age_of_majority, settings.child_age),
         maintenance_interval=settings.maintenance_interval,
         checkpoint_every=settings.audit_anchor_every,

@@ -16,4 +16,4 @@ def runtime() -> Runtime:
 
 
 def caller() -> Caller:
-    return Caller(g.principal.name, g.request_id)
+    return Caller(g.principal.name, g.request_id, g.principal.region)

@@ -32,6 +32,8 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "forbidden": 403,
     "consent_required": 403,
     "restricted": 403,
+    "guardian_consent_required": 403,
+    "transfer_basis_required": 403,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,

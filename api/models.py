@@ -6,6 +6,7 @@ Binary field values (biometrics) travel as base64 strings.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +48,18 @@ class AuditQuery(Strict):
 # -- requests --------------------------------------------------------------------------------
 
 
+class GivenConsent(Strict):
+    """A consent given with a new subject (a guardian's for a minor, §6; the separate
+    consent sensitive data needs): the same shape as the consent endpoint's, plus its topic."""
+
+    purpose: str = Field(min_length=1, max_length=64)  # a purpose, sensitive:*, cross_border:*
+    granted: bool
+    given_by: Literal["subject", "guardian"]
+    policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
+    guardian_ref: str | None = Field(default=None, max_length=64)
+    verification: str | None = Field(default=None, max_length=32)
+
+
 class CreateSubjectBody(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     region: str | None = Field(default=None, max_length=16)
@@ -55,6 +68,7 @@ class CreateSubjectBody(Strict):
     purpose: str = Purpose
     fields: FieldValues = Field(default_factory=dict, max_length=64)
     justification: Justification | None = None
+    consents: list[GivenConsent] = Field(default_factory=list, max_length=32)
 
 
 class PatchFieldsBody(Strict):
@@ -108,6 +122,15 @@ class RevealBody(Strict):
     justification: Justification | None = None
 
 
+class MatchBody(Strict):
+    """A presented biometric template (base64) to compare with the stored one."""
+
+    purpose: str = Purpose
+    field: str = Field(min_length=1, max_length=64)
+    template: str = Field(min_length=1, max_length=400_000)
+    justification: Justification | None = None
+
+
 class DeleteBody(Strict):
     purpose: str = Purpose
     reason: str = Field(min_length=1, max_length=500)
@@ -118,6 +141,9 @@ class ConsentBody(Strict):
     granted: bool
     given_by: Literal["subject", "guardian"]
     policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
+    # A guardian's consent names the guardian (a reference) and how they were verified (§6).
+    guardian_ref: str | None = Field(default=None, max_length=64)
+    verification: str | None = Field(default=None, max_length=32)
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -190,6 +216,10 @@ class SubjectResponse(BaseModel):
     fields: dict[str, FieldViewModel]
 
 
+class MatchResponse(BaseModel):
+    match: bool
+
+
 class RevealResponse(BaseModel):
     values: dict[str, str]
     audit_seq: int
@@ -230,6 +260,8 @@ class ConsentResponse(BaseModel):
     given_by: str
     policy_version: str
     recorded_at: str
+    guardian_ref: str | None = None
+    verification: str | None = None
 
 
 class AuditEventsResponse(BaseModel):
@@ -279,3 +311,69 @@ class Problem(BaseModel):
     code: str
     request_id: str | None = None
     errors: dict[str, str] | None = None
+
+
+# -- transfers (policy §7) ---------------------------------------------------------------------
+
+
+class TransferBasisBody(Strict):
+    destination: str = Field(min_length=2, max_length=16)
+    basis: Literal[
+        "security_assessment",
+        "standard_contract",
+        "certification",
+        "separate_consent",
+        "contract_necessity",
+        "legal_duty",
+    ]
+    reference: str = Field(min_length=1, max_length=128)
+    purpose: str = Field(default="*", max_length=64)
+    subject_id: str | None = Field(default=None, max_length=64)
+    valid_from: dt.datetime | None = Field(default=None, strict=True)
+    valid_until: dt.datetime | None = Field(default=None, strict=True)
+
+
+class TransferBasisPath(BaseModel):
+    id: int
+
+
+class TransferBasisResponse(BaseModel):
+    id: int
+    subject_id: str | None = None
+    purpose: str
+    destination: str
+    basis: str
+    reference: str
+    valid_from: str
+    valid_until: str | None = None
+    revoked_at: str | None = None
+
+
+class TransferBasesResponse(BaseModel):
+    bases: list[TransferBasisResponse]
+
+
+class TransferReportQuery(Strict):
+    # An ISO date or date-time (UTC unless it names an offset); nothing lax such as a number.
+    since: str = Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$",
+        max_length=40,
+    )
+
+
+class TransferReportRow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_region: str = Field(alias="from")
+    to: str
+    purpose: str
+    basis: str
+    accesses: int
+    subjects: int
+
+
+class TransferReportResponse(BaseModel):
+    since: str
+    total: int
+    transfers: list[TransferReportRow]

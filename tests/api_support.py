@@ -16,7 +16,7 @@ from access.runtime import Runtime, compose
 from api.app import AppConfig, create_app
 from keys.provider import KeyBackend
 from tests.conftest import Database, OpenBaoServer
-from tests.helpers import ALICE, ALL_ROLES
+from tests.helpers import ALICE, ALL_ROLES, SENSITIVE_CONSENTS
 from vault.config import Settings
 
 JUST = {"ticket": "CS-7", "reason": "customer called about their order"}
@@ -47,6 +47,7 @@ class Api:
                 "purpose": "account_registration",
                 "external_id": f"ext-{uuid.uuid4().hex[:8]}",
                 "fields": PERSON,
+                "consents": SENSITIVE_CONSENTS,
             },
         )
         assert r.status_code == 201, r.json

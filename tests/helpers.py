@@ -36,6 +36,37 @@ ALICE = {
 }
 
 
+def consents_for(*categories: str, **given: str) -> list[dict[str, Any]]:
+    """The separate consents (``sensitive:<category>``) a write of sensitive data needs,
+    as given with a new subject; ``given``: given_by, guardian_ref, verification."""
+    return [
+        {"purpose": f"sensitive:{c}", "granted": True, "given_by": "subject"} | given
+        for c in categories
+    ]
+
+
+# What registration collects for ALICE's identity document, face template and card.
+SENSITIVE_CONSENTS = consents_for("identity", "biometric", "financial")
+# A verified guardian (policy §6): named by a reference, with how they were verified.
+GUARDIAN = {"given_by": "guardian", "guardian_ref": "guardian-77", "verification": "id_document"}
+EVERY_CATEGORY = (
+    "basic",
+    "identity",
+    "biometric",
+    "online",
+    "financial",
+    "browsing",
+    "device",
+    "third_party",
+)
+# What a minor's registration collects from the guardian: use of the service and the
+# separate consent for each category (everything of a minor is sensitive).
+GUARDIAN_CONSENTS = [
+    {"purpose": "service_use", "granted": True, **GUARDIAN},
+    *consents_for(*EVERY_CATEGORY, **GUARDIAN),
+]
+
+
 def row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}

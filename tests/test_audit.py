@@ -21,7 +21,7 @@ from access.runtime import compose
 from keys.local import LocalKeyProvider
 from keys.provider import KeyBackend
 from tests.conftest import Database
-from tests.helpers import ALICE
+from tests.helpers import ALICE, SENSITIVE_CONSENTS
 from vault.db import make_engine
 from vault.results import TokenizeRecord
 
@@ -68,7 +68,9 @@ def test_events_hold_no_values(database: Database, provider: KeyBackend) -> None
         rt.principals.create(caller.principal, [caller.principal[4:]])
     reg, support = who["registration-service"], who["support-agent"]
     fields = {k: ALICE[k] for k in ("full_name", "email", "phone", "passport_number")}
-    created = rt.guard.create_subject(reg, "account_registration", fields, external_id="a-1")
+    created = rt.guard.create_subject(
+        reg, "account_registration", fields, external_id="a-1", consents=SENSITIVE_CONSENTS
+    )
     sid = created.subject_id
     just = Justification("CS-1", "customer asked")
     rt.guard.detokenize(reg, "identity_verification", list(created.tokens.values()))

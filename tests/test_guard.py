@@ -24,7 +24,14 @@ from access.purposes import Justification
 from access.runtime import Runtime, compose
 from keys.provider import KeyBackend
 from tests.conftest import Database
-from tests.helpers import ALICE, ALL_ROLES, leaked
+from tests.helpers import (
+    ALICE,
+    ALL_ROLES,
+    GUARDIAN,
+    GUARDIAN_CONSENTS,
+    SENSITIVE_CONSENTS,
+    leaked,
+)
 from vault.errors import SubjectShredded, ValidationError
 from vault.receipts import verify_receipt
 from vault.results import TokenizeRecord
@@ -65,6 +72,7 @@ def register(world: World, **kw: object) -> str:
         for k, v in ALICE.items()
         if k in ("full_name", "email", "phone", "passport_number", "face_template")
     }
+    kw.setdefault("consents", GUARDIAN_CONSENTS if kw.get("is_minor") else SENSITIVE_CONSENTS)
     created = world.guard.create_subject(
         world.caller("registration-service"),
         "account_registration",
@@ -224,6 +232,8 @@ def _browse(world: World, sid: str) -> str:
 
 def _consent(world: World, sid: str, **kw: object) -> None:
     args = {"granted": True, "given_by": "subject"} | kw
+    if args["given_by"] == "guardian":
+        args |= GUARDIAN
     world.guard.set_consent(world.caller("privacy-officer"), sid, "personalization", **args)  # type: ignore[arg-type]
 
 
@@ -338,7 +348,8 @@ def test_export_and_shred_by_privacy_officer(world: World, database: Database) -
         world.guard.export(world.caller("support-agent"), sid, "subject_access_request")
     data = world.guard.export(officer, sid, "subject_access_request")
     assert data["fields"]["email"]["value"] == ALICE["email"]
-    assert data["consents"][0]["purpose"] == "personalization"
+    assert data["consents"][-1]["purpose"] == "personalization"
+    assert {c["purpose"] for c in data["consents"]} >= {"sensitive:identity"}  # at registration
     assert any(e["action"] == "export" for e in data["access_history"])
     with pytest.raises(Forbidden):
         world.guard.shred(world.caller("support-agent"), sid, "customer_support", JUST)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from tests.api_support import Api
 from tests.conftest import OpenBaoServer
+from tests.helpers import SENSITIVE_CONSENTS
 from vault.formats import MASKERS
 from vault.schema import Schema
 
@@ -358,6 +359,7 @@ def test_tokenize_never_overwrites_and_retries_are_idempotent(api: Api) -> None:
             "purpose": "account_registration",
             "external_id": "user-2",
             "fields": {"phone": "+14155550100", "passport_number": "ZQ1234567"},
+            "consents": SENSITIVE_CONSENTS,
         },
     )
     assert r.status_code == 201

@@ -7,7 +7,15 @@ import itertools
 import pytest
 
 from access.errors import AccessConfigError
-from access.policy import ACTIONS, NO_PURPOSE, WHOLE_SUBJECT, PolicyEngine, Rule, default_policy
+from access.policy import (
+    ACTIONS,
+    NO_PURPOSE,
+    PURPOSELESS,
+    WHOLE_SUBJECT,
+    PolicyEngine,
+    Rule,
+    default_policy,
+)
 from access.purposes import Purposes
 from vault.schema import Schema
 
@@ -28,6 +36,8 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("write", {"basic", "identity", "biometric", "online", "device"}, REG),
         ("detokenize", {"identity"}, REG),
         ("correct", {"basic", "online", "device"}, {"account_registration"}),
+        ("match", {"biometric"}, {"identity_verification"}),
+        ("consent_write", ANY, {"service_use", "account_registration", "identity_verification"}),
     ],
     "checkout-service": [
         ("write", {"financial", "basic", "third_party"}, {"order_fulfillment"}),
@@ -59,6 +69,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("attributes", ANY, SAR_LC),
         ("restrict", ANY, SAR_LC),
         ("consent_write", ANY, ALL_PURPOSES),
+        ("transfers", ANY, {NO_PURPOSE}),
     ],
     "auditor": [("audit_read", ANY, {NO_PURPOSE})],
     "admin": [("admin", ANY, {NO_PURPOSE})],
@@ -69,6 +80,7 @@ SUBJECT_WIDE = {
     "consent_write",
     "attributes",
     "restrict",
+    "transfers",
     "audit_read",
     "admin",
 }
@@ -105,7 +117,7 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
     checked = 0
     for role, action in itertools.product(GRANTS, ACTIONS):
         objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE else FIELDS
-        purposes = [NO_PURPOSE] if action in ("audit_read", "admin") else sorted(ALL_PURPOSES)
+        purposes = [NO_PURPOSE] if action in PURPOSELESS else sorted(ALL_PURPOSES)
         for obj, purpose in itertools.product(objects, purposes):
             got = engine.enforce(f"svc:{role}", obj, action, purpose)
             checked += 1
@@ -115,13 +127,9 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    # export, shred, consent_write, attributes, restrict; audit_read, admin
-    subject_wide = 5 * len(ALL_PURPOSES) + 2
-    assert (
-        checked
-        == len(GRANTS) * (field_level + subject_wide)
-        == 10656 + 2 * len(GRANTS) * len(ALL_PURPOSES)
-    )
+    # export, shred, consent_write, attributes, restrict; transfers, audit_read, admin
+    subject_wide = 5 * len(ALL_PURPOSES) + 3
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 14192
 
 
 @pytest.mark.parametrize(

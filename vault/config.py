@@ -90,6 +90,8 @@ class Settings:
     shred_recheck: float = 10.0
     max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS
     default_region: str = "CN"
+    # Where this deployment (and a principal with no region of its own) is (policy §7).
+    deployment_region: str = "CN"
     maintenance_interval: float = 30.0
     audit_anchor_every: int = 500
     audit_anchor_seconds: float = 10.0
@@ -149,6 +151,9 @@ class Settings:
         region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
         if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
             raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
+        deployment = env.get("PII_VAULT_DEPLOYMENT_REGION") or region
+        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", deployment):
+            raise ConfigError("PII_VAULT_DEPLOYMENT_REGION must be a short region code")
         return cls(
             home=home,
             database_url=env.get("PII_VAULT_DATABASE_URL", ""),
@@ -177,6 +182,7 @@ class Settings:
                 env, "PII_VAULT_MAX_DEK_ENCRYPTIONS", DEFAULT_MAX_DEK_ENCRYPTIONS, 1
             ),
             default_region=region.upper(),
+            deployment_region=deployment.upper(),
             maintenance_interval=float(_int(env, "PII_VAULT_MAINTENANCE_INTERVAL", 30, 1)),
             audit_anchor_every=_int(env, "PII_VAULT_AUDIT_ANCHOR_EVERY", 500, 1),
             audit_anchor_seconds=float(_int(env, "PII_VAULT_AUDIT_ANCHOR_SECONDS", 10, 1)),

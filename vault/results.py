@@ -27,6 +27,8 @@ ItemError = Literal[
     "consent_required",
     "justification_required",
     "restricted",
+    "guardian_consent_required",  # a minor's data without a guardian's consent (§6)
+    "transfer_basis_required",  # across regions without a transfer basis in force (§7)
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]
@@ -90,6 +92,7 @@ class TokenRef:
     field: str | None = None
     is_minor: bool = False
     error: VaultItemError | None = None
+    region: str | None = None
 
     @property
     def names(self) -> tuple[str, str] | None:
@@ -107,6 +110,7 @@ class SubjectInfo:
     status: SubjectStatus
     is_minor: bool
     fields: list[str]
+    region: str | None = None
 
 
 @dataclass(frozen=True)

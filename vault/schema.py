@@ -67,6 +67,9 @@ class FieldSpec:
     searchable: bool
     retention: Retention
     label: str = ""  # what people read (the console); the name is the API's
+    # Sensitive personal information (PIPL art. 28, GDPR art. 9): a separate consent
+    # ``sensitive:<category>`` is needed to write or read it (access/conditions/sensitive.py).
+    sensitive: bool = False
 
     @property
     def title(self) -> str:
@@ -174,7 +177,7 @@ class Schema:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
                 raise ConfigError(f"{where}: bad field name {name!r}")
             missing = required - raw.keys()
-            extra = raw.keys() - required - {"label"}  # optional
+            extra = raw.keys() - required - {"label", "sensitive"}  # optional
             if missing or extra:
                 raise ConfigError(
                     f"{where}: fields.{name}: missing {sorted(missing)}, unknown {sorted(extra)}"
@@ -201,6 +204,8 @@ class Schema:
                 raise ConfigError(f"{where}: fields.{name}: max_length must be a positive integer")
             if not isinstance(raw["searchable"], bool):
                 raise ConfigError(f"{where}: fields.{name}: searchable must be true or false")
+            if not isinstance(raw.get("sensitive", False), bool):
+                raise ConfigError(f"{where}: fields.{name}: sensitive must be true or false")
             if raw["searchable"] and raw["type"] == "binary":
                 raise ConfigError(f"{where}: fields.{name}: binary fields cannot be searchable")
             try:
@@ -220,5 +225,6 @@ class Schema:
                 searchable=bool(raw["searchable"]),
                 retention=retention,
                 label=str(raw.get("label") or "")[:64],
+                sensitive=bool(raw.get("sensitive", False)),
             )
         return cls({str(k): str(v) for k, v in categories.items()}, fields)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from keys.bounded import in_context
 from keys.provider import BlindIndexer, SubjectIdIssuer, SubjectKeys
+from vault.biometrics import DEFAULT_THRESHOLD, matches
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.datakeys import DataKeyManager
@@ -97,6 +98,7 @@ class VaultService:
         self.keys = keys
         self.schema = schema if schema is not None else Schema.load()
         self.default_region = default_region
+        self.biometric_threshold = DEFAULT_THRESHOLD
         self.tx = Transactions(engine)
         self.datakeys = DataKeyManager(keys, cache, max_encryptions=max_dek_encryptions)
         self.store = FieldStore(self.schema, self.datakeys, index)
@@ -215,10 +217,13 @@ class VaultService:
         region: str | None = None,
         is_minor: bool | None = None,
         subject_id: str | None = None,
+        also: Callable[[Session, str], None] | None = None,
     ) -> CreatedSubject:
         """Create a subject (with its own key in the provider) and store its fields atomically.
 
-        ``subject_id`` names the new subject up front (so the guard can audit it first).
+        ``subject_id`` names the new subject up front (so the guard can audit it first);
+        ``also`` stores more rows about it in the same transaction (e.g. the consents given
+        with a minor's registration): all of it or nothing.
         """
         write = (
             fields
@@ -272,6 +277,8 @@ class VaultService:
                     ready=ready,
                     new_subject=True,
                 )
+                if also is not None:
+                    also(session, subject.id)
                 committing = True  # leaving the block commits
         except IntegrityError as exc:
             self._after_failed_write([subject.id], committing=False)  # refused: not stored
@@ -520,6 +527,20 @@ class VaultService:
                 ).items()
             }
 
+    def match(self, subject_id: str, field_name: str, presented: bytes) -> bool:
+        """Whether ``presented`` matches the stored biometric template (vault/biometrics.py):
+        the stored value is compared here and never returned."""
+        spec = self.schema.fields.get(field_name)
+        if spec is None or spec.category != "biometric":
+            raise ValidationError("invalid field", {"field": "not_biometric"})
+        with self.keyed(read_only=True) as session:
+            subject = self.store.readable_subject(session, subject_id)
+            stored = self.store.plain_fields(session, subject, [field_name])
+        if field_name not in stored:
+            raise ValidationError("no such template", {field_name: "not_stored"})
+        _, plaintext = stored[field_name]
+        return matches(plaintext, presented, self.biometric_threshold)
+
     def lookup(self, field_name: str, value: Value) -> list[str]:
         """Active subjects whose searchable field equals ``value`` (via the blind index)."""
         if field_name not in self.schema or not self.schema[field_name].searchable:
@@ -597,6 +618,7 @@ class VaultService:
                 cast(SubjectStatus, subject.status),
                 subject.is_minor,
                 list(names),
+                subject.region,
             )
 
     def resolve_tokens(
@@ -614,6 +636,7 @@ class VaultService:
                 field=row.field if row is not None else None,
                 is_minor=row.is_minor if row is not None else False,
                 error=error,
+                region=row.region if row is not None else None,
             )
             for token, row, error in targets
         ]

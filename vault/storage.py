@@ -44,6 +44,7 @@ class TokenRow(NamedTuple):
     field: str
     status: str
     is_minor: bool
+    region: str | None
 
 
 TokenTarget = tuple[str, TokenRow | None, VaultItemError | None]
@@ -358,14 +359,21 @@ class FieldStore:
         rows: dict[str, TokenRow] = {}
         if wanted:
             stmt = (
-                select(Token.token, Token.subject_id, Token.field, Subject.status, Subject.is_minor)
+                select(
+                    Token.token,
+                    Token.subject_id,
+                    Token.field,
+                    Subject.status,
+                    Subject.is_minor,
+                    Subject.region,
+                )
                 .join(Subject, Subject.id == Token.subject_id)
                 .where(Token.token.in_(wanted))
             )
             if share_lock:  # a concurrent shred waits until this read is done
                 stmt = stmt.with_for_update(read=True, of=Subject)
             rows = {
-                r.token: TokenRow(r.subject_id, r.field, r.status, bool(r.is_minor))
+                r.token: TokenRow(r.subject_id, r.field, r.status, bool(r.is_minor), r.region)
                 for r in session.execute(stmt)
             }
         out: list[TokenTarget] = []

@@ -85,7 +85,7 @@ class Validator:
             values,
             subject_id=canonical_subject_id(subject_id) if subject_id is not None else None,
             external_id=external_id,
-            region=region,
+            region=str(region).upper() if region is not None else None,
             is_minor=self.minor(values, is_minor),
         )
 

@@ -75,6 +75,12 @@ def login() -> Any:
     return identity_provider().authorize_redirect(settings().redirect_uri, **extra)
 
 
+def region_from(claims: dict[str, Any]) -> str | None:
+    """The person's region claim (policy §7), if the provider sends one."""
+    region = claims.get("region")
+    return str(region) if isinstance(region, str) and region else None
+
+
 def roles_from(claims: dict[str, Any]) -> list[str]:
     groups = claims.get(settings().roles_claim) or []
     if isinstance(groups, str):
@@ -93,7 +99,9 @@ def callback() -> Any:
     if not _SUB.fullmatch(sub):
         return _refused("The identity provider sent no usable subject.")
     try:
-        principal = runtime().principals.sign_in_user(f"user:{sub}", roles_from(claims))
+        principal = runtime().principals.sign_in_user(
+            f"user:{sub}", roles_from(claims), region_from(claims)
+        )
     except AuthenticationFailed:
         return _refused("You have no role in the vault, or your access is disabled.")
     now = time.time()
@@ -113,6 +121,7 @@ def callback() -> Any:
     session.update(
         principal=principal.name,
         roles=list(principal.roles),
+        region=principal.region,
         email=email,
         name=display,
         auth_time=fresh,
@@ -180,10 +189,13 @@ def still_valid() -> bool:
     if str(claims.get("sub") or "").lower() != session["principal"].removeprefix("user:"):
         return False
     try:
-        principal = runtime().principals.sign_in_user(session["principal"], roles_from(claims))
+        principal = runtime().principals.sign_in_user(
+            session["principal"], roles_from(claims), region_from(claims)
+        )
     except AuthenticationFailed:
         return False
     session["roles"] = list(principal.roles)
+    session["region"] = principal.region
     session["validated_at"] = time.time()
     return True
 

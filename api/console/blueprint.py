@@ -51,7 +51,7 @@ def settings() -> ConsoleSettings:
 
 
 def console_caller() -> Caller:
-    return Caller(session["principal"], g.request_id)
+    return Caller(session["principal"], g.request_id, session.get("region"))
 
 
 def signed_in() -> bool:

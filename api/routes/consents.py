@@ -19,6 +19,7 @@ bp = APIBlueprint(
 
 
 @bp.put("/<id>/consents/<purpose>", responses={200: ConsentResponse})
+# ``purpose``: a purpose, sensitive:<category> or cross_border:<REGION> (access/consents.py)
 def put_consent(path: ConsentPath, body: ConsentBody) -> dict[str, Any]:
     return runtime().guard.set_consent(
         caller(),
@@ -27,4 +28,6 @@ def put_consent(path: ConsentPath, body: ConsentBody) -> dict[str, Any]:
         granted=body.granted,
         given_by=body.given_by,
         policy_version=body.policy_version,
+        guardian_ref=body.guardian_ref,
+        verification=body.verification,
     )

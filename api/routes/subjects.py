@@ -1,4 +1,4 @@
-"""/v1/subjects: create, correct, masked view, reveal, export, shred."""
+"""/v1/subjects: create, correct, masked view, reveal, biometric match, export, shred."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from api.models import (
     DeleteBody,
     ExportResponse,
     LifecycleBody,
+    MatchBody,
+    MatchResponse,
     PatchFieldsBody,
     PurposeQuery,
     RestrictionBody,
@@ -28,6 +30,7 @@ from api.models import (
     TokensResponse,
 )
 from api.routes import fields_in, justification_in, value_out
+from vault.errors import ValidationError
 
 bp = APIBlueprint(
     "subjects",
@@ -49,6 +52,7 @@ def create_subject(body: CreateSubjectBody) -> tuple[dict[str, Any], int]:
         region=body.region,
         is_minor=body.is_minor,
         justification=justification_in(body.justification),
+        consents=[c.model_dump() for c in body.consents],
     )
     return {"subject_id": created.subject_id, "tokens": created.tokens}, 201
 
@@ -134,6 +138,25 @@ def reveal(path: SubjectPath, body: RevealBody) -> dict[str, Any]:
         caller(), path.id, body.purpose, body.fields, justification_in(body.justification)
     )
     return {"values": {k: value_out(v) for k, v in values.items()}, "audit_seq": seq}
+
+
+@bp.post("/<id>/match", responses={200: MatchResponse})
+def match(path: SubjectPath, body: MatchBody) -> dict[str, Any]:
+    """Biometrics' one use: match or no match, never a template (vault/biometrics.py)."""
+    rt = runtime()
+    if body.field not in rt.vault.schema or rt.vault.schema[body.field].category != "biometric":
+        raise ValidationError("invalid field", {"field": "not_biometric"})
+    presented = fields_in({body.field: body.template}, rt.vault.schema)[body.field]
+    assert isinstance(presented, bytes)
+    result = rt.guard.match(
+        caller(),
+        path.id,
+        body.purpose,
+        body.field,
+        presented,
+        justification_in(body.justification),
+    )
+    return {"match": result}
 
 
 @bp.get("/<id>/export", responses={200: ExportResponse})

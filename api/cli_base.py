@@ -1,0 +1,73 @@
+"""What every ``pii-vault`` command shares: one-line errors with exit codes, the
+command's runtime, and operator audit events. Command groups in their own modules
+(``api/cli_transfers.py``) import these, as ``api/cli.py`` does."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import sys
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from access.decisions import Verdict
+from access.errors import AccessConfigError, AccessError, AuditUnavailable
+from access.events import operator
+from access.runtime import Runtime, open_runtime
+from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
+from vault.config import Settings
+from vault.errors import ConfigError, ServiceUnavailable, VaultError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _one_line_errors(fn: F) -> F:
+    """Turn project errors into ``pii-vault: error: ...`` and an exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, KeyProviderConfigError, AccessConfigError) as exc:
+            click.echo(f"pii-vault: configuration error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except (ServiceUnavailable, KeyUnavailable, AuditUnavailable) as exc:
+            click.echo(f"pii-vault: unavailable: {exc}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        except (VaultError, KeyProviderError, AccessError) as exc:
+            click.echo(f"pii-vault: error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _runtime(settings: Settings | None = None, *, migrate: bool = False) -> Iterator[Runtime]:
+    """The runtime for one command, closed however the command ends."""
+    runtime = open_runtime(settings or Settings.from_env(), migrate=migrate)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _operator_name() -> str:
+    return f"operator:{getpass.getuser()}"
+
+
+def _operator_event(
+    runtime: Runtime,
+    action: str,
+    subject_ids: list[str],
+    verdict: Verdict,
+    detail: dict[str, str] | None = None,
+) -> None:
+    """Operators act outside the HTTP policy, but never outside the audit log."""
+    runtime.audit.append(operator(_operator_name(), action, subject_ids, verdict, detail))
