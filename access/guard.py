@@ -208,12 +208,10 @@ class GuardedVault(BatchGuard):
         their topic, count for this request's own decision, and are stored in the same
         transaction as the subject: all of it, or nothing."""
         write = self.vault.validator.prepare(
-            fields,
-            subject_id=self.vault.new_subject_id(),
-            external_id=external_id,
-            region=region,
-            is_minor=is_minor,
+            fields, external_id=external_id, region=region, is_minor=is_minor
         )
+        # Named up front (audited before it exists), keyed in a shard of its region.
+        write = dataclasses.replace(write, subject_id=self.vault.new_subject_id(write.region))
         assert write.subject_id is not None
         rows = [self.consents.prepare(**dict(c)) for c in consents]
         topics = [r.purpose for r in rows]
@@ -614,6 +612,14 @@ class GuardedVault(BatchGuard):
     def consents_of(self, caller: Caller, subject_id: str, purpose: str) -> list[dict[str, Any]]:
         """A subject's consent history (the privacy office, as part of an export)."""
         return self.consents.of(self._exportable(caller, subject_id, purpose))
+
+    def restrictions_of(
+        self, caller: Caller, subject_id: str, purpose: str
+    ) -> list[dict[str, Any]]:
+        """A subject's restriction history (the privacy office, as part of an export)."""
+        sid = self._exportable(caller, subject_id, purpose)
+        restrictions = self.decider.restrictions
+        return restrictions.of(sid) if restrictions is not None else []
 
     def own_reveals(self, caller: Caller, *, limit: int = 20) -> list[dict[str, Any]]:
         """The caller's own recent reveals (subject ids, fields, tickets: never values).

@@ -49,6 +49,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "unavailable": 503,
     "shred_pending": 503,
     "key_provider_unavailable": 503,
+    "region_unavailable": 503,
     "database_unavailable": 503,
     "audit_unavailable": 503,
     "grants_tampered": 503,

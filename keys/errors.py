@@ -20,6 +20,11 @@ class KeyUnavailable(KeyProviderError):
     """The provider is unreachable, sealed or failing: retry later, fail closed now."""
 
 
+class RegionUnavailable(KeyProviderError):
+    """No open key shard may hold a new subject of this region (policy §7): its keys stay
+    in its jurisdiction's shards, so nothing is created elsewhere instead."""
+
+
 class KeyDestroyed(KeyProviderError):
     """The subject key no longer exists (crypto-shredded): its data is gone for good."""
 

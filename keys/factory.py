@@ -31,6 +31,7 @@ class KeyProviderSettings:
     approle_mount: str = "approle"
     shards: tuple[ShardSettings, ...] = ()  # PII_VAULT_KEY_SHARDS (transit only)
     open_shards: tuple[int, ...] = ()  # PII_VAULT_KEY_SHARDS_OPEN; () = every shard
+    primary_region: str | None = None  # PII_VAULT_SHARD_0_REGION (with shards only)
 
     @property
     def addrs(self) -> tuple[str, ...]:
@@ -65,7 +66,10 @@ def build_key_provider(settings: KeyProviderSettings) -> KeyBackend:
         except BaseException:
             primary.close()
             raise
-        return ShardedKeys(primary, shards, settings.open_shards)
+        regions = {s.number: s.region for s in settings.shards if s.region}
+        if settings.primary_region:
+            regions[0] = settings.primary_region
+        return ShardedKeys(primary, shards, settings.open_shards, regions)
     if settings.kind == "local":
         from keys.local import LocalKeyProvider
 

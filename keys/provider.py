@@ -59,8 +59,9 @@ class SubjectIdIssuer(Protocol):
     """A backend that chooses new subjects' ids (``keys.sharding``: the id names the shard
     holding the key). Backends without it leave ids to the vault (random version-4 UUIDs)."""
 
-    def new_subject_id(self) -> str:
-        """A fresh, unguessable subject id."""
+    def new_subject_id(self, region: str | None = None) -> str:
+        """A fresh, unguessable subject id, for a subject of ``region`` (a backend with
+        shards bound to regions keys the subject in one of its region's shards)."""
         ...
 
 

@@ -15,6 +15,13 @@ New subjects go to the *open* shards (``PII_VAULT_KEY_SHARDS_OPEN``, default all
 a full shard is closed and keeps serving its subjects while new ones land elsewhere;
 keys never move (they are not exportable). The primary also holds what is one per
 deployment: the blind-index key, the signing key and the audit anchors.
+
+A shard can be bound to a region (``PII_VAULT_SHARD_<N>_REGION``, shard 0 included;
+policy §7): a subject of a region with bound shards is keyed only in an open shard
+bound to it — never elsewhere, refused with ``RegionUnavailable`` if none is open —
+and a subject of any other region only in an open shard bound to no region. The key,
+and so every decryption of the subject's data, stays in its jurisdiction's cluster;
+a shard that is down fails its subjects closed (the id names it: no fallback).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from keys.cluster import VaultCluster, clusters_of
-from keys.errors import KeyProviderConfigError
+from keys.errors import KeyProviderConfigError, RegionUnavailable
 from keys.provider import AnchorStore, DataKey, IndexKeyAdmin, KeyBackend
 from keys.vault_auth import AuthState
 
@@ -64,9 +71,23 @@ class ShardSettings:
     token_file: str | None = None
     role_id_file: str | None = None
     secret_id_file: str | None = None
+    region: str | None = None  # PII_VAULT_SHARD_<N>_REGION: keys of that region's subjects
 
     def __repr__(self) -> str:  # never print a token
         return f"ShardSettings({self.number}, mount={self.mount!r}, addr={self.addr!r})"
+
+
+def parse_region(env: Mapping[str, str], number: int) -> str | None:
+    """``PII_VAULT_SHARD_<N>_REGION`` (shard 0: the primary): the region whose subjects'
+    keys the shard holds, or None."""
+    raw = (env.get(f"PII_VAULT_SHARD_{number}_REGION") or "").strip().upper()
+    if not raw:
+        return None
+    if not raw.replace("-", "").isalnum() or not 2 <= len(raw) <= 16:
+        raise KeyProviderConfigError(
+            f"PII_VAULT_SHARD_{number}_REGION must be a short region code such as DE"
+        )
+    return raw
 
 
 def parse_shards(
@@ -114,6 +135,7 @@ def parse_shards(
             token_file=env.get(prefix + "TOKEN_FILE") or None,
             role_id_file=env.get(prefix + "ROLE_ID_FILE") or None,
             secret_id_file=env.get(prefix + "SECRET_ID_FILE") or None,
+            region=parse_region(env, number),
         )
         if addr is not None and not (
             shard.token or shard.token_file or (shard.role_id_file and shard.secret_id_file)
@@ -152,6 +174,7 @@ class ShardedKeys:
         primary: KeyBackend,
         shards: Mapping[int, KeyBackend],
         open_shards: Sequence[int] = (),
+        regions: Mapping[int, str] | None = None,
     ) -> None:
         self.primary = primary
         self.backends: dict[int, KeyBackend] = {0: primary, **dict(shards)}
@@ -159,7 +182,24 @@ class ShardedKeys:
         unknown = [n for n in self.open_shards if n not in self.backends]
         if unknown:
             raise KeyProviderConfigError(f"open shards {unknown} are not configured")
+        self.regions = {n: r.upper() for n, r in (regions or {}).items()}
+        if any(n not in self.backends for n in self.regions):
+            raise KeyProviderConfigError("a region is bound to a shard that is not configured")
         self.name = primary.name
+
+    def region_fits(self, subject_id: str, region: str) -> bool:
+        """Whether a subject of ``region`` may have its key where ``subject_id``'s is."""
+        shard = shard_of(subject_id)
+        if region.upper() in self.regions.values():
+            return self.regions.get(shard) == region.upper()
+        return shard not in self.regions
+
+    def shards_for(self, region: str | None) -> tuple[int, ...]:
+        """The open shards a new subject of ``region`` may be keyed in (none: refused)."""
+        wanted = (region or "").upper()
+        if wanted and wanted in self.regions.values():
+            return tuple(n for n in self.open_shards if self.regions.get(n) == wanted)
+        return tuple(n for n in self.open_shards if n not in self.regions)
 
     def _for(self, subject_id: str) -> KeyBackend:
         backend = self.backends.get(shard_of(subject_id))
@@ -171,8 +211,15 @@ class ShardedKeys:
 
     # -- SubjectIdIssuer ------------------------------------------------------------
 
-    def new_subject_id(self) -> str:
-        shard = random.choice(self.open_shards)  # noqa: S311 - spreading load, not secrecy
+    def new_subject_id(self, region: str | None = None) -> str:
+        choices = self.shards_for(region)
+        if not choices:
+            where = f"region {region}" if region else "subjects of no bound region"
+            raise RegionUnavailable(
+                f"no open key shard for {where}: its keys are kept in its own shards only "
+                "(PII_VAULT_SHARD_<N>_REGION, PII_VAULT_KEY_SHARDS_OPEN)"
+            )
+        shard = random.choice(choices)  # noqa: S311 - spreading load, not secrecy
         return subject_id_on(shard) if shard else str(uuid.uuid4())
 
     # -- SubjectKeys ------------------------------------------------------------------

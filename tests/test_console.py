@@ -113,6 +113,39 @@ def test_agent_cannot_open_privacy_or_auditor_pages(browser: WebDriver, stack: S
         assert problem.get_attribute("data-status") == "403", path
 
 
+def test_privacy_officer_records_an_objection_and_deactivates_the_account(
+    browser: WebDriver, stack: Stack
+) -> None:
+    """Issue 19 (§5) on the console: restriction history, an objection, deactivation (which
+    ends service access at once) and reactivation, each step-up guarded and audited."""
+    sid, _ = stack.create_customer(full_name="Ola Objector", email=f"o-{time.time_ns()}@x.org")
+    sign_in(browser, stack, PEOPLE["privacy"], start=f"/console/privacy/{sid}")
+    browser.get(stack.url + f"/console/privacy/{sid}")
+    wait(browser).until(ec.presence_of_element_located((By.ID, "record-restriction")))
+    Select(browser.find_element(By.ID, "restriction-scope")).select_by_value("personalization")
+    Select(browser.find_element(By.ID, "restriction-kind")).select_by_value("objection")
+    click_through(browser, By.ID, "record-restriction")
+    table = wait(browser).until(ec.presence_of_element_located((By.ID, "restrictions")))
+    assert "objection" in table.text and "personalization" in table.text
+
+    def correct() -> int:
+        return requests.patch(
+            f"{stack.url}/v1/subjects/{sid}/fields",
+            json={"purpose": "account_registration", "fields": {"full_name": "Ola O."}},
+            headers={"Authorization": f"Bearer {stack.registration_key}"},
+            timeout=20,
+        ).status_code
+
+    click_through(browser, By.ID, "deactivate")
+    wait(browser).until(ec.presence_of_element_located((By.ID, "deactivated")))
+    screenshot(browser, "console-privacy-deactivated")
+    assert correct() == 403  # service access ended at once
+    click_through(browser, By.ID, "reactivate")
+    wait(browser).until(ec.presence_of_element_located((By.ID, "deactivate")))
+    assert not browser.find_elements(By.ID, "deactivated")
+    assert correct() == 200
+
+
 def test_privacy_officer_exports_and_erases_with_a_receipt_that_verifies(
     browser: WebDriver, stack: Stack
 ) -> None:

@@ -47,6 +47,12 @@ class SubjectAttributes:
             raise ValidationError("nothing to change", {"attributes": "empty"})
         if region is not None and not REGION.fullmatch(region):
             raise ValidationError("invalid region", {"region": "invalid_format"})
+        if region is not None and not self.vault.key_fits_region(subject_id, region):
+            raise ValidationError(
+                "the subject's key is held in a shard of another region and keys never move: "
+                "this region change would take its data out of its jurisdiction",
+                {"region": "key_held_elsewhere"},
+            )
         if is_minor is not None:
             derived = self._dob_minor(subject_id)
             if derived is not None and derived != is_minor:

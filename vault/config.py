@@ -11,7 +11,7 @@ from pathlib import Path
 from keys.cluster import parse_addrs
 from keys.errors import KeyProviderConfigError
 from keys.factory import PROVIDERS, KeyProviderSettings
-from keys.sharding import parse_open, parse_shards
+from keys.sharding import parse_open, parse_region, parse_shards
 from vault.errors import ConfigError
 
 DEFAULT_MAX_DEK_ENCRYPTIONS = 1 << 20  # far below the 2**32 random-nonce bound for AES-GCM
@@ -136,6 +136,7 @@ class Settings:
         try:
             shards = parse_shards(env.get("PII_VAULT_KEY_SHARDS") or "", env, transit_mount)
             open_shards = parse_open(env.get("PII_VAULT_KEY_SHARDS_OPEN"), shards)
+            primary_region = parse_region(env, 0) if shards else None
         except KeyProviderConfigError as exc:
             raise ConfigError(str(exc)) from exc
         try:
@@ -174,6 +175,7 @@ class Settings:
                 approle_mount=env.get("PII_VAULT_APPROLE_MOUNT") or "approle",
                 shards=shards,
                 open_shards=open_shards if shards else (),
+                primary_region=primary_region,
             ),
             dek_cache_size=_int(env, "PII_VAULT_DEK_CACHE_SIZE", 1024, 1),
             dek_cache_ttl=float(_int(env, "PII_VAULT_DEK_CACHE_TTL", 300, 1)),

@@ -23,6 +23,7 @@ VaultErrorCode = Literal[
     "shred_pending",
     "subject_damaged",
     "minor_flag_conflicts",
+    "region_unavailable",
 ]
 
 
@@ -103,6 +104,12 @@ class ServiceUnavailable(VaultError):
 
 class KeyProviderUnavailable(ServiceUnavailable):
     code: ClassVar[VaultErrorCode] = "key_provider_unavailable"
+
+
+class RegionKeysUnavailable(ServiceUnavailable):
+    """No open key shard of the subject's region: nothing is stored (policy §7)."""
+
+    code: ClassVar[VaultErrorCode] = "region_unavailable"
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -134,12 +134,20 @@ class VaultService:
             return exc
         return DecryptionError()  # the key is back (it never went): say nothing more
 
-    def new_subject_id(self) -> str:
-        """A fresh subject id: the key backend's choice where it has one (a sharded backend
-        names the shard in the id), else a random version-4 UUID."""
+    def new_subject_id(self, region: str | None = None) -> str:
+        """A fresh subject id for a subject of ``region`` (None: the default region): the
+        key backend's choice where it has one (a sharded backend names the shard in the
+        id, one of the region's own if shards are bound to it), else a random UUID v4."""
         if isinstance(self.keys, SubjectIdIssuer):
-            return self.keys.new_subject_id()
+            with translating():
+                return self.keys.new_subject_id((region or self.default_region).upper())
         return str(uuid.uuid4())
+
+    def key_fits_region(self, subject_id: str, region: str) -> bool:
+        """Whether ``subject_id``'s key sits where a subject of ``region`` may be keyed
+        (always, unless key shards are bound to regions: keys never move)."""
+        fits = getattr(self.keys, "region_fits", None)
+        return True if fits is None else bool(fits(subject_id, region.upper()))
 
     @property
     def cache(self) -> DataKeyCache:
@@ -239,7 +247,7 @@ class VaultService:
         subject = self.store.new_subject(
             write.region or self.default_region,
             write.is_minor,
-            write.subject_id or self.new_subject_id(),
+            write.subject_id or self.new_subject_id(write.region),
         )
         # Vault round trips overlap and stay outside the write transaction: the duplicate
         # check and the index digests run while the key is created; then the data key.
@@ -356,7 +364,7 @@ class VaultService:
                                 subject = self.store.new_subject(
                                     write.region or self.default_region,
                                     write.is_minor,
-                                    self.new_subject_id(),
+                                    self.new_subject_id(write.region),
                                 )
                                 self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
@@ -425,7 +433,9 @@ class VaultService:
             ext = write.external_id
             if write.subject_id is None and ext and ext not in known and ext not in made:
                 made[ext] = self.store.new_subject(
-                    write.region or self.default_region, write.is_minor, self.new_subject_id()
+                    write.region or self.default_region,
+                    write.is_minor,
+                    self.new_subject_id(write.region),
                 )
         self.intents.create_keys([s.id for s in made.values()])
         return made

@@ -20,6 +20,7 @@ from keys.errors import (
     KeyProviderConfigError,
     KeyProviderError,
     KeyUnavailable,
+    RegionUnavailable,
     UnwrapFailed,
 )
 from vault.db import READ_ONLY
@@ -27,6 +28,7 @@ from vault.errors import (
     DatabaseUnavailable,
     DecryptionError,
     KeyProviderUnavailable,
+    RegionKeysUnavailable,
     SubjectShredded,
 )
 
@@ -40,6 +42,8 @@ def translating() -> Iterator[None]:
         yield
     except KeyUnavailable as exc:
         raise KeyProviderUnavailable(str(exc)) from exc
+    except RegionUnavailable as exc:
+        raise RegionKeysUnavailable(str(exc)) from exc
     except KeyDestroyed as exc:
         raise SubjectShredded("subject key destroyed: the subject is shredded") from exc
     except UnwrapFailed as exc:

@@ -54,7 +54,42 @@ class ConsentForm(FlaskForm):
     given_by = SelectField(
         "Given by", choices=options(("subject", "Subject"), ("guardian", "Guardian"))
     )
+    # A guardian's consent names the guardian and how they were verified (policy §6); the
+    # vault checks both (400 without them), the console shows its answer.
+    guardian_ref = StringField(
+        "Guardian reference", [Optional(), Length(max=64)], render_kw=NO_AUTOFILL
+    )
+    verification = SelectField(
+        "Guardian verified by",
+        choices=options(
+            ("", "(not a guardian)"),
+            ("id_document", "ID document"),
+            ("payment_card", "Payment card"),
+            ("video_call", "Video call"),
+            ("signed_form", "Signed form"),
+            ("government_eid", "Government eID"),
+        ),
+    )
     submit = SubmitField("Record consent")
+
+
+class RestrictionForm(FlaskForm):
+    """A restriction or objection (or its lifting) the subject asked for (policy §5)."""
+
+    scope = SelectField("Purpose")
+    kind = SelectField(
+        "Record",
+        choices=options(
+            ("restriction", "Restriction"), ("objection", "Objection"), ("lifted", "Lift")
+        ),
+    )
+    submit = SubmitField("Record restriction")
+
+
+class LifecycleForm(FlaskForm):
+    """Account deactivation or reactivation (policy §5): one button each."""
+
+    submit = SubmitField("Submit")
 
 
 class ExportForm(FlaskForm):

@@ -1,4 +1,5 @@
-"""The privacy office: consents, access history, the export download, and erasure.
+"""The privacy office: consents, restrictions and deactivation, access history, the
+export download, and erasure.
 
 Purpose ``subject_access_request`` (privacy policy §5). Erasure needs the subject
 id typed back; it ends with the signed deletion receipt, its verification against
@@ -15,7 +16,15 @@ from flask import Response, current_app, redirect, render_template, url_for
 
 from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller
-from api.console.forms import ConsentForm, EraseForm, ExportForm, SignOutForm, options
+from api.console.forms import (
+    ConsentForm,
+    EraseForm,
+    ExportForm,
+    LifecycleForm,
+    RestrictionForm,
+    SignOutForm,
+    options,
+)
 from api.context import runtime
 from vault.errors import ValidationError
 
@@ -24,7 +33,17 @@ PURPOSE = "subject_access_request"
 
 def _consent_form() -> ConsentForm:
     form = ConsentForm(prefix="consent")
-    form.purpose.choices = options(*((p, p) for p in runtime().decider.purposes.names))
+    decider = runtime().decider
+    topics = [*decider.purposes.names]
+    topics += [f"sensitive:{c}" for c in sorted(set(decider.field_categories.values()))]
+    form.purpose.choices = options(*((p, p) for p in topics))
+    return form
+
+
+def _restriction_form() -> RestrictionForm:
+    form = RestrictionForm(prefix="restriction")
+    names = runtime().decider.purposes.names
+    form.scope.choices = options(("*", "Every purpose"), *((p, p) for p in names))
     return form
 
 
@@ -33,13 +52,19 @@ def privacy(subject_id: str) -> Any:
     guard, caller = runtime().guard, console_caller()
     view = guard.masked_view(caller, subject_id, PURPOSE)
     consents = guard.consents_of(caller, subject_id, PURPOSE)
+    restrictions = guard.restrictions_of(caller, subject_id, PURPOSE)
     history = guard.access_history(caller, subject_id, PURPOSE)
+    newest = {r["scope"]: r["kind"] for r in restrictions}
     return render_template(
         "console/privacy.html",
         view=view,
         consents=consents,
+        restrictions=restrictions,
+        deactivated=newest.get("*") == "deactivated",
         history=history,
         consent_form=_consent_form(),
+        restriction_form=_restriction_form(),
+        lifecycle_form=LifecycleForm(prefix="lifecycle"),
         export_form=ExportForm(prefix="export"),
         erase_form=EraseForm(prefix="erase"),
         signout=SignOutForm(prefix="signout"),
@@ -58,7 +83,41 @@ def record_consent(subject_id: str) -> Any:
         str(form.purpose.data),
         granted=form.granted.data == "yes",
         given_by=str(form.given_by.data),
+        guardian_ref=(form.guardian_ref.data or "").strip() or None,
+        verification=form.verification.data or None,
     )
+    return redirect(url_for("console.privacy", subject_id=subject_id))
+
+
+@bp.post("/privacy/<subject_id>/restrictions")
+@needs_step_up("console.privacy")
+def record_restriction(subject_id: str) -> Any:
+    form = _restriction_form()
+    if not form.validate_on_submit():
+        raise ValidationError("invalid restriction form", {"restriction": "invalid"})
+    runtime().guard.restrict(
+        console_caller(), subject_id, PURPOSE, str(form.scope.data), str(form.kind.data)
+    )
+    return redirect(url_for("console.privacy", subject_id=subject_id))
+
+
+@bp.post("/privacy/<subject_id>/deactivate")
+@needs_step_up("console.privacy")
+def deactivate(subject_id: str) -> Any:
+    """Service access ends now; the shred follows after the grace period (policy §5)."""
+    return _lifecycle(subject_id, "deactivated")
+
+
+@bp.post("/privacy/<subject_id>/reactivate")
+@needs_step_up("console.privacy")
+def reactivate(subject_id: str) -> Any:
+    return _lifecycle(subject_id, "lifted")
+
+
+def _lifecycle(subject_id: str, kind: str) -> Any:
+    if not LifecycleForm(prefix="lifecycle").validate_on_submit():
+        raise ValidationError("invalid form", {"lifecycle": "invalid"})
+    runtime().guard.restrict(console_caller(), subject_id, PURPOSE, "*", kind)
     return redirect(url_for("console.privacy", subject_id=subject_id))
 
 
