@@ -625,6 +625,7 @@ def policy_explain(
     every condition such a request must also pass."""
     from access.facts import SubjectFacts
     from access.policy import ACTIONS, PURPOSELESS
+    from access.purposes import Justification
 
     if action not in ACTIONS:
         raise click.UsageError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
@@ -643,8 +644,10 @@ def policy_explain(
         if subject_id is not None:
             info = runtime.vault.describe(subject_id)
             facts = SubjectFacts(info.subject_id, info.is_minor, info.region)
+            # As if justified: the question is what the conditions say of this subject.
+            assumed = Justification("EXPLAIN-1", "policy explain") if spec else None
             gated = decider.decide(
-                principal_name, [field], action, request_purpose, facts, None, region=region
+                principal_name, [field], action, request_purpose, facts, assumed, region=region
             )
     (only,) = decision.fields.values()
     click.echo(f"decision: {only.redaction}" + (f" ({only.reason})" if only.reason else ""))

@@ -236,6 +236,24 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     ]
     code, _, err = run(["policy", "explain", "user:alice", "email", "reveal", "snooping"], env)
     assert code == 1 and "unknown purpose" in err
+    code, _, err = run(["policy", "explain", "user:alice", "passprt", "reveal", "snooping"], env)
+    assert code != 0 and "unknown field" in err
+
+    # Issue 19: every condition that applies is named, and --subject says which decided.
+    rt = open_runtime(Settings.from_env(env))
+    child = rt.vault.create_subject({"email": "kid@example.com"}, is_minor=True).subject_id
+    rt.close()
+    args = ["policy", "explain", "user:alice", "passport_number", "reveal", "customer_support"]
+    code, out, _ = run([*args, "--subject", child], env)
+    assert code == 0
+    named = [line.split(":")[0] for line in out.splitlines() if line.startswith("condition ")]
+    assert named == [
+        "condition restriction",
+        "condition transfer",
+        "condition minors",
+        "condition sensitive",
+    ]
+    assert f"for subject {child}: denied (guardian_consent_required) by minors" in out
 
     # audit verify: intact, then tampered
     rt = open_runtime(Settings.from_env(env))
