@@ -18,7 +18,11 @@ from typing import Any
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -228,11 +232,30 @@ def audit_count(stack: Stack) -> int:
         runtime.close()
 
 
+def _replaced(element: Any) -> Any:
+    """``ec.staleness_of``, also when ChromeDriver reports the old node as "does not belong
+    to the document" (a WebDriverException, not a stale reference: seen in CI) — which
+    says the same thing, the page was replaced."""
+
+    def check(_: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def click_through(driver: WebDriver, by: str, what: str) -> None:
     """Click something that loads a new page, and wait until the old page is gone."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, what).click()
-    wait(driver).until(ec.staleness_of(page))
+    wait(driver).until(_replaced(page))
     # ...and until the new one has loaded (else a lookup can meet a node of a document
     # being replaced: "Node with given id does not belong to the document", seen in CI).
     wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
