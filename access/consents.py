@@ -5,7 +5,8 @@ one in force. A topic is a purpose (``purposes.toml``), ``sensitive:<category>``
 (the separate consent sensitive personal information needs) or
 ``cross_border:<REGION>`` (a transfer whose basis is the subject's separate consent).
 A guardian's consent names the guardian (a reference, never their personal data) and
-how the guardian was verified (policy §6).
+how the guardian was verified (policy §6). Rows are tagged under the grant key
+(``access/sealed.py``): a consent forged or edited with SQL is not in force.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from access.errors import InvalidRequest, UnknownPurpose
 from access.facts import SubjectFacts
 from access.models import Consent
 from access.purposes import Purpose, Purposes
+from access.sealed import RowSeal, moment
 from vault.transactions import Transactions
 
 DEFAULT_POLICY_VERSION = "2024-11"  # the privacy policy's November 2024 edition
@@ -64,11 +66,13 @@ class Consents:
         *,
         policy_version: str = DEFAULT_POLICY_VERSION,
         categories: Collection[str] = (),
+        seal: RowSeal | None = None,
     ) -> None:
         self.tx = tx
         self.purposes = purposes
         self.policy_version = policy_version
         self.categories = frozenset(categories)
+        self.seal = seal  # None only in tests of the bare store
 
     def topic(self, name: str) -> Purpose:
         return consent_topic(name, self.purposes, self.categories)
@@ -121,6 +125,24 @@ class Consents:
             row.subject_id = subject_id
             row.recorded_at = now
             session.add(row)
+        if self.seal is not None:
+            session.flush()  # the id is part of the tag
+            for row in rows:
+                row.tag = self.seal.tag(_material(row))
+
+    def _valid(self, row: Consent) -> bool:
+        return self.seal is None or self.seal.valid(_material(row), row.tag)
+
+    def seal_untagged(self) -> int:
+        """Tag the rows written before tags existed (once, at the upgrade; audited by the
+        caller). A row whose tag is wrong stays refused."""
+        if self.seal is None:
+            return 0
+        with self.tx.begin() as session:
+            rows = session.scalars(select(Consent).where(Consent.tag.is_(None))).all()
+            for row in rows:
+                row.tag = self.seal.tag(_material(row))
+            return len(rows)
 
     def record(self, subject_id: str, purpose: str, **given: Any) -> dict[str, Any]:
         row = self.prepare(purpose, **given)
@@ -155,6 +177,7 @@ class Consents:
                 latest = {
                     c.subject_id: (c.granted, c.given_by, c.policy_version)
                     for c in read.scalars(select(Consent).where(Consent.id.in_(latest_id)))
+                    if self._valid(c)  # a forged or edited newest row: not in force
                 }
         out: set[str] = set()
         for s in subjects:
@@ -187,6 +210,20 @@ class Consents:
         """Called when the subject is shredded: consents go with the data."""
         with self.tx.begin() as session:
             session.execute(delete(Consent).where(Consent.subject_id == subject_id))
+
+
+def _material(c: Consent) -> list[Any]:
+    return [
+        c.id,
+        c.subject_id,
+        c.purpose,
+        bool(c.granted),
+        c.given_by,
+        c.policy_version,
+        moment(c.recorded_at),
+        c.guardian_ref or "",
+        c.verification or "",
+    ]
 
 
 def _as_dict(c: Consent) -> dict[str, Any]:

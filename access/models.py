@@ -79,6 +79,7 @@ class Consent(AccessBase):
     # A guardian's consent (policy §6): who (a reference, not their data) and how verified.
     guardian_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verification: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # under the grant key
 
 
 class AuditEvent(AccessBase):
@@ -146,6 +147,7 @@ class Restriction(AccessBase):
     scope: Mapped[str] = mapped_column(String(64))  # a purpose, or "*" for every purpose
     kind: Mapped[str] = mapped_column(String(16))  # restriction, objection, lifted
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # under the grant key
 
 
 class TransferBasis(AccessBase):

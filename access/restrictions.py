@@ -13,6 +13,10 @@ purpose of kind ``deactivated``: service purposes are refused, the privacy offic
 legal purposes still served; after a grace period (``PII_VAULT_DEACTIVATION_GRACE_DAYS``,
 30) ``pii-vault shred-deactivated`` shreds the subject unless it was reactivated (a
 ``lifted`` record) first.
+
+Rows are tagged under the grant key (``access/sealed.py``): the newest row failing its tag
+counts as a restriction (a forged ``lifted`` lifts nothing), and only a valid deactivation
+ever leads to a shred.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy.orm import Session
 from access.errors import InvalidRequest
 from access.models import Restriction
 from access.purposes import Purposes
+from access.sealed import RowSeal, moment
 from vault.transactions import Transactions
 
 ALL = "*"
@@ -42,9 +47,23 @@ def applies(action: str, purpose: str | None) -> bool:
 
 
 class Restrictions:
-    def __init__(self, tx: Transactions, purposes: Purposes) -> None:
+    def __init__(self, tx: Transactions, purposes: Purposes, seal: RowSeal | None = None) -> None:
         self.tx = tx
         self.purposes = purposes
+        self.seal = seal
+
+    def _valid(self, row: Restriction) -> bool:
+        return self.seal is None or self.seal.valid(_material(row), row.tag)
+
+    def seal_untagged(self) -> int:
+        """Tag the rows written before tags existed (once, at the upgrade)."""
+        if self.seal is None:
+            return 0
+        with self.tx.begin() as session:
+            rows = session.scalars(select(Restriction).where(Restriction.tag.is_(None))).all()
+            for row in rows:
+                row.tag = self.seal.tag(_material(row))
+            return len(rows)
 
     def record(self, subject_id: str, scope: str, kind: str) -> dict[str, Any]:
         if kind not in KINDS:
@@ -60,6 +79,9 @@ class Restrictions:
         )
         with self.tx.begin() as session:
             session.add(row)
+            if self.seal is not None:
+                session.flush()  # the id is part of the tag
+                row.tag = self.seal.tag(_material(row))
         return _as_dict(row)
 
     def restricted_for(
@@ -76,7 +98,7 @@ class Restrictions:
         )
         with self.tx.reading(session) as read:
             rows = read.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
-        return {r.subject_id for r in rows if r.kind != "lifted"}
+        return {r.subject_id for r in rows if r.kind != "lifted" or not self._valid(r)}
 
     def deactivated_before(self, cutoff: dt.datetime) -> list[str]:
         """Subjects whose newest record for every purpose is a deactivation older than
@@ -89,7 +111,9 @@ class Restrictions:
         with self.tx.begin(read_only=True) as session:
             rows = session.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
         return sorted(
-            r.subject_id for r in rows if r.kind == "deactivated" and _aware(r.recorded_at) < cutoff
+            r.subject_id
+            for r in rows
+            if r.kind == "deactivated" and _aware(r.recorded_at) < cutoff and self._valid(r)
         )
 
     def of(self, subject_id: str) -> list[dict[str, Any]]:
@@ -111,6 +135,10 @@ class Restrictions:
 
 def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _material(r: Restriction) -> list[Any]:
+    return [r.id, r.subject_id, r.scope, r.kind, moment(r.recorded_at)]
 
 
 def _as_dict(r: Restriction) -> dict[str, Any]:

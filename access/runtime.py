@@ -33,6 +33,7 @@ from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
 from access.restrictions import Restrictions
+from access.sealed import RowSeal
 from access.tickets import HttpTickets, TicketCheck
 from access.transfer_desk import TransferDesk
 from access.transfers import TransferBases
@@ -175,9 +176,13 @@ def compose(
     grants = GrantLedger(records, log_id) if records is not None else None
     policy = PolicyStore(vault.tx, categories, purposes, seal, record_grant_change, grants)
     consents = Consents(
-        vault.tx, purposes, policy_version=policy_version, categories=set(categories.values())
+        vault.tx,
+        purposes,
+        policy_version=policy_version,
+        categories=set(categories.values()),
+        seal=RowSeal(seal, "consent"),
     )
-    restrictions = Restrictions(vault.tx, purposes)
+    restrictions = Restrictions(vault.tx, purposes, RowSeal(seal, "restriction"))
     transfers = TransferBases(vault.tx, purposes, seal)
     # One order for every request (ARCHITECTURE, "Conditions"): the first refusal names it.
     conditions: list[Condition] = [

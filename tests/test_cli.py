@@ -353,6 +353,13 @@ def test_deactivated_subjects_are_shredded_after_the_grace_period(tmp_path: Path
             " WHERE subject_id IN (?, ?)",
             (gone, back),
         )
+    # Backdated with SQL, the rows fail their tags: nothing is shredded on them.
+    code, out, err = run(["shred-deactivated"], env)
+    assert code == 0 and "shredded 0 deactivated" in err, err
+    with sqlite3.connect(db) as conn:  # as rows from before tags, sealed at the upgrade
+        conn.execute("UPDATE restrictions SET tag = NULL WHERE subject_id IN (?, ?)", (gone, back))
+    code, out, err = run(["seal-records"], env)
+    assert code == 0 and "sealed 0 consent(s) and 3 restriction(s)" in out, out
     code, out, err = run(["shred-deactivated"], env)
     assert code == 0 and "shredded 1 deactivated" in err, err
     assert json.loads(out)["subject_id"] == gone
