@@ -30,6 +30,7 @@ Redaction = Literal["plain", "masked", "denied"]
 Verdict = Literal["allow", "deny", "partial", "completed", "operator"]
 SUBJECT_WIDE_ACTIONS = (
     "export",
+    "disclose",
     "shred",
     "consent_write",
     "attributes",

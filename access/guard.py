@@ -22,6 +22,7 @@ from access.batch import BatchGuard
 from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
+from access.disclosures import Disclosures
 from access.errors import (
     AccessError,
     ConsentRequired,
@@ -52,6 +53,8 @@ from vault.shredding import Shredder
 from vault.storage import EXTERNAL_ID
 
 __all__ = ["Caller", "GuardedVault"]
+SUBJECT_ACCESS = "subject_access_request"
+LEGAL = "legal_compliance"
 
 
 def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
@@ -102,8 +105,10 @@ class GuardedVault(BatchGuard):
         budget: LookupBudget | None = None,
         usage: UsageBudgets | None = None,
         tickets: TicketCheck | None = None,
+        disclosures: Disclosures | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
+        self.disclosures = disclosures
         self.shredder = shredder
         self.consents = consents
         self.usage = usage
@@ -522,26 +527,37 @@ class GuardedVault(BatchGuard):
         refused = {"refused": exc.code}
         self.audit.append(decided(caller, decision, justification, verdict="deny", outcome=refused))
 
-    def _exportable(self, caller: Caller, subject_id: str, purpose: str) -> str:
+    def _exportable(
+        self,
+        caller: Caller,
+        subject_id: str,
+        purpose: str,
+        justification: Justification | None = None,
+        action: str = "export",
+    ) -> str:
         """The subject's id once an export (or a part of one) is decided and audited."""
-        facts = self._facts(caller, subject_id, "export", purpose, [WHOLE_SUBJECT])
-        self._decide_and_record(caller, [WHOLE_SUBJECT], "export", purpose, facts, None)
+        facts = self._facts(caller, subject_id, action, purpose, [WHOLE_SUBJECT])
+        self._decide_and_record(caller, [WHOLE_SUBJECT], action, purpose, facts, justification)
         return facts.subject_id
 
-    def _history(self, subject_id: str, limit: int) -> list[dict[str, Any]]:
+    def _history(self, subject_id: str, limit: int, *, own: bool) -> list[dict[str, Any]]:
+        """The subject's events, each cut down to them. ``own``: for the subject's own
+        request, which may not yet learn of a disclosure whose instrument forbids it."""
+        hide = own and self.disclosures is not None and self.disclosures.withheld(subject_id)
         return [
             for_subject(event, subject_id)
             for event in self.audit.events(subject_id=subject_id, limit=limit)
+            if not (hide and event["action"] == "disclose")
         ]
 
-    def export(self, caller: Caller, subject_id: str, purpose: str) -> dict[str, Any]:
-        """All of the subject's data, consents and access history (policy §5)."""
-        sid = self._exportable(caller, subject_id, purpose)
-        data = self.vault.export(sid)
-        data["consents"] = self.consents.of(sid)
+    def _export_data(self, subject_id: str, *, own: bool) -> dict[str, Any]:
+        data = self.vault.export(subject_id)
+        data["consents"] = self.consents.of(subject_id)
         if self.decider.restrictions is not None:
-            data["restrictions"] = self.decider.restrictions.of(sid)
-        history = self._history(sid, 1000)
+            data["restrictions"] = self.decider.restrictions.of(subject_id)
+        if self.disclosures is not None:
+            data["disclosures"] = self.disclosures.of(subject_id, withheld_too=not own)
+        history = self._history(subject_id, 1000, own=own)
         data["transfers"] = [
             {
                 "ts": event["ts"],
@@ -554,6 +570,52 @@ class GuardedVault(BatchGuard):
             for _, note in transfer_notes(event)
         ]
         data["access_history"] = history
+        return data
+
+    def export(
+        self,
+        caller: Caller,
+        subject_id: str,
+        purpose: str,
+        justification: Justification | None = None,
+    ) -> dict[str, Any]:
+        """All of the subject's data, consents, restrictions, disclosures they may be told
+        of, transfers and access history (policy §5)."""
+        sid = self._exportable(caller, subject_id, purpose, justification)
+        return self._export_data(sid, own=purpose == SUBJECT_ACCESS)
+
+    def disclose(
+        self,
+        caller: Caller,
+        subject_id: str,
+        *,
+        authority: str,
+        instrument: str,
+        reference: str,
+        justification: Justification | None,
+        withhold_days: int = 0,
+    ) -> dict[str, Any]:
+        """Lawful disclosure to an authority (policy §2(2), §3(3)): the export for
+        ``legal_compliance``, decided as ``disclose`` with the ticket and reason, audited
+        before it is read and recorded (authority, instrument, reference) before it leaves."""
+        if self.disclosures is None:
+            raise Forbidden("disclosures are not kept here")
+        self.disclosures.check(authority, instrument, reference, withhold_days)
+        sid = self._exportable(caller, subject_id, LEGAL, justification, action="disclose")
+        assert justification is not None  # the purpose demands one: decided above
+        data = self._export_data(sid, own=False)
+        record = self.disclosures.record(
+            sid,
+            authority=authority,
+            instrument=instrument,
+            reference=reference,
+            ticket=justification.ticket,
+            withhold_days=withhold_days,
+            actor=caller.principal,
+        )
+        detail = {k: record[k] for k in ("authority", "instrument", "reference", "withheld_until")}
+        self.audit.append(completed(caller, "disclose", LEGAL, sid, detail, justification))
+        data["disclosure"] = record
         return data
 
     def find(
@@ -607,7 +669,8 @@ class GuardedVault(BatchGuard):
     ) -> list[dict[str, Any]]:
         """Who did what to this subject (the privacy office: decided as an export, which
         the history is part of), each event cut down to this subject."""
-        return self._history(self._exportable(caller, subject_id, purpose), limit)
+        sid = self._exportable(caller, subject_id, purpose)
+        return self._history(sid, limit, own=purpose == SUBJECT_ACCESS)
 
     def consents_of(self, caller: Caller, subject_id: str, purpose: str) -> list[dict[str, Any]]:
         """A subject's consent history (the privacy office, as part of an export)."""

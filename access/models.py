@@ -171,6 +171,24 @@ class TransferBasis(AccessBase):
     tag: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
+class Disclosure(AccessBase):
+    """A lawful disclosure to an authority (access/disclosures.py)."""
+
+    __tablename__ = "disclosures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    authority: Mapped[str] = mapped_column(String(200))
+    instrument: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(200))
+    ticket: Mapped[str] = mapped_column(String(32))
+    disclosed_by: Mapped[str] = mapped_column(String(128))
+    disclosed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    withheld_until: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+
+
 class UsageCounter(AccessBase):
     """How much of a budget (``kind``: reveals, searches) a key has used in its current
     window, shared by every worker (access/usage.py)."""

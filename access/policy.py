@@ -30,6 +30,7 @@ ACTIONS = (
     "reveal",
     "match",  # compare a presented biometric template with the stored one: match or not
     "export",
+    "disclose",  # the export for legal_compliance, to a named authority (§2(2), §3(3))
     "shred",
     "consent_write",
     "attributes",  # change a subject's minor status or region (the privacy office, §6/§7)

@@ -24,6 +24,7 @@ from access.conditions.sensitive import SensitiveCondition
 from access.conditions.transfer import TransferCondition
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
+from access.disclosures import Disclosures
 from access.events import grant_change, operator
 from access.grant_state import GrantLedger
 from access.grants import GrantSeal
@@ -138,6 +139,7 @@ def compose(
     tickets: TicketCheck | None = None,
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
+    max_withhold_days: int = 180,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -207,10 +209,14 @@ def compose(
         sensitive_fields=[n for n, spec in vault.schema.fields.items() if spec.sensitive],
     )
 
+    disclosures = Disclosures(vault.tx, max_withhold_days=max_withhold_days)
+
     def forget(subject_id: str) -> None:
-        """What a shred deletes beyond the vault's own tables."""
+        """What a shred deletes beyond the vault's own tables (the audit log keeps the
+        events: who disclosed what to whom stays provable)."""
         consents.delete_for(subject_id)
         restrictions.delete_for(subject_id)
+        disclosures.delete_for(subject_id)
 
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
@@ -228,7 +234,9 @@ def compose(
         transfers=transfers,
         decider=decider,
         audit=audit,
-        guard=GuardedVault(vault, shredder, decider, consents, audit, budget, budgets, tickets),
+        guard=GuardedVault(
+            vault, shredder, decider, consents, audit, budget, budgets, tickets, disclosures
+        ),
         transfer_desk=TransferDesk(decider, audit, transfers),
         budget=budget,
         usage=budgets,
@@ -293,4 +301,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
             HttpTickets(settings.ticket_url, settings.ticket_token) if settings.ticket_url else None
         ),
         orphan_grace=settings.orphan_grace,
+        max_withhold_days=settings.disclosure_max_withhold_days,
     )

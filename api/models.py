@@ -40,6 +40,13 @@ class PurposeQuery(Strict):
     purpose: str = Purpose
 
 
+class ExportQuery(Strict):
+    purpose: str = Purpose
+    # legal_compliance demands a justification (policy §2(2)): the ticket and reason.
+    ticket: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class AuditQuery(Strict):
     subject_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     limit: int = Field(default=100, ge=1, le=1000)
@@ -129,6 +136,19 @@ class MatchBody(Strict):
     field: str = Field(min_length=1, max_length=64)
     template: str = Field(min_length=1, max_length=400_000)
     justification: Justification | None = None
+
+
+class DisclosureBody(Strict):
+    """A lawful disclosure (policy §2(2), §3(3)): to whom, under which instrument."""
+
+    authority: str = Field(min_length=1, max_length=200)
+    instrument: Literal[
+        "court_order", "warrant", "subpoena", "regulatory_request", "statutory_duty"
+    ]
+    reference: str = Field(min_length=1, max_length=200)
+    justification: Justification
+    # Days the subject may not be told (the instrument forbids it); 0: listed at once.
+    withhold_days: int = Field(default=0, ge=0, le=3650)
 
 
 class DeleteBody(Strict):

@@ -37,6 +37,7 @@ DESIGN_OPERATIONS = {
     ("post", "/v1/subjects/{id}/reveal"),
     ("post", "/v1/subjects/{id}/match"),
     ("get", "/v1/subjects/{id}/export"),
+    ("post", "/v1/subjects/{id}/disclosures"),
     ("delete", "/v1/subjects/{id}"),
     ("put", "/v1/subjects/{id}/consents/{purpose}"),
     ("get", "/v1/transfers"),

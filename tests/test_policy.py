@@ -65,6 +65,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
     "privacy-officer": [
         ("read_masked", ANY, SAR_LC),
         ("export", ANY, SAR_LC),
+        ("disclose", ANY, {"legal_compliance"}),
         ("shred", ANY, SAR_LC),
         ("attributes", ANY, SAR_LC),
         ("restrict", ANY, SAR_LC),
@@ -76,6 +77,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
 }
 SUBJECT_WIDE = {
     "export",
+    "disclose",
     "shred",
     "consent_write",
     "attributes",
@@ -127,9 +129,9 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    # export, shred, consent_write, attributes, restrict; transfers, audit_read, admin
-    subject_wide = 5 * len(ALL_PURPOSES) + 3
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 14192
+    # export, disclose, shred, consent_write, attributes, restrict; transfers, audit_read, admin
+    subject_wide = 6 * len(ALL_PURPOSES) + 3
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 14280
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,8 @@ class Settings:
     child_age: int = 14
     # Policy §5: a deactivated account is shredded this many days later unless reactivated.
     deactivation_grace_days: int = 30
+    # Longest a disclosure may be withheld from the subject (issue 20, §2(2)).
+    disclosure_max_withhold_days: int = 180
 
     @property
     def effective_database_url(self) -> str:
@@ -207,6 +209,9 @@ class Settings:
             age_of_majority=_bounded(env, "PII_VAULT_AGE_OF_MAJORITY", 18, 14, 21),
             child_age=_bounded(env, "PII_VAULT_CHILD_AGE", 14, 1, 18),
             deactivation_grace_days=_bounded(env, "PII_VAULT_DEACTIVATION_GRACE_DAYS", 30, 1, 3650),
+            disclosure_max_withhold_days=_bounded(
+                env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650
+            ),
         ).checked()
 
     def request_bound(self) -> float:

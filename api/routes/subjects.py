@@ -14,6 +14,8 @@ from api.models import (
     CreatedResponse,
     CreateSubjectBody,
     DeleteBody,
+    DisclosureBody,
+    ExportQuery,
     ExportResponse,
     LifecycleBody,
     MatchBody,
@@ -160,8 +162,27 @@ def match(path: SubjectPath, body: MatchBody) -> dict[str, Any]:
 
 
 @bp.get("/<id>/export", responses={200: ExportResponse})
-def export(path: SubjectPath, query: PurposeQuery) -> dict[str, Any]:
-    return runtime().guard.export(caller(), path.id, query.purpose)
+def export(path: SubjectPath, query: ExportQuery) -> dict[str, Any]:
+    justification = (
+        Justification(query.ticket or "", query.reason or "")
+        if query.ticket is not None or query.reason is not None
+        else None
+    )
+    return runtime().guard.export(caller(), path.id, query.purpose, justification)
+
+
+@bp.post("/<id>/disclosures", responses={200: ExportResponse})
+def disclose(path: SubjectPath, body: DisclosureBody) -> dict[str, Any]:
+    """Lawful disclosure to an authority: the export for legal_compliance, recorded."""
+    return runtime().guard.disclose(
+        caller(),
+        path.id,
+        authority=body.authority,
+        instrument=body.instrument,
+        reference=body.reference,
+        justification=justification_in(body.justification),
+        withhold_days=body.withhold_days,
+    )
 
 
 @bp.delete("/<id>", responses={200: ShredResponse})
