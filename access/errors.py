@@ -27,6 +27,7 @@ AccessErrorCode = Literal[
     "guardian_consent_required",
     "transfer_basis_required",
     "not_found",
+    "break_glass_required",
 ]
 
 
@@ -119,6 +120,12 @@ class TransferBasisRequired(Forbidden):
     covers this subject, purpose and destination (policy §7)."""
 
     code: ClassVar[AccessErrorCode] = "transfer_basis_required"
+
+
+class BreakGlassRequired(Forbidden):
+    """The emergency purpose without an open break-glass grant of this principal (§2(2))."""
+
+    code: ClassVar[AccessErrorCode] = "break_glass_required"
 
 
 class NotFound(AccessError):

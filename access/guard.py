@@ -17,14 +17,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+from access.alerts import AlertSink, NoAlerts
 from access.audit import AuditLog, VerifyResult
 from access.batch import BatchGuard
+from access.break_glass import BreakGlass, Grant
 from access.budget import LookupBudget
 from access.consents import Consents, SubjectFacts
 from access.decisions import Decider, Decision
 from access.disclosures import Disclosures
 from access.errors import (
     AccessError,
+    BreakGlassRequired,
     ConsentRequired,
     Forbidden,
     GuardianConsentRequired,
@@ -36,7 +39,7 @@ from access.errors import (
     TicketSystemUnavailable,
     TransferBasisRequired,
 )
-from access.events import Caller, audited_id, completed, decided, for_subject, probe
+from access.events import Caller, audited_id, batch, completed, decided, for_subject, probe
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from access.tickets import TicketCheck
@@ -54,6 +57,7 @@ from vault.storage import EXTERNAL_ID
 
 __all__ = ["Caller", "GuardedVault"]
 SUBJECT_ACCESS = "subject_access_request"
+EMERGENCY = "emergency"
 LEGAL = "legal_compliance"
 
 
@@ -81,6 +85,11 @@ def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
             f"{what}: the subject is a minor and needs a guardian's consent for this purpose "
             "or for service_use"
         )
+    if reason == "break_glass_required":
+        raise BreakGlassRequired(
+            f"{what}: the emergency purpose needs a break-glass grant you opened (POST "
+            "/v1/break-glass with a justification)"
+        )
     if reason == "transfer_basis_required":
         raise TransferBasisRequired(
             f"{what}: the subject's data would leave its region; no transfer basis in force "
@@ -106,9 +115,13 @@ class GuardedVault(BatchGuard):
         usage: UsageBudgets | None = None,
         tickets: TicketCheck | None = None,
         disclosures: Disclosures | None = None,
+        break_glass: BreakGlass | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
         self.disclosures = disclosures
+        self.break_glass = break_glass
+        self.alerts: AlertSink = alerts if alerts is not None else NoAlerts()
         self.shredder = shredder
         self.consents = consents
         self.usage = usage
@@ -718,6 +731,63 @@ class GuardedVault(BatchGuard):
         )
         self.shredder.completion_audited([info.subject_id])
         return receipt
+
+    # -- break-glass (policy §2(2)) ----------------------------------------------------
+
+    def open_break_glass(
+        self, caller: Caller, justification: Justification | None, minutes: int | None = None
+    ) -> Grant:
+        """Open an emergency grant for the caller: decided (``break_glass`` for
+        ``emergency``, a justification required), audited, the privacy office alerted."""
+        if self.break_glass is None:
+            raise Forbidden("break-glass is not available here")
+        self._decide_and_record(
+            caller, [WHOLE_SUBJECT], "break_glass", EMERGENCY, None, justification
+        )
+        assert justification is not None  # the purpose demands one: decided above
+        grant = self.break_glass.open(
+            caller.principal, justification.ticket, justification.reason, minutes
+        )
+        detail = {"opened": grant.id, "expires_at": grant.expires_at}
+        self.audit.append(
+            batch(
+                caller,
+                "break_glass",
+                EMERGENCY,
+                verdict="completed",
+                subject_ids=[],
+                fields=[],
+                items={"*": detail},
+                justification=justification,
+            )
+        )
+        self.alerts.send("break_glass_opened", {**grant.as_dict(), "ticket": justification.ticket})
+        return grant
+
+    def close_expired_grants(self) -> int:
+        """Maintenance: each break-glass grant past its end is audited and alerted as
+        closed, once (whichever worker gets there first)."""
+        if self.break_glass is None:
+            return 0
+        closed = 0
+        for grant in self.break_glass.expired_unclosed():
+            if not self.break_glass.mark_closed(grant.id):
+                continue
+            self.audit.append(
+                batch(
+                    Caller(grant.principal, "maintenance"),
+                    "break_glass",
+                    EMERGENCY,
+                    verdict="completed",
+                    subject_ids=[],
+                    fields=[],
+                    items={"*": {"closed": grant.id, "why": "expired", **grant.as_dict()}},
+                    justification=None,
+                )
+            )
+            self.alerts.send("break_glass_closed", {**grant.as_dict(), "why": "expired"})
+            closed += 1
+        return closed
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -189,6 +189,22 @@ class Disclosure(AccessBase):
     )
 
 
+class BreakGlassGrant(AccessBase):
+    """An emergency grant (access/break_glass.py): one person, a justification, a bounded
+    time; closed by itself at ``expires_at`` (``closed_at`` set when that was audited)."""
+
+    __tablename__ = "break_glass"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(128), index=True)
+    ticket: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
 class UsageCounter(AccessBase):
     """How much of a budget (``kind``: reveals, searches) a key has used in its current
     window, shared by every worker (access/usage.py)."""

@@ -14,10 +14,13 @@ from functools import partial
 
 from sqlalchemy import Engine
 
+from access.alerts import AlertSink, HttpAlerts, NoAlerts
 from access.audit import AuditLog
+from access.break_glass import BreakGlass
 from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.conditions import Condition
 from access.conditions.consent import ConsentCondition
+from access.conditions.emergency import EmergencyCondition
 from access.conditions.minors import GuardianCondition
 from access.conditions.restriction import RestrictionCondition
 from access.conditions.sensitive import SensitiveCondition
@@ -113,6 +116,7 @@ class Runtime:
 
     def close(self) -> None:
         self.maintenance.stop()
+        self.guard.alerts.close()  # what is queued is delivered (or given up) first
         self.audit.anchor_tail()  # graceful shutdown: the unanchored tail is anchored now
         for cluster in clusters_of(self.backend):
             cluster.stop_probing()
@@ -140,6 +144,8 @@ def compose(
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
     max_withhold_days: int = 180,
+    break_glass_minutes: int = 60,
+    alert_url: str | None = None,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -187,7 +193,11 @@ def compose(
     restrictions = Restrictions(vault.tx, purposes, RowSeal(seal, "restriction"))
     transfers = TransferBases(vault.tx, purposes, seal)
     # One order for every request (ARCHITECTURE, "Conditions"): the first refusal names it.
+    break_glass = BreakGlass(
+        vault.tx, RowSeal(seal, "break_glass"), max_minutes=break_glass_minutes
+    )
     conditions: list[Condition] = [
+        EmergencyCondition(break_glass),
         RestrictionCondition(restrictions),
         TransferCondition(
             transfers,
@@ -225,6 +235,23 @@ def compose(
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     reveals, searches = usage
     budgets = UsageBudgets(vault.tx, reveals_per_day=reveals, searches_per_minute=searches)
+    alerts: AlertSink = HttpAlerts(alert_url, keys.sign) if alert_url else NoAlerts()
+    guard = GuardedVault(
+        vault,
+        shredder,
+        decider,
+        consents,
+        audit,
+        budget,
+        budgets,
+        tickets,
+        disclosures,
+        break_glass,
+        alerts,
+    )
+    def close_expired_grants() -> None:
+        guard.close_expired_grants()
+
     return Runtime(
         vault=vault,
         shredder=shredder,
@@ -234,9 +261,7 @@ def compose(
         transfers=transfers,
         decider=decider,
         audit=audit,
-        guard=GuardedVault(
-            vault, shredder, decider, consents, audit, budget, budgets, tickets, disclosures
-        ),
+        guard=guard,
         transfer_desk=TransferDesk(decider, audit, transfers),
         budget=budget,
         usage=budgets,
@@ -250,6 +275,7 @@ def compose(
                 ("audit_anchor", audit.anchor_if_due),
                 ("key_intents", partial(vault.intents.sweep, orphan_grace)),
                 ("vault_auth", backend.refresh_auth),
+                ("break_glass", close_expired_grants),
             ],
         ),
         orphan_grace=orphan_grace,
@@ -302,4 +328,6 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         ),
         orphan_grace=settings.orphan_grace,
         max_withhold_days=settings.disclosure_max_withhold_days,
+        break_glass_minutes=settings.break_glass_minutes,
+        alert_url=settings.alert_url,
     )

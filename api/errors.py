@@ -34,6 +34,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "restricted": 403,
     "guardian_consent_required": 403,
     "transfer_basis_required": 403,
+    "break_glass_required": 403,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,

@@ -151,6 +151,20 @@ class DisclosureBody(Strict):
     withhold_days: int = Field(default=0, ge=0, le=3650)
 
 
+class BreakGlassBody(Strict):
+    """Open an emergency grant for oneself (policy §2(2)): why, and for how long."""
+
+    justification: Justification
+    minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+
+
+class BreakGlassResponse(BaseModel):
+    grant: int
+    principal: str
+    opened_at: str
+    expires_at: str
+
+
 class DeleteBody(Strict):
     purpose: str = Purpose
     reason: str = Field(min_length=1, max_length=500)

@@ -40,6 +40,7 @@ DESIGN_OPERATIONS = {
     ("post", "/v1/subjects/{id}/disclosures"),
     ("delete", "/v1/subjects/{id}"),
     ("put", "/v1/subjects/{id}/consents/{purpose}"),
+    ("post", "/v1/break-glass"),
     ("get", "/v1/transfers"),
     ("post", "/v1/transfers"),
     ("post", "/v1/transfers/{id}/revoke"),

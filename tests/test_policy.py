@@ -61,6 +61,9 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("read_masked", EVERY_CATEGORY - {"biometric"}, {"customer_support"}),
         ("reveal", {"basic", "identity"}, {"customer_support"}),
         ("correct", {"basic", "identity"}, {"customer_support"}),
+        ("break_glass", ANY, {"emergency"}),
+        ("read_masked", {"basic"}, {"emergency"}),
+        ("reveal", {"basic"}, {"emergency"}),
     ],
     "privacy-officer": [
         ("read_masked", ANY, SAR_LC),
@@ -82,6 +85,7 @@ SUBJECT_WIDE = {
     "consent_write",
     "attributes",
     "restrict",
+    "break_glass",
     "transfers",
     "audit_read",
     "admin",
@@ -129,9 +133,10 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    # export, disclose, shred, consent_write, attributes, restrict; transfers, audit_read, admin
-    subject_wide = 6 * len(ALL_PURPOSES) + 3
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 14280
+    # export, disclose, shred, consent_write, attributes, restrict, break_glass;
+    # transfers, audit_read, admin
+    subject_wide = 7 * len(ALL_PURPOSES) + 3
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 14368
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,9 @@ class Settings:
     deactivation_grace_days: int = 30
     # Longest a disclosure may be withheld from the subject (issue 20, §2(2)).
     disclosure_max_withhold_days: int = 180
+    # Longest break-glass grant, minutes (issue 20, §2(2)); the alert hook's address.
+    break_glass_minutes: int = 60
+    alert_url: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -209,6 +212,8 @@ class Settings:
             age_of_majority=_bounded(env, "PII_VAULT_AGE_OF_MAJORITY", 18, 14, 21),
             child_age=_bounded(env, "PII_VAULT_CHILD_AGE", 14, 1, 18),
             deactivation_grace_days=_bounded(env, "PII_VAULT_DEACTIVATION_GRACE_DAYS", 30, 1, 3650),
+            break_glass_minutes=_bounded(env, "PII_VAULT_BREAK_GLASS_MINUTES", 60, 1, 24 * 60),
+            alert_url=_url(env, "PII_VAULT_ALERT_URL"),
             disclosure_max_withhold_days=_bounded(
                 env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650
             ),

@@ -29,6 +29,7 @@ ItemError = Literal[
     "restricted",
     "guardian_consent_required",  # a minor's data without a guardian's consent (§6)
     "transfer_basis_required",  # across regions without a transfer basis in force (§7)
+    "break_glass_required",  # the emergency purpose without an open break-glass grant
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]

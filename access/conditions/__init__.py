@@ -24,6 +24,7 @@ Reason = Literal[
     "restricted",
     "guardian_consent_required",
     "transfer_basis_required",
+    "break_glass_required",
 ]
 
 
