@@ -249,6 +249,7 @@ def compose(
         break_glass,
         alerts,
     )
+
     def close_expired_grants() -> None:
         guard.close_expired_grants()
 
