@@ -322,22 +322,28 @@ class AuditLog:
             rows = session.scalars(stmt.limit(limit)).all()
             return [_event_dict(r) for r in rows]
 
-    def scan(self, *, since: str, containing: str) -> Iterator[dict[str, Any]]:
-        """Every event since ``since`` (ISO, UTC) whose outcome holds ``containing``, oldest
-        first, read in pages (a report over months of events, not a page of them)."""
+    def scan(
+        self,
+        *,
+        since: str,
+        containing: str | None = None,
+        principal: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every event since ``since`` (ISO, UTC; before ``until``) whose outcome holds
+        ``containing`` and whose principal is ``principal``, oldest first, read in pages
+        (a report over months of events, not a page of them)."""
         after = -1
         while True:
+            stmt = select(AuditEvent).where(AuditEvent.seq > after, AuditEvent.ts >= since)
+            if containing is not None:
+                stmt = stmt.where(AuditEvent.outcome.contains(containing))
+            if principal is not None:
+                stmt = stmt.where(AuditEvent.principal == principal)
+            if until is not None:
+                stmt = stmt.where(AuditEvent.ts < until)
             with self._sessions.begin() as session:
-                rows = session.scalars(
-                    select(AuditEvent)
-                    .where(
-                        AuditEvent.seq > after,
-                        AuditEvent.ts >= since,
-                        AuditEvent.outcome.contains(containing),
-                    )
-                    .order_by(AuditEvent.seq)
-                    .limit(500)
-                ).all()
+                rows = session.scalars(stmt.order_by(AuditEvent.seq).limit(500)).all()
                 page = [_event_dict(r) for r in rows]
             if not page:
                 return

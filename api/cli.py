@@ -31,7 +31,7 @@ from api.cli_base import (
     _operator_name,
     _runtime,
 )
-from api.cli_records import seal_records
+from api.cli_records import breach_scope, seal_records
 from api.cli_transfers import transfers
 from vault.config import Settings
 from vault.errors import ConfigError
@@ -680,6 +680,7 @@ def policy_explain(
 
 main.add_command(transfers)
 main.add_command(seal_records)
+main.add_command(breach_scope)
 
 
 if __name__ == "__main__":  # pragma: no cover

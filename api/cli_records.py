@@ -1,8 +1,12 @@
-"""``pii-vault seal-records``: the one-time step of an upgrade to tagged consent and
-restriction rows (migration a0009). Rows written before carry no tag and count for
-nothing (a consent not in force, a restriction in force) until an operator seals them."""
+"""Operator commands over the vault's records: ``seal-records`` (the one-time step of an
+upgrade to tagged consent and restriction rows, migration a0009: rows written before
+carry no tag and count for nothing until an operator seals them) and ``breach-scope``
+(what one principal saw in a window, from the audit log)."""
 
 from __future__ import annotations
+
+import datetime as dt
+import json
 
 import click
 
@@ -27,3 +31,26 @@ def seal_records() -> None:
             {"sealed_consents": str(consents), "sealed_restrictions": str(sealed)},
         )
     click.echo(f"sealed {consents} consent(s) and {sealed} restriction(s)")
+
+
+@click.command("breach-scope")
+@click.option("--principal", required=True, help="e.g. svc:checkout or user:<sub>")
+@click.option("--since", type=click.DateTime(), required=True)
+@click.option("--until", type=click.DateTime(), default=None)
+@_one_line_errors
+def breach_scope(principal: str, since: dt.datetime, until: dt.datetime | None) -> None:
+    """What PRINCIPAL read between SINCE and UNTIL (UTC): subjects, fields (plain and
+    masked), regions and minors touched, as JSON. Subject ids and counts, never a value."""
+    from access.breach_scope import scope
+
+    def stamp(moment: dt.datetime) -> str:
+        return moment.replace(tzinfo=dt.UTC).isoformat(timespec="microseconds")
+
+    with _runtime() as runtime:
+        detail = {"principal": principal[:128], "since": stamp(since)}
+        _operator_event(runtime, "audit_read", [], "operator", {"breach_scope": json.dumps(detail)})
+        events = runtime.audit.scan(
+            since=stamp(since), principal=principal, until=stamp(until) if until else None
+        )
+        report = scope(events, runtime.vault.engine)
+    click.echo(json.dumps({"principal": principal, **report}, sort_keys=True))
