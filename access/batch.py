@@ -20,9 +20,10 @@ from access.audit import AuditLog
 from access.budget import LookupBudget
 from access.consents import SubjectFacts
 from access.decisions import Decider, FieldDecision, verdict_of
-from access.errors import JustificationRequired, TooManyFailedLookups
+from access.errors import JustificationRequired, Throttled, TooManyFailedLookups
 from access.events import Caller, batch
 from access.purposes import Justification
+from access.usage import UsageBudgets
 from vault.errors import MinorFlagConflicts, SubjectNotFound, ValidationError
 from vault.models import STATUS_ACTIVE
 from vault.results import (
@@ -63,6 +64,8 @@ def _blind(d: FieldDecision) -> bool:
 
 
 class BatchGuard:
+    usage: UsageBudgets | None = None  # set by the guard (plaintext read budgets)
+
     def __init__(
         self,
         vault: VaultService,
@@ -312,6 +315,24 @@ class BatchGuard:
                 self.budget.charge(caller.principal, misses)
             except TooManyFailedLookups:
                 self._audit_budget_spent(caller, purpose, justification)
+                raise
+        plain = sum(1 for d in decided.values() if d.redaction == "plain")
+        if self.usage is not None and plain:
+            try:  # charged before anything is answered; spent -> 429, nothing answered
+                self.usage.read(caller.principal, caller.roles, plain)
+            except Throttled as exc:
+                self.audit.append(
+                    batch(
+                        caller,
+                        "detokenize",
+                        purpose,
+                        verdict="deny",
+                        subject_ids=[s for s, _ in decided],
+                        fields=[f for _, f in decided],
+                        items={"*": {"refused": exc.code}},
+                        justification=justification,
+                    )
+                )
                 raise
         for i, ref in enumerate(refs):
             d = verdicts[i]

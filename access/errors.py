@@ -28,6 +28,7 @@ AccessErrorCode = Literal[
     "transfer_basis_required",
     "not_found",
     "break_glass_required",
+    "read_budget_spent",
 ]
 
 
@@ -145,6 +146,13 @@ class RevealBudgetSpent(Throttled):
     (issue 18): an alert, not a routine answer."""
 
     code: ClassVar[AccessErrorCode] = "reveal_budget_spent"
+
+
+class ReadBudgetSpent(Throttled):
+    """The principal has read as many plaintext fields in this minute or day as its
+    role's budget allows (issue 20, incident response): an alert, not a routine answer."""
+
+    code: ClassVar[AccessErrorCode] = "read_budget_spent"
 
 
 class SearchBudgetSpent(Throttled):

@@ -29,6 +29,7 @@ class Caller:
     principal: str
     request_id: str = "-"
     region: str | None = None  # where the principal is (None: the deployment's region)
+    roles: tuple[str, ...] = ()  # for budgets set by role (the decisions read the policy)
 
 
 def _event(

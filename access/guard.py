@@ -526,6 +526,8 @@ class GuardedVault(BatchGuard):
                 self.tickets.check(justification.ticket, caller.principal)
             if self.usage is not None:
                 self.usage.reveal(caller.principal, purpose)
+                plain = sum(1 for d in decision.fields.values() if d.redaction == "plain")
+                self.usage.read(caller.principal, caller.roles, plain)
         except (Throttled, TicketRejected, TicketSystemUnavailable) as exc:
             self._record_refusal(caller, decision, justification, exc)
             raise

@@ -41,7 +41,12 @@ from access.sealed import RowSeal
 from access.tickets import HttpTickets, TicketCheck
 from access.transfer_desk import TransferDesk
 from access.transfers import TransferBases
-from access.usage import DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE, UsageBudgets
+from access.usage import (
+    DEFAULT_REVEALS_PER_DAY,
+    DEFAULT_SEARCHES_PER_MINUTE,
+    ReadLimits,
+    UsageBudgets,
+)
 from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
@@ -146,6 +151,7 @@ def compose(
     max_withhold_days: int = 180,
     break_glass_minutes: int = 60,
     alert_url: str | None = None,
+    read_limits: ReadLimits | None = None,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -234,8 +240,14 @@ def compose(
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     reveals, searches = usage
-    budgets = UsageBudgets(vault.tx, reveals_per_day=reveals, searches_per_minute=searches)
     alerts: AlertSink = HttpAlerts(alert_url, keys.sign) if alert_url else NoAlerts()
+    budgets = UsageBudgets(
+        vault.tx,
+        reveals_per_day=reveals,
+        searches_per_minute=searches,
+        reads=read_limits,
+        alert=alerts.send,
+    )
     guard = GuardedVault(
         vault,
         shredder,
@@ -331,4 +343,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         max_withhold_days=settings.disclosure_max_withhold_days,
         break_glass_minutes=settings.break_glass_minutes,
         alert_url=settings.alert_url,
+        read_limits=ReadLimits(settings.read_budget, dict(settings.read_budget_roles)),
     )

@@ -1,5 +1,7 @@
-"""Budgets on what people do, shared by every worker (issue 18): reveals per person per
-purpose per day, exact-match searches per person per minute.
+"""Budgets on what people and services do, shared by every worker: reveals per person per
+purpose per day, exact-match searches per person per minute (issue 18), and plaintext
+fields read per principal per minute and per day, by role (issue 20: a principal reading
+every subject successfully at full speed tripped nothing before).
 
 A justification is a format check; a ticket system (``access/tickets.py``) can say
 more, but even a valid ticket must not open every customer: one invented ticket used to
@@ -15,12 +17,13 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from access.errors import RevealBudgetSpent, SearchBudgetSpent, Throttled
+from access.errors import ReadBudgetSpent, RevealBudgetSpent, SearchBudgetSpent, Throttled
 from access.models import UsageCounter
 from vault.transactions import Transactions
 
@@ -30,6 +33,7 @@ DAY = 86400
 MINUTE = 60
 DEFAULT_REVEALS_PER_DAY = 50
 DEFAULT_SEARCHES_PER_MINUTE = 10
+DEFAULT_READS = (6000, 200_000)  # plaintext fields per principal per minute, per day
 
 
 class WindowCounter:
@@ -50,9 +54,10 @@ class WindowCounter:
         self.tx, self.kind, self.limit, self.window = tx, kind, limit, window
         self._refuse, self.clock = refuse, clock
 
-    def take(self, key: str) -> None:
-        """Charge one use of ``key`` under the row's lock; raises (nothing charged) if the
-        window's budget is already spent."""
+    def take(self, key: str, n: int = 1, limit: int | None = None) -> None:
+        """Charge ``n`` uses of ``key`` under the row's lock; raises (nothing charged) if
+        they do not fit in the window's budget (``limit``: this key's, if not the default)."""
+        limit = self.limit if limit is None else limit
         start = int(self.clock() // self.window) * self.window
         for attempt in range(2):  # a concurrent first insert in another worker: retry once
             try:
@@ -62,21 +67,37 @@ class WindowCounter:
                         .where(UsageCounter.kind == self.kind, UsageCounter.key == key)
                         .with_for_update()
                     ).scalar_one_or_none()
-                    if row is None:
-                        session.add(
-                            UsageCounter(kind=self.kind, key=key, window_start=start, spent=1)
-                        )
-                    elif row.window_start != start:
-                        row.window_start, row.spent = start, 1
-                    elif row.spent >= self.limit:
+                    spent = 0 if row is None or row.window_start != start else row.spent
+                    if spent + n > limit:
                         retry = max(1, math.ceil(start + self.window - self.clock()))
                         raise self._refuse(key, retry)
+                    if row is None:
+                        session.add(
+                            UsageCounter(kind=self.kind, key=key, window_start=start, spent=n)
+                        )
+                    elif row.window_start != start:
+                        row.window_start, row.spent = start, n
                     else:
-                        row.spent = UsageCounter.spent + 1
+                        row.spent = UsageCounter.spent + n
                 return
             except IntegrityError:
                 if attempt:
                     raise
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Plaintext fields a principal may read per minute and per day: ``default``, or the
+    highest of its roles' own (``PII_VAULT_READ_BUDGET``, ``PII_VAULT_READ_BUDGET_ROLES``)."""
+
+    default: tuple[int, int] = DEFAULT_READS
+    roles: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def of(self, roles: tuple[str, ...]) -> tuple[int, int]:
+        own = [self.roles[r] for r in roles if r in self.roles]
+        if not own:
+            return self.default
+        return max(m for m, _ in own), max(d for _, d in own)
 
 
 class UsageBudgets:
@@ -88,9 +109,13 @@ class UsageBudgets:
         *,
         reveals_per_day: int = DEFAULT_REVEALS_PER_DAY,
         searches_per_minute: int = DEFAULT_SEARCHES_PER_MINUTE,
+        reads: ReadLimits | None = None,
         clock: Callable[[], float] = time.time,
+        alert: Callable[[str, dict[str, str]], None] | None = None,
     ) -> None:
         self.refusals: Counter[str] = Counter()
+        self.reads = reads if reads is not None else ReadLimits()
+        self.alert = alert
         self.reveals_per_day = reveals_per_day
         self.searches_per_minute = searches_per_minute
         self._reveals = WindowCounter(
@@ -99,10 +124,47 @@ class UsageBudgets:
         self._searches = WindowCounter(
             tx, "search", searches_per_minute, MINUTE, self._search_refusal, clock=clock
         )
+        self._reads_minute = WindowCounter(
+            tx,
+            "read_minute",
+            self.reads.default[0],
+            MINUTE,
+            self._read_refusal("minute"),
+            clock=clock,
+        )
+        self._reads_day = WindowCounter(
+            tx, "read_day", self.reads.default[1], DAY, self._read_refusal("day"), clock=clock
+        )
+
+    def _alert(self, kind: str, detail: dict[str, str]) -> None:
+        if self.alert is not None:
+            self.alert(kind, detail)
+
+    def _read_refusal(self, window: str) -> Callable[[str, int], Throttled]:
+        def refuse(key: str, retry: int) -> Throttled:
+            self.refusals["read"] += 1
+            log.warning("ALERT read budget per %s spent by %s", window, key)
+            self._alert("read_budget_spent", {"principal": key, "window": window})
+            return ReadBudgetSpent(
+                f"the plaintext read budget of this principal per {window} is spent; the "
+                f"privacy office has been alerted; retry after {retry} s",
+                retry,
+            )
+
+        return refuse
+
+    def read(self, principal: str, roles: tuple[str, ...], fields: int) -> None:
+        """Charge ``fields`` plaintext reads (minute, then day) before any is answered."""
+        if fields <= 0:
+            return
+        per_minute, per_day = self.reads.of(roles)
+        self._reads_minute.take(principal, fields, per_minute)
+        self._reads_day.take(principal, fields, per_day)
 
     def _reveal_refusal(self, key: str, retry: int) -> Throttled:
         self.refusals["reveal"] += 1
         log.warning("ALERT reveal budget spent (%s per day) by %s", self.reveals_per_day, key)
+        self._alert("reveal_budget_spent", {"principal": key.split("|")[0]})
         return RevealBudgetSpent(
             f"you have revealed {self.reveals_per_day} subjects for this purpose today, the "
             "most allowed; the privacy office has been alerted. Ask them if you need more",

@@ -16,4 +16,4 @@ def runtime() -> Runtime:
 
 
 def caller() -> Caller:
-    return Caller(g.principal.name, g.request_id, g.principal.region)
+    return Caller(g.principal.name, g.request_id, g.principal.region, tuple(g.principal.roles))

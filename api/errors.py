@@ -42,6 +42,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "rate_limited": 429,
     "reveal_budget_spent": 429,
     "search_budget_spent": 429,
+    "read_budget_spent": 429,
     "ticket_rejected": 403,
     "ticket_system_unavailable": 503,
     "shredded": 410,

@@ -79,6 +79,35 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+ReadBudget = tuple[int, int]  # plaintext fields per minute, per day
+
+
+def _read_pair(name: str, text: str) -> ReadBudget:
+    minute, _, day = text.strip().partition("/")
+    try:
+        m, d = int(minute), int(day)
+    except ValueError:
+        m, d = 0, 0
+    if m < 1 or d < m:
+        raise ConfigError(f"{name}: a read budget is MINUTE/DAY with 1 <= MINUTE <= DAY")
+    return m, d
+
+
+def _read_budgets(env: Mapping[str, str]) -> tuple[ReadBudget, dict[str, ReadBudget]]:
+    """``PII_VAULT_READ_BUDGET`` (MINUTE/DAY, default 6000/200000) and
+    ``PII_VAULT_READ_BUDGET_ROLES`` (role=MINUTE/DAY,...)."""
+    raw = env.get("PII_VAULT_READ_BUDGET")
+    default = _read_pair("PII_VAULT_READ_BUDGET", raw) if raw else (6000, 200_000)
+    roles: dict[str, ReadBudget] = {}
+    for part in (p.strip() for p in (env.get("PII_VAULT_READ_BUDGET_ROLES") or "").split(",")):
+        if part:
+            role, sep, limits = part.partition("=")
+            if not sep or not role.strip():
+                raise ConfigError("PII_VAULT_READ_BUDGET_ROLES is role=MINUTE/DAY,...")
+            roles[role.strip()] = _read_pair("PII_VAULT_READ_BUDGET_ROLES", limits)
+    return default, roles
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".pii-vault")
@@ -123,6 +152,9 @@ class Settings:
     # Longest break-glass grant, minutes (issue 20, §2(2)); the alert hook's address.
     break_glass_minutes: int = 60
     alert_url: str | None = None
+    # Plaintext fields per principal per minute/day, by role (issue 20; access/usage.py).
+    read_budget: ReadBudget = (6000, 200_000)
+    read_budget_roles: Mapping[str, ReadBudget] = field(default_factory=dict)
 
     @property
     def effective_database_url(self) -> str:
@@ -157,6 +189,7 @@ class Settings:
         region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
         if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
             raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
+        read_budget, read_budget_roles = _read_budgets(env)
         deployment = env.get("PII_VAULT_DEPLOYMENT_REGION") or region
         if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", deployment):
             raise ConfigError("PII_VAULT_DEPLOYMENT_REGION must be a short region code")
@@ -214,6 +247,8 @@ class Settings:
             deactivation_grace_days=_bounded(env, "PII_VAULT_DEACTIVATION_GRACE_DAYS", 30, 1, 3650),
             break_glass_minutes=_bounded(env, "PII_VAULT_BREAK_GLASS_MINUTES", 60, 1, 24 * 60),
             alert_url=_url(env, "PII_VAULT_ALERT_URL"),
+            read_budget=read_budget,
+            read_budget_roles=read_budget_roles,
             disclosure_max_withhold_days=_bounded(
                 env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650
             ),

@@ -51,7 +51,12 @@ def settings() -> ConsoleSettings:
 
 
 def console_caller() -> Caller:
-    return Caller(session["principal"], g.request_id, session.get("region"))
+    return Caller(
+        session["principal"],
+        g.request_id,
+        session.get("region"),
+        tuple(session.get("roles") or ()),
+    )
 
 
 def signed_in() -> bool:
