@@ -22,7 +22,7 @@ from access.audit import AuditLog, VerifyResult
 from access.batch import BatchGuard
 from access.break_glass import BreakGlass, Grant
 from access.budget import LookupBudget
-from access.consents import Consents, SubjectFacts
+from access.consents import Consents, SubjectFacts, as_record
 from access.decisions import Decider, Decision
 from access.disclosures import Disclosures
 from access.errors import (
@@ -231,7 +231,9 @@ class GuardedVault(BatchGuard):
         # Named up front (audited before it exists), keyed in a shard of its region.
         write = dataclasses.replace(write, subject_id=self.vault.new_subject_id(write.region))
         assert write.subject_id is not None
-        rows = [self.consents.prepare(**dict(c)) for c in consents]
+        rows = [
+            self.consents.prepare(**{**dict(c), "recorded_by": caller.principal}) for c in consents
+        ]
         topics = [r.purpose for r in rows]
         if len(set(topics)) != len(topics):
             raise InvalidRequest("one consent per topic")
@@ -308,9 +310,11 @@ class GuardedVault(BatchGuard):
                 _refuse(decision)
         if not rows:
             return self.vault.create_subject(write)
-        return self.vault.create_subject(
+        created = self.vault.create_subject(
             write, also=lambda session, sid: self.consents.store(session, sid, rows)
         )
+        self._consent_recorded(caller, created.subject_id, [as_record(r) for r in rows])
+        return created
 
     def put_fields(
         self,
@@ -357,22 +361,42 @@ class GuardedVault(BatchGuard):
         policy_version: str | None = None,
         guardian_ref: str | None = None,
         verification: str | None = None,
+        channel: str | None = None,
+        text_sha256: str | None = None,
     ) -> dict[str, Any]:
         """Record a consent; the writer's permission is checked against the consent's topic.
-        A guardian's names the guardian and how they were verified (policy §6)."""
+        A guardian's names the guardian and how they were verified (policy §6); the whole
+        consent, evidence included, is audited once recorded (issue 20)."""
         given: dict[str, Any] = {
             "granted": granted,
             "given_by": given_by,
             "policy_version": policy_version,
             "guardian_ref": guardian_ref,
             "verification": verification,
+            "channel": channel,
+            "text_sha256": text_sha256,
+            "recorded_by": caller.principal,
         }
         self.consents.prepare(consent_purpose, **given)  # a malformed consent is a 400 first
         facts = self._facts(caller, subject_id, "consent_write", consent_purpose, [WHOLE_SUBJECT])
         self._decide_and_record(
             caller, [WHOLE_SUBJECT], "consent_write", consent_purpose, facts, None
         )
-        return self.consents.record(facts.subject_id, consent_purpose, **given)
+        recorded = self.consents.record(facts.subject_id, consent_purpose, **given)
+        self._consent_recorded(caller, facts.subject_id, [recorded])
+        return recorded
+
+    def _consent_recorded(
+        self, caller: Caller, subject_id: str, consents: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """The consents as stored (granted, given_by, edition, evidence) into the log."""
+        for consent in consents:
+            detail = {k: v for k, v in consent.items() if k not in ("subject_id", "recorded_at")}
+            self.audit.append(
+                completed(
+                    caller, "consent_write", str(consent["purpose"]), subject_id, detail, None
+                )
+            )
 
     def change_attributes(
         self,

@@ -80,6 +80,30 @@ class Consent(AccessBase):
     guardian_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verification: Mapped[str | None] = mapped_column(String(32), nullable=True)
     tag: Mapped[str | None] = mapped_column(String(80), nullable=True)  # under the grant key
+    # Evidence (issue 20): how it was given, which text, who recorded it.
+    channel: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    recorded_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ConsentLedgerEntry(AccessBase):
+    """Proof of a consent that outlives the subject's shred (access/consents.py): keyed by
+    a pseudonym (a MAC of the subject id under the grant key), no personal data; kept
+    until ``keep_until`` (set at the shred: the limitation period), then deleted."""
+
+    __tablename__ = "consent_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudonym: Mapped[str] = mapped_column(String(80), index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    given_by: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    keep_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AuditEvent(AccessBase):

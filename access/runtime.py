@@ -152,6 +152,7 @@ def compose(
     break_glass_minutes: int = 60,
     alert_url: str | None = None,
     read_limits: ReadLimits | None = None,
+    consent_ledger_days: int = 3 * 365,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -195,6 +196,8 @@ def compose(
         policy_version=policy_version,
         categories=set(categories.values()),
         seal=RowSeal(seal, "consent"),
+        pseudonyms=RowSeal(seal, "consent_pseudonym"),
+        ledger_days=consent_ledger_days,
     )
     restrictions = Restrictions(vault.tx, purposes, RowSeal(seal, "restriction"))
     transfers = TransferBases(vault.tx, purposes, seal)
@@ -265,6 +268,9 @@ def compose(
     def close_expired_grants() -> None:
         guard.close_expired_grants()
 
+    def purge_consent_ledger() -> None:
+        consents.purge_ledger()
+
     return Runtime(
         vault=vault,
         shredder=shredder,
@@ -289,6 +295,7 @@ def compose(
                 ("key_intents", partial(vault.intents.sweep, orphan_grace)),
                 ("vault_auth", backend.refresh_auth),
                 ("break_glass", close_expired_grants),
+                ("consent_ledger", purge_consent_ledger),
             ],
         ),
         orphan_grace=orphan_grace,
@@ -344,4 +351,5 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         break_glass_minutes=settings.break_glass_minutes,
         alert_url=settings.alert_url,
         read_limits=ReadLimits(settings.read_budget, dict(settings.read_budget_roles)),
+        consent_ledger_days=settings.consent_ledger_days,
     )

@@ -65,6 +65,8 @@ class GivenConsent(Strict):
     policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
     guardian_ref: str | None = Field(default=None, max_length=64)
     verification: str | None = Field(default=None, max_length=32)
+    channel: str | None = Field(default=None, max_length=16)  # web, app, paper, ...
+    text_sha256: str | None = Field(default=None, max_length=64)  # of the text shown
 
 
 class CreateSubjectBody(Strict):
@@ -178,6 +180,9 @@ class ConsentBody(Strict):
     # A guardian's consent names the guardian (a reference) and how they were verified (§6).
     guardian_ref: str | None = Field(default=None, max_length=64)
     verification: str | None = Field(default=None, max_length=32)
+    # Evidence (issue 20): how it was given and the SHA-256 of the policy text shown.
+    channel: str | None = Field(default=None, max_length=16)
+    text_sha256: str | None = Field(default=None, max_length=64)
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -296,6 +301,9 @@ class ConsentResponse(BaseModel):
     recorded_at: str
     guardian_ref: str | None = None
     verification: str | None = None
+    channel: str | None = None
+    text_sha256: str | None = None
+    recorded_by: str | None = None
 
 
 class AuditEventsResponse(BaseModel):

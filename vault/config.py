@@ -154,6 +154,8 @@ class Settings:
     alert_url: str | None = None
     # Plaintext fields per principal per minute/day, by role (issue 20; access/usage.py).
     read_budget: ReadBudget = (6000, 200_000)
+    # How long the consent ledger keeps a shredded subject's consents (limitation period).
+    consent_ledger_days: int = 3 * 365
     read_budget_roles: Mapping[str, ReadBudget] = field(default_factory=dict)
 
     @property
@@ -248,6 +250,7 @@ class Settings:
             break_glass_minutes=_bounded(env, "PII_VAULT_BREAK_GLASS_MINUTES", 60, 1, 24 * 60),
             alert_url=_url(env, "PII_VAULT_ALERT_URL"),
             read_budget=read_budget,
+            consent_ledger_days=_bounded(env, "PII_VAULT_CONSENT_LEDGER_DAYS", 1095, 1, 36500),
             read_budget_roles=read_budget_roles,
             disclosure_max_withhold_days=_bounded(
                 env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650

@@ -30,4 +30,6 @@ def put_consent(path: ConsentPath, body: ConsentBody) -> dict[str, Any]:
         policy_version=body.policy_version,
         guardian_ref=body.guardian_ref,
         verification=body.verification,
+        channel=body.channel,
+        text_sha256=body.text_sha256,
     )
