@@ -830,4 +830,14 @@ class GuardedVault(BatchGuard):
 
     def audit_verify(self, caller: Caller) -> VerifyResult:
         self._decide_and_record(caller, [WHOLE_SUBJECT], "audit_read", None, None, None)
-        return self.audit.verify()
+        return self.verified()
+
+    def verified(self) -> VerifyResult:
+        """Verify the chain; a failure is an alert (issue 20), whoever asked."""
+        result = self.audit.verify()
+        if not result.ok:
+            self.alerts.send(
+                "audit_verify_failed",
+                {"first_bad_seq": result.first_bad_seq, "problem": result.problem or ""},
+            )
+        return result

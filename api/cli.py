@@ -505,7 +505,7 @@ def audit() -> None:
 def audit_verify() -> None:
     """Recompute the hash chain and check checkpoint signatures; exit 1 naming the first bad seq."""
     with _runtime() as runtime:
-        result = runtime.audit.verify()
+        result = runtime.guard.verified()  # a failure alerts (PII_VAULT_ALERT_URL)
     click.echo(result.summary())
     if not result.ok:
         sys.exit(EXIT_ERROR)

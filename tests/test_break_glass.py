@@ -163,3 +163,16 @@ def test_a_grant_opened_or_extended_with_sql_grants_nothing(api: Api) -> None:
     with api.database.engine.begin() as conn:
         conn.execute(text("UPDATE break_glass SET expires_at = :far"), {"far": far})
     assert _reveal(api, sid).json["code"] == "break_glass_required"
+
+
+def test_a_failed_audit_verification_alerts(api: Api, receiver: Receiver) -> None:
+    api.register()
+    assert api.runtime.guard.verified().ok
+    with api.database.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET principal = 'svc:someone-else' WHERE seq = 2"))
+    r = api.client.get("/v1/audit/verify", headers=api.h("auditor"))
+    assert r.status_code == 200 and r.json["ok"] is False
+    assert api.runtime.guard.alerts.flush()
+    alerts = [json.loads(body) for _, body in receiver.received]
+    assert [a["kind"] for a in alerts] == ["audit_verify_failed"]
+    assert alerts[0]["detail"]["first_bad_seq"] == 2
