@@ -160,14 +160,15 @@ class Decider:
         about (no consent, no restriction): it fails closed.
         """
         purpose_spec = self._purpose(action, purpose)
+        engine = policy if policy is not None else self.policy.current()
         decisions = self._evaluate(
-            principal, fields, action, purpose_spec, justification, gates, policy
+            principal, fields, action, purpose_spec, justification, gates, engine
         )
         if gates and purpose_spec is not None:
             facts = subject if subject is not None else SubjectFacts("", False)
             names = list(decisions)
             gated = self._gate(
-                Ask(principal, action, purpose_spec, region),
+                Ask(principal, action, purpose_spec, region, engine.recipients.get(principal)),
                 names,
                 [decisions[n] for n in names],
                 [facts] * len(names),
@@ -198,11 +199,12 @@ class Decider:
         fields = list(dict.fromkeys(f for f, _ in items))
         if not fields:
             return []
-        base = self._evaluate(principal, fields, action, purpose_spec, justification, True, policy)
+        engine = policy if policy is not None else self.policy.current()
+        base = self._evaluate(principal, fields, action, purpose_spec, justification, True, engine)
         out = [base[f] for f, _ in items]
         if purpose_spec is not None:
             out = self._gate(
-                Ask(principal, action, purpose_spec, region),
+                Ask(principal, action, purpose_spec, region, engine.recipients.get(principal)),
                 [f for f, _ in items],
                 out,
                 [s for _, s in items],
@@ -275,7 +277,7 @@ class Decider:
     ) -> dict[str, FieldDecision]:
         """The policy's answer per field, then the justification gate (subject-independent)."""
         request_purpose = NO_PURPOSE if purpose_spec is None else purpose_spec.name
-        engine = policy if policy is not None else self.policy.current()
+        engine = policy if policy is not None else self.policy.current()  # the caller's
         objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE_ACTIONS else list(fields)
         if not objects:
             raise InvalidRequest("no fields named")

@@ -29,6 +29,7 @@ AccessErrorCode = Literal[
     "not_found",
     "break_glass_required",
     "read_budget_spent",
+    "no_processing_agreement",
 ]
 
 
@@ -127,6 +128,12 @@ class BreakGlassRequired(Forbidden):
     """The emergency purpose without an open break-glass grant of this principal (§2(2))."""
 
     code: ClassVar[AccessErrorCode] = "break_glass_required"
+
+
+class NoProcessingAgreement(Forbidden):
+    """The caller is a processor with no processing agreement on record (§3(1))."""
+
+    code: ClassVar[AccessErrorCode] = "no_processing_agreement"
 
 
 class NotFound(AccessError):

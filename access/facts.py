@@ -19,6 +19,30 @@ class SubjectFacts:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Who receives what a principal reads (policy §3(1)): an internal service or person,
+    or a processor, controller, affiliate or authority, named, with its country and the
+    agreement it acts under."""
+
+    kind: str = "internal"
+    name: str | None = None
+    country: str | None = None
+    agreement: str | None = None
+
+    @property
+    def internal(self) -> bool:
+        return self.kind == "internal"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "country": self.country,
+            "agreement": self.agreement,
+        }
+
+
+@dataclass(frozen=True)
 class Ask:
     """Who asks to do what, for which purpose, from where (the principal's region)."""
 
@@ -26,3 +50,4 @@ class Ask:
     action: str
     purpose: Purpose
     region: str | None = None
+    recipient: Recipient | None = None

@@ -49,6 +49,14 @@ def principal_material(p: Principal) -> bytes:
     values: list[Any] = [p.name, p.key_id, p.key_hash, p.roles, bool(p.disabled)]
     if p.region:  # rows from before regions keep their tags
         values.append(p.region)
+    if p.kind:  # ...and rows of internal principals from before recipients
+        values += [
+            "recipient",
+            p.kind,
+            p.recipient or "",
+            p.recipient_country or "",
+            p.agreement or "",
+        ]
     return _canonical("principal", values)
 
 

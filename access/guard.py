@@ -6,7 +6,7 @@ touch data. If the audit event cannot be committed the call fails with
 AuditUnavailable and nothing is read, written or returned. Batches go through
 ``access.batch``; event shapes come from ``access.events``.
 
-Past 400 lines (about 670): one class holds every single-subject path so that each
+Past 400 lines (about 850): one class holds every single-subject path so that each
 visibly follows the same decide-audit-touch order through the same helpers;
 splitting it would put that order in several places.
 """
@@ -33,6 +33,7 @@ from access.errors import (
     GuardianConsentRequired,
     InvalidRequest,
     JustificationRequired,
+    NoProcessingAgreement,
     Restricted,
     Throttled,
     TicketRejected,
@@ -43,7 +44,7 @@ from access.events import Caller, audited_id, batch, completed, decided, for_sub
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from access.tickets import TicketCheck
-from access.transfers import transfer_notes
+from access.transfers import recipients_of, transfer_notes
 from access.usage import UsageBudgets
 from vault.attributes import Attributes, SubjectAttributes
 from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
@@ -84,6 +85,11 @@ def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
         raise GuardianConsentRequired(
             f"{what}: the subject is a minor and needs a guardian's consent for this purpose "
             "or for service_use"
+        )
+    if reason == "no_processing_agreement":
+        raise NoProcessingAgreement(
+            f"{what}: a processor receives personal data only under a processing agreement "
+            "on record (pii-vault principal create --agreement)"
         )
     if reason == "break_glass_required":
         raise BreakGlassRequired(
@@ -608,6 +614,7 @@ class GuardedVault(BatchGuard):
             for event in history
             for _, note in transfer_notes(event)
         ]
+        data["recipients"] = recipients_of(history)
         data["access_history"] = history
         return data
 

@@ -61,6 +61,11 @@ class Principal(AccessBase):
     # Where the principal works from (policy §7); None: the deployment's region. Grant
     # material: part of the row's tag when set.
     region: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Who receives what this principal reads (policy §3(1), issue 20): None kind = internal.
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    recipient: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    recipient_country: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    agreement: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Consent(AccessBase):

@@ -20,6 +20,7 @@ import casbin
 from casbin.model import Model
 
 from access.errors import AccessConfigError
+from access.facts import Recipient
 from access.purposes import Purposes
 
 ACTIONS = (
@@ -116,6 +117,9 @@ class PolicyEngine:
         cache_size: int = 65536,
     ) -> None:
         self.rules = list(rules)
+        # Who each principal is as a recipient (policy §3(1)), from the same verified rows
+        # as its roles (PolicyStore fills it): internal unless named.
+        self.recipients: dict[str, Recipient] = {}
         self.field_categories = dict(field_categories)
         categories = set(self.field_categories.values())
         for rule in self.rules:

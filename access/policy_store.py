@@ -26,6 +26,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from access.errors import AccessConfigError, GrantsTampered
+from access.facts import Recipient
 from access.grant_state import (
     GrantChange,
     GrantLedger,
@@ -280,6 +281,7 @@ class PolicyStore:
             if r.ptype == "p"
         ]
         roles = {}
+        recipients = {}
         for p in session.scalars(select(Principal).where(Principal.disabled.is_(False))):
             try:
                 self.seal.check_principal(p)
@@ -287,7 +289,12 @@ class PolicyStore:
                 continue  # a forged or edited row grants nothing
             if state.counts(p):
                 roles[p.name] = p.roles.split(",")
+                if p.kind:
+                    recipients[p.name] = Recipient(
+                        p.kind, p.recipient, p.recipient_country, p.agreement
+                    )
         engine = PolicyEngine(rules, roles, self.field_categories, self.purposes)
+        engine.recipients = recipients
         return int(revision), engine, state
 
     def current(self, session: Session | None = None) -> PolicyEngine:

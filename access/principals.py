@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from access.conditions.recipient import KINDS
 from access.consents import REGION
 from access.errors import (
     AuthenticationFailed,
@@ -31,6 +32,7 @@ from access.errors import (
     PrincipalExists,
     PrincipalNotFound,
 )
+from access.facts import Recipient
 from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore
@@ -56,6 +58,21 @@ class PrincipalInfo:
 def _legacy_digest(secret: str) -> str:
     """Before issue 17: unkeyed SHA-256 (rows sealed by `init` keep it until first use)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _recipient(recipient: Recipient | None) -> Recipient | None:
+    """A named recipient, checked; None (or internal without a name): internal."""
+    if recipient is None or (recipient.internal and not recipient.name):
+        return None
+    if recipient.kind not in KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
+    if not recipient.name or len(recipient.name) > 200 or not recipient.name.isprintable():
+        raise InvalidRequest("a recipient is named (--recipient, 1-200 characters)")
+    country = _region(recipient.country)
+    agreement = (recipient.agreement or "").strip() or None
+    if agreement is not None and (len(agreement) > 128 or not agreement.isprintable()):
+        raise InvalidRequest("agreement is a reference of at most 128 characters")
+    return Recipient(recipient.kind, recipient.name.strip(), country, agreement)
 
 
 def _region(region: str | None) -> str | None:
@@ -94,12 +111,15 @@ class Principals:
         actor: str = "operator",
         *,
         region: str | None = None,
+        recipient: Recipient | None = None,
     ) -> tuple[PrincipalInfo, str]:
         """Create a principal; returns its API key, which is shown once and stored hashed.
-        ``region``: where it works from, if not the deployment's region (policy §7)."""
+        ``region``: where it works from, if not the deployment's region (policy §7);
+        ``recipient``: who it is if not internal (policy §3(1))."""
         if not _PRINCIPAL_NAME.fullmatch(name):
             raise InvalidRequest("principal name must look like svc:NAME or user:NAME")
         region = _region(region)
+        recipient = _recipient(recipient)
         known = set(self.policy.current().roles)
         unknown = [r for r in roles if r not in known]
         if not roles or unknown:
@@ -119,10 +139,15 @@ class Principals:
             created_at=now,
             region=region,
         )
+        if recipient is not None:
+            row.kind, row.recipient = recipient.kind, recipient.name
+            row.recipient_country, row.agreement = recipient.country, recipient.agreement
         with self.tx.begin(read_only=True) as session:
             if session.get(Principal, name) is not None:
                 raise PrincipalExists(f"principal {name} already exists")
         detail = {"name": name, "roles": row.roles, **({"region": region} if region else {})}
+        if recipient is not None:
+            detail |= {f"recipient_{k}": v for k, v in recipient.as_dict().items() if v}
         self.on_change(actor, "principal_create", detail)
         try:
             with self.policy.changing() as change:

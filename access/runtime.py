@@ -22,6 +22,7 @@ from access.conditions import Condition
 from access.conditions.consent import ConsentCondition
 from access.conditions.emergency import EmergencyCondition
 from access.conditions.minors import GuardianCondition
+from access.conditions.recipient import RecipientCondition
 from access.conditions.restriction import RestrictionCondition
 from access.conditions.sensitive import SensitiveCondition
 from access.conditions.transfer import TransferCondition
@@ -207,6 +208,7 @@ def compose(
     )
     conditions: list[Condition] = [
         EmergencyCondition(break_glass),
+        RecipientCondition(),
         RestrictionCondition(restrictions),
         TransferCondition(
             transfers,

@@ -240,6 +240,34 @@ def transfer_notes(event: dict[str, Any]) -> Iterable[tuple[str | None, dict[str
             yield (subjects[0] if subjects else None), item["transfer"]
 
 
+def recipients_of(history: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Who outside the company received the subject's data (policy §3(1)), from their
+    events: each recipient's kind, country, agreement, purposes, fields, first and last."""
+    seen: dict[str, dict[str, Any]] = {}
+    for event in history:
+        outcome = event.get("outcome") or {}
+        for key, item in outcome.items():
+            if not isinstance(item, dict):
+                continue
+            pairs = list((item.get("fields") or {}).items()) if key.isdigit() else [(key, item)]
+            for field, decision in pairs:
+                who = decision.get("recipient") if isinstance(decision, dict) else None
+                if not who or decision.get("redaction") == "denied":
+                    continue
+                entry = seen.setdefault(
+                    str(who.get("name")),
+                    {**who, "purposes": set(), "fields": set(), "first": event["ts"]},
+                )
+                entry["purposes"].add(str(event.get("purpose")))
+                entry["fields"].add(field)
+                entry["first"] = min(entry["first"], event["ts"])
+                entry["last"] = max(entry.get("last", event["ts"]), event["ts"])
+    return [
+        {**e, "purposes": sorted(e["purposes"]), "fields": sorted(e["fields"])}
+        for e in seen.values()
+    ]
+
+
 def report(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts of transfers by destination, purpose and basis; no personal data (no subject
     ids, no references to one subject's consent): events, subjects and field values."""

@@ -425,12 +425,36 @@ def principal() -> None:
     default=None,
     help="Where it works from (policy §7); default PII_VAULT_DEPLOYMENT_REGION.",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(["internal", "processor", "controller", "affiliate", "authority"]),
+    default="internal",
+    show_default=True,
+    help="Who receives what it reads (policy §3(1)).",
+)
+@click.option("--recipient", default=None, help="The recipient's name (not internal).")
+@click.option("--country", default=None, help="The recipient's country, e.g. SG.")
+@click.option("--agreement", default=None, help="The agreement it acts under (a processor's DPA).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_one_line_errors
-def principal_create(name: str, roles: tuple[str, ...], region: str | None, as_json: bool) -> None:
+def principal_create(
+    name: str,
+    roles: tuple[str, ...],
+    region: str | None,
+    kind: str,
+    recipient: str | None,
+    country: str | None,
+    agreement: str | None,
+    as_json: bool,
+) -> None:
     """Create NAME (svc:... or user:...) and print its API key once; only a hash is stored."""
+    from access.facts import Recipient
+
+    who = Recipient(kind, recipient, country, agreement)
     with _runtime() as runtime:
-        info, key = runtime.principals.create(name, list(roles), _operator_name(), region=region)
+        info, key = runtime.principals.create(
+            name, list(roles), _operator_name(), region=region, recipient=who
+        )
     if as_json:
         click.echo(
             json.dumps(

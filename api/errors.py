@@ -35,6 +35,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "guardian_consent_required": 403,
     "transfer_basis_required": 403,
     "break_glass_required": 403,
+    "no_processing_agreement": 403,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,

@@ -30,6 +30,7 @@ ItemError = Literal[
     "guardian_consent_required",  # a minor's data without a guardian's consent (§6)
     "transfer_basis_required",  # across regions without a transfer basis in force (§7)
     "break_glass_required",  # the emergency purpose without an open break-glass grant
+    "no_processing_agreement",  # a processor with no agreement on record (§3(1))
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]

@@ -25,6 +25,7 @@ Reason = Literal[
     "guardian_consent_required",
     "transfer_basis_required",
     "break_glass_required",
+    "no_processing_agreement",
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.context import caller, runtime
-from api.models import (
+from api.transfer_models import (
     TransferBasesResponse,
     TransferBasisBody,
     TransferBasisPath,
