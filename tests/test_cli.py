@@ -248,6 +248,7 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     assert code == 0
     named = [line.split(":")[0] for line in out.splitlines() if line.startswith("condition ")]
     assert named == [
+        "condition recipient",
         "condition restriction",
         "condition transfer",
         "condition minors",
