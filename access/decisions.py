@@ -99,10 +99,12 @@ class Decision:
         return verdict_of([d.visible for d in self.fields.values()])
 
     def denial_reason(self) -> Reason | None:
-        for d in self.fields.values():
-            if not d.visible:
-                return d.reason
-        return None
+        """The first field's reason; an approval is asked for only when nothing else
+        refuses (four-eyes waits for every other rule)."""
+        reasons = [d.reason for d in self.fields.values() if not d.visible]
+        return next((r for r in reasons if r != "approval_required"), None) or (
+            reasons[0] if reasons else None
+        )
 
 
 # Told of every field decision made, per action (e.g. metrics): one call per request,

@@ -30,6 +30,9 @@ AccessErrorCode = Literal[
     "break_glass_required",
     "read_budget_spent",
     "no_processing_agreement",
+    "approval_required",
+    "self_approval",
+    "approval_closed",
 ]
 
 
@@ -134,6 +137,29 @@ class NoProcessingAgreement(Forbidden):
     """The caller is a processor with no processing agreement on record (§3(1))."""
 
     code: ClassVar[AccessErrorCode] = "no_processing_agreement"
+
+
+class ApprovalRequired(Forbidden):
+    """Four-eyes (issue 20): the reveal waits for a second person's approval; a request
+    was filed (``approval_id``) and the approvers were told."""
+
+    code: ClassVar[AccessErrorCode] = "approval_required"
+
+    def __init__(self, message: str, approval_id: int | None = None) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+
+
+class SelfApproval(Forbidden):
+    """Four-eyes: nobody approves or rejects their own request."""
+
+    code: ClassVar[AccessErrorCode] = "self_approval"
+
+
+class ApprovalClosed(AccessError):
+    """Four-eyes: the request was already approved, rejected, used or has expired."""
+
+    code: ClassVar[AccessErrorCode] = "approval_closed"
 
 
 class NotFound(AccessError):

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from access.alerts import AlertSink, NoAlerts
+from access.approval_desk import ApprovalDesk
 from access.audit import AuditLog, VerifyResult
 from access.batch import BatchGuard
 from access.break_glass import BreakGlass, Grant
@@ -27,6 +28,7 @@ from access.decisions import Decider, Decision
 from access.disclosures import Disclosures
 from access.errors import (
     AccessError,
+    ApprovalRequired,
     BreakGlassRequired,
     ConsentRequired,
     Forbidden,
@@ -96,6 +98,8 @@ def _refuse(decision: Decision, *, name_fields: bool = True) -> NoReturn:
             f"{what}: the emergency purpose needs a break-glass grant you opened (POST "
             "/v1/break-glass with a justification)"
         )
+    if reason == "approval_required":
+        raise ApprovalRequired(f"{what} needs a second person's approval (four-eyes)")
     if reason == "transfer_basis_required":
         raise TransferBasisRequired(
             f"{what}: the subject's data would leave its region; no transfer basis in force "
@@ -123,8 +127,10 @@ class GuardedVault(BatchGuard):
         disclosures: Disclosures | None = None,
         break_glass: BreakGlass | None = None,
         alerts: AlertSink | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
+        self.approvals = approvals
         self.disclosures = disclosures
         self.break_glass = break_glass
         self.alerts: AlertSink = alerts if alerts is not None else NoAlerts()
@@ -511,6 +517,10 @@ class GuardedVault(BatchGuard):
             self._reveal_gates(caller, decision, purpose, justification)
         seq = self.audit.append(decided(caller, decision, justification))
         if not decision.allowed:
+            waiting = self.approvals.waiting(decision) if self.approvals is not None else []
+            if self.approvals is not None and waiting:  # four-eyes: file the request
+                self._ticket_gate(caller, decision, justification)
+                self.approvals.file(caller, facts.subject_id, purpose, waiting, justification)
             _refuse(decision)
         return self.vault.reveal(facts.subject_id, fields), seq
 
@@ -550,15 +560,30 @@ class GuardedVault(BatchGuard):
     ) -> None:
         """After the policy allowed a reveal, before it is audited as allowed: the ticket
         system's word on the ticket (if one is configured and the reveal is justified),
-        then the person's reveal budget. A refusal is audited as a denial and raised."""
+        the person's reveal and read budgets, then the approvals it relies on, used once.
+        A refusal is audited as a denial and raised."""
+        self._ticket_gate(caller, decision, justification)
         try:
-            if self.tickets is not None and justification is not None:
-                self.tickets.check(justification.ticket, caller.principal)
             if self.usage is not None:
                 self.usage.reveal(caller.principal, purpose)
                 plain = sum(1 for d in decision.fields.values() if d.redaction == "plain")
                 self.usage.read(caller.principal, caller.roles, plain)
-        except (Throttled, TicketRejected, TicketSystemUnavailable) as exc:
+            if self.approvals is not None:
+                self.approvals.use(caller, decision, justification)
+        except (Throttled, ApprovalRequired) as exc:
+            self._record_refusal(caller, decision, justification, exc)
+            raise
+
+    def _ticket_gate(
+        self, caller: Caller, decision: Decision, justification: Justification | None
+    ) -> None:
+        """The ticket system's word on a justified reveal's ticket (if one is configured):
+        before a reveal, and before a request for approval is filed."""
+        if self.tickets is None or justification is None:
+            return
+        try:
+            self.tickets.check(justification.ticket, caller.principal)
+        except (TicketRejected, TicketSystemUnavailable) as exc:
             self._record_refusal(caller, decision, justification, exc)
             raise
 

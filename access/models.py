@@ -259,3 +259,27 @@ class ConsoleSession(AccessBase):
     data: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApprovalRequest(AccessBase):
+    """A reveal waiting for, or given, a second person's approval (access/approvals.py):
+    who asked, for which subject, fields and purpose, with which ticket and reason; who
+    decided and when; when it was used (once). Tagged under the grant key: a row edited to
+    ``approved`` with SQL approves nothing."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requester: Mapped[str] = mapped_column(String(128), index=True)
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    fields: Mapped[str] = mapped_column(Text)  # comma-separated, sorted
+    purpose: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)

@@ -29,6 +29,7 @@ ACTIONS = (
     "detokenize",
     "read_masked",
     "reveal",
+    "approve",  # four-eyes: approve or reject another person's reveal (access/approvals.py)
     "match",  # compare a presented biometric template with the stored one: match or not
     "export",
     "disclose",  # the export for legal_compliance, to a named authority (§2(2), §3(3))

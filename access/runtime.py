@@ -15,10 +15,19 @@ from functools import partial
 from sqlalchemy import Engine
 
 from access.alerts import AlertSink, HttpAlerts, NoAlerts
+from access.approval_desk import ApprovalDesk
+from access.approvals import (
+    DEFAULT_PENDING_HOURS,
+    DEFAULT_RULES,
+    DEFAULT_WINDOW_MINUTES,
+    Approvals,
+    parse_rules,
+)
 from access.audit import AuditLog
 from access.break_glass import BreakGlass
 from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.conditions import Condition
+from access.conditions.approval import ApprovalCondition
 from access.conditions.consent import ConsentCondition
 from access.conditions.emergency import EmergencyCondition
 from access.conditions.minors import GuardianCondition
@@ -29,6 +38,7 @@ from access.conditions.transfer import TransferCondition
 from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
 from access.disclosures import Disclosures
+from access.errors import AccessConfigError
 from access.events import grant_change, operator
 from access.grant_state import GrantLedger
 from access.grants import GrantSeal
@@ -154,6 +164,9 @@ def compose(
     alert_url: str | None = None,
     read_limits: ReadLimits | None = None,
     consent_ledger_days: int = 3 * 365,
+    four_eyes: str = DEFAULT_RULES,
+    approval_window_minutes: int = DEFAULT_WINDOW_MINUTES,
+    approval_pending_hours: int = DEFAULT_PENDING_HOURS,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -206,6 +219,17 @@ def compose(
     break_glass = BreakGlass(
         vault.tx, RowSeal(seal, "break_glass"), max_minutes=break_glass_minutes
     )
+    try:
+        rules = parse_rules(four_eyes, set(categories.values()), categories, purposes.names)
+    except AccessConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    approvals = Approvals(
+        vault.tx,
+        RowSeal(seal, "approval"),
+        rules,
+        window_minutes=approval_window_minutes,
+        pending_hours=approval_pending_hours,
+    )
     conditions: list[Condition] = [
         EmergencyCondition(break_glass),
         RecipientCondition(),
@@ -219,6 +243,7 @@ def compose(
         GuardianCondition(consents),
         ConsentCondition(consents),
         SensitiveCondition(consents),
+        ApprovalCondition(approvals),  # last: asked for only when all else allows
     ]
     decider = Decider(
         policy,
@@ -238,6 +263,7 @@ def compose(
         consents.delete_for(subject_id)
         restrictions.delete_for(subject_id)
         disclosures.delete_for(subject_id)
+        approvals.delete_for(subject_id)
 
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
@@ -265,10 +291,15 @@ def compose(
         disclosures,
         break_glass,
         alerts,
+        ApprovalDesk(decider, audit, approvals, alerts),
     )
 
     def close_expired_grants() -> None:
         guard.close_expired_grants()
+
+    def expire_approvals() -> None:
+        if guard.approvals is not None:
+            guard.approvals.expire()
 
     def purge_consent_ledger() -> None:
         consents.purge_ledger()
@@ -298,6 +329,7 @@ def compose(
                 ("vault_auth", backend.refresh_auth),
                 ("break_glass", close_expired_grants),
                 ("consent_ledger", purge_consent_ledger),
+                ("approvals", expire_approvals),
             ],
         ),
         orphan_grace=orphan_grace,
@@ -354,4 +386,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         alert_url=settings.alert_url,
         read_limits=ReadLimits(settings.read_budget, dict(settings.read_budget_roles)),
         consent_ledger_days=settings.consent_ledger_days,
+        four_eyes=settings.four_eyes,
+        approval_window_minutes=settings.approval_window_minutes,
+        approval_pending_hours=settings.approval_pending_hours,
     )

@@ -25,7 +25,7 @@ from api.console.sessions import CONSOLE_PREFIX
 from api.context import EXTENSION
 from api.metrics import Metrics
 from api.models import Problem
-from api.routes import audit, consents, emergency, ops, subjects, tokens, transfers
+from api.routes import approvals, audit, consents, emergency, ops, subjects, tokens, transfers
 from keys.bounded import LANES
 from vault.config import Settings
 
@@ -182,7 +182,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
 
     errors.register(app)
 
-    for module in (subjects, consents, tokens, transfers, emergency, audit, ops):
+    for module in (subjects, consents, tokens, transfers, emergency, approvals, audit, ops):
         app.register_api(module.bp)
     if config.console is not None:
         init_console(app, rt, config.console)

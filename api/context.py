@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from flask import current_app, g
 
+from access.approval_desk import ApprovalDesk
+from access.errors import Forbidden
 from access.events import Caller
 from access.runtime import Runtime
 
@@ -17,3 +19,10 @@ def runtime() -> Runtime:
 
 def caller() -> Caller:
     return Caller(g.principal.name, g.request_id, g.principal.region, tuple(g.principal.roles))
+
+
+def approval_desk() -> ApprovalDesk:
+    desk = runtime().guard.approvals
+    if desk is None:
+        raise Forbidden("four-eyes approval is not configured here")
+    return desk

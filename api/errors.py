@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
-from access.errors import AccessError, AccessErrorCode, Throttled
+from access.errors import AccessError, AccessErrorCode, ApprovalRequired, Throttled
 from api.console.forms import SignOutForm
 from vault.errors import ValidationError, VaultError, VaultErrorCode
 
@@ -36,6 +36,9 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "transfer_basis_required": 403,
     "break_glass_required": 403,
     "no_processing_agreement": 403,
+    "approval_required": 403,
+    "self_approval": 403,
+    "approval_closed": 409,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,
@@ -64,7 +67,13 @@ INTERNAL: frozenset[VaultErrorCode | AccessErrorCode] = frozenset(
 )
 
 
-def problem(status: int, code: str, detail: str, errors: dict[str, str] | None = None) -> Response:
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
     body: dict[str, Any] = {
         "type": f"urn:pii-vault:problem:{code}",
         "title": HTTPStatus(status).phrase,
@@ -75,6 +84,8 @@ def problem(status: int, code: str, detail: str, errors: dict[str, str] | None =
     }
     if errors:
         body["errors"] = errors
+    if extra:
+        body.update(extra)  # e.g. the approval request a four-eyes refusal filed
     response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="pii-vault"'
@@ -84,7 +95,8 @@ def problem(status: int, code: str, detail: str, errors: dict[str, str] | None =
 def _from_exception(exc: Exception) -> Response:
     if isinstance(exc, VaultError | AccessError) and exc.code in STATUS:
         errors = exc.errors if isinstance(exc, ValidationError) else None
-        response = problem(STATUS[exc.code], exc.code, str(exc), errors)
+        extra = {"approval_id": exc.approval_id} if isinstance(exc, ApprovalRequired) else None
+        response = problem(STATUS[exc.code], exc.code, str(exc), errors, extra)
         if isinstance(exc, Throttled):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from access.runtime import Runtime, compose
 from api.app import AppConfig, create_app
+from api.demo.inbox import AlertInbox
 from keys.provider import KeyBackend
 from tests.conftest import Database, OpenBaoServer
 from tests.helpers import ALICE, ALL_ROLES, SENSITIVE_CONSENTS
@@ -73,3 +74,25 @@ def api(openbao: OpenBaoServer, database: Database, tmp_path: Path) -> Iterator[
     keys["disabled"] = disabled
     app = create_app(AppConfig(Settings(home=tmp_path), max_body_bytes=64 * 1024, runtime=runtime))
     yield Api(app.test_client(), runtime, keys, database)
+
+
+Receiver = AlertInbox  # the demo's receiver: a real HTTP server playing the alert hook
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def alerting_api(
+    database: Database, backend: KeyBackend, home: Path, receiver: Receiver, **compose_kw: Any
+) -> Iterator[Api]:
+    """An app whose alert hook posts to ``receiver``; a key per role (``svc:<role>``)."""
+    runtime = compose(database.engine, backend, alert_url=receiver.url, **compose_kw)
+    runtime.policy.seed_default()
+    keys = {r: runtime.principals.create(f"svc:{r}", [r])[1] for r in ALL_ROLES}
+    app = create_app(AppConfig(Settings(home=home), runtime=runtime))
+    yield Api(app.test_client(), runtime, keys, database)
+    runtime.guard.alerts.close()

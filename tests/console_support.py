@@ -141,6 +141,19 @@ def stack(postgres_admin: Engine) -> Iterator[Stack]:
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
     """A fresh headless Chromium: its own profile, so no cookie crosses between tests."""
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def second_browser() -> Iterator[WebDriver]:
+    """Another person at another desk (e.g. the approver of an agent's request)."""
+    with chromium() as driver:
+        yield driver
+
+
+@contextmanager
+def chromium() -> Iterator[WebDriver]:
     _require_browser()
     profile = tempfile.mkdtemp(prefix="pii-chromium-")
     options = webdriver.ChromeOptions()

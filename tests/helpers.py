@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ ALL_ROLES = [
     "fraud-service",
     "support-agent",
     "privacy-officer",
+    "approver",
     "auditor",
     "admin",
 ]
@@ -152,3 +154,22 @@ def restore_subject(
         for model in SUBJECT_TABLES:
             if backup[model]:
                 conn.execute(insert(model.__table__), backup[model])
+
+
+def approve_reveal(
+    runtime: Any, caller: Any, subject_id: str, fields: list[str], justification: Any
+) -> None:
+    """Four-eyes (issue 20): file ``caller``'s reveal request and have a second person
+    (``user:second-pair``, role approver) approve it, so the next reveal goes through."""
+    from access.errors import ApprovalRequired, PrincipalExists
+    from access.events import Caller
+
+    with contextlib.suppress(PrincipalExists):
+        runtime.principals.create("user:second-pair", ["approver"])
+    try:
+        runtime.guard.reveal(caller, subject_id, "customer_support", fields, justification)
+    except ApprovalRequired as exc:
+        assert exc.approval_id is not None
+        runtime.guard.approvals.settle(Caller("user:second-pair"), exc.approval_id, approve=True)
+        return
+    raise AssertionError("the reveal did not wait for an approval")

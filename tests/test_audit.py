@@ -21,7 +21,7 @@ from access.runtime import compose
 from keys.local import LocalKeyProvider
 from keys.provider import KeyBackend
 from tests.conftest import Database
-from tests.helpers import ALICE, SENSITIVE_CONSENTS
+from tests.helpers import ALICE, SENSITIVE_CONSENTS, approve_reveal
 from vault.db import make_engine
 from vault.results import TokenizeRecord
 
@@ -75,6 +75,7 @@ def test_events_hold_no_values(database: Database, provider: KeyBackend) -> None
     just = Justification("CS-1", "customer asked")
     rt.guard.detokenize(reg, "identity_verification", list(created.tokens.values()))
     rt.guard.masked_view(support, sid, "customer_support")
+    approve_reveal(rt, support, sid, ["passport_number", "email"], just)  # four-eyes
     rt.guard.reveal(support, sid, "customer_support", ["passport_number", "email"], just)
     with pytest.raises(Forbidden):
         rt.guard.reveal(support, sid, "customer_support", ["face_template"], just)

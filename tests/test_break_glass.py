@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,54 +20,16 @@ from nacl.signing import VerifyKey
 from sqlalchemy import text
 
 import access.break_glass as break_glass_module
-from access.runtime import compose
-from api.app import AppConfig, create_app
-from tests.api_support import Api
+from tests.api_support import Api, Receiver, alerting_api
 from tests.conftest import Database, OpenBaoServer
-from tests.helpers import ALICE, ALL_ROLES
-from vault.config import Settings
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-
-    def kinds(self) -> list[str]:
-        return [json.loads(body)["kind"] for _, body in self.received]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+from tests.helpers import ALICE
 
 
 @pytest.fixture
 def api(
     openbao: OpenBaoServer, database: Database, tmp_path: Path, receiver: Receiver
 ) -> Iterator[Api]:
-    runtime = compose(database.engine, openbao.provider(), alert_url=receiver.url)
-    runtime.policy.seed_default()
-    keys = {r: runtime.principals.create(f"svc:{r}", [r])[1] for r in ALL_ROLES}
-    app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))
-    yield Api(app.test_client(), runtime, keys, database)
-    runtime.guard.alerts.close()
+    yield from alerting_api(database, openbao.provider(), tmp_path, receiver)
 
 
 EMERGENCY = {"ticket": "EM-1", "reason": "ambulance needs the customer's address"}

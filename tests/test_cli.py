@@ -158,7 +158,10 @@ DEMO_CHECKS = (
     "checkout detokenizes the card for order_fulfillment: 200, plain",
     "support sees the masked view: 200",
     "support reveals the passport without a justification: 400 justification_required",
-    "support reveals it with ticket CS-1042: 200",
+    "support reveals it with ticket CS-1042: 403 approval_required (four-eyes: request",
+    "support approves its own request: 403 forbidden",
+    "a team lead (approver) approves request",
+    "support repeats the reveal: 200",
     "support reveals the face template: 403 forbidden",
     "recommendation stores browsing without consent: 403 consent_required",
     "privacy officer exports: 200",
@@ -253,6 +256,7 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
         "condition transfer",
         "condition minors",
         "condition sensitive",
+        "condition approval",
     ]
     assert f"for subject {child}: denied (guardian_consent_required) by minors" in out
 

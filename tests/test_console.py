@@ -113,6 +113,66 @@ def test_agent_cannot_open_privacy_or_auditor_pages(browser: WebDriver, stack: S
         assert problem.get_attribute("data-status") == "403", path
 
 
+def test_an_identity_document_waits_for_a_second_persons_approval(
+    browser: WebDriver, second_browser: WebDriver, stack: Stack
+) -> None:
+    """Issue 20, four-eyes: the agent's reveal files a request; a lead (role approver), at
+    another desk, approves it on the approvals page; the agent's next reveal shows the value,
+    once."""
+    passport = f"X{time.time_ns() % 10**8:08d}"
+    r = requests.post(
+        f"{stack.url}/v1/subjects",
+        json={
+            "purpose": "account_registration",
+            "external_id": f"four-eyes-{time.time_ns()}",
+            "fields": {"full_name": "Jane Roe", "passport_number": passport},
+            "consents": [{"purpose": "sensitive:identity", "granted": True, "given_by": "subject"}],
+        },
+        headers={"Authorization": f"Bearer {stack.registration_key}"},
+        timeout=20,
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["subject_id"]
+
+    def ask() -> None:
+        browser.get(stack.url + f"/console/subjects/{sid}")
+        wait(browser).until(ec.presence_of_element_located((By.ID, "passport_number-ticket")))
+        browser.find_element(By.ID, "passport_number-ticket").send_keys("CS-5151")
+        browser.find_element(By.ID, "passport_number-reason").send_keys("customer is travelling")
+        click_through(browser, By.ID, "passport_number-reveal")
+
+    sign_in(browser, stack, PEOPLE["agent"])
+    ask()
+    approval = wait(browser).until(ec.presence_of_element_located((By.ID, "approval-id"))).text
+    assert passport not in browser.page_source
+    screenshot(browser, "console-approval-requested")
+
+    sign_in(second_browser, stack, PEOPLE["lead"], start="/console/approvals")
+    row = wait(second_browser).until(
+        ec.presence_of_element_located((By.ID, f"approval-{approval}"))
+    )
+    assert "CS-5151" in row.text and sid in row.text and "customer is travelling" in row.text
+    assert passport not in second_browser.page_source
+    assert unlabelled(second_browser) == []
+    screenshot(second_browser, "console-approvals")
+    click_through(second_browser, By.ID, f"approve-{approval}")
+    settled = wait(second_browser).until(ec.presence_of_element_located((By.ID, "settled")))
+    assert "approved" in settled.text
+    assert not second_browser.find_elements(By.ID, f"approval-{approval}")  # no longer waiting
+
+    browser.get(stack.url + "/console/approvals")
+    state = wait(browser).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"#mine-{approval} .state"))
+    )
+    assert state.text == "approved"
+    ask()
+    value = wait(browser).until(ec.presence_of_element_located((By.ID, "revealed-value")))
+    assert value.text == passport
+    ask()  # used once: the next reveal files a new request
+    again = wait(browser).until(ec.presence_of_element_located((By.ID, "approval-id"))).text
+    assert again != approval and passport not in browser.page_source
+
+
 def test_privacy_officer_records_an_objection_and_deactivates_the_account(
     browser: WebDriver, stack: Stack
 ) -> None:

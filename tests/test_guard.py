@@ -30,6 +30,7 @@ from tests.helpers import (
     GUARDIAN,
     GUARDIAN_CONSENTS,
     SENSITIVE_CONSENTS,
+    approve_reveal,
     leaked,
 )
 from vault.errors import SubjectShredded, ValidationError
@@ -187,6 +188,7 @@ def test_reveal_without_valid_justification(
 
 def test_reveal_with_justification_and_biometric_refusal(world: World, database: Database) -> None:
     sid = register(world)
+    approve_reveal(world.rt, world.caller("support-agent"), sid, ["passport_number"], JUST)
     values, seq = world.guard.reveal(
         world.caller("support-agent"), sid, "customer_support", ["passport_number"], JUST
     )

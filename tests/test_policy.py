@@ -75,6 +75,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("consent_write", ANY, ALL_PURPOSES),
         ("transfers", ANY, {NO_PURPOSE}),
     ],
+    "approver": [("approve", {"identity", "financial"}, {"customer_support"})],
     "auditor": [("audit_read", ANY, {NO_PURPOSE})],
     "admin": [("admin", ANY, {NO_PURPOSE})],
 }
@@ -136,7 +137,7 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
     # export, disclose, shred, consent_write, attributes, restrict, break_glass;
     # transfers, audit_read, admin
     subject_wide = 7 * len(ALL_PURPOSES) + 3
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 14368
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 18738
 
 
 @pytest.mark.parametrize(

@@ -15,21 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from access.runtime import compose
 from access.usage import ReadLimits
-from api.app import AppConfig, create_app
-from tests.api_support import Api
+from tests.api_support import Api, Receiver, alerting_api
 from tests.conftest import Database, OpenBaoServer
-from tests.helpers import ALICE, ALL_ROLES
-from tests.test_break_glass import Receiver
-from vault.config import Settings
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+from tests.helpers import ALICE
 
 
 @pytest.fixture
@@ -37,14 +26,7 @@ def api(
     openbao: OpenBaoServer, database: Database, tmp_path: Path, receiver: Receiver
 ) -> Iterator[Api]:
     limits = ReadLimits((1000, 10_000), {"checkout-service": (3, 100)})
-    runtime = compose(
-        database.engine, openbao.provider(), alert_url=receiver.url, read_limits=limits
-    )
-    runtime.policy.seed_default()
-    keys = {r: runtime.principals.create(f"svc:{r}", [r])[1] for r in ALL_ROLES}
-    app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))
-    yield Api(app.test_client(), runtime, keys, database)
-    runtime.guard.alerts.close()
+    yield from alerting_api(database, openbao.provider(), tmp_path, receiver, read_limits=limits)
 
 
 def _card(api: Api, sid: str) -> str:

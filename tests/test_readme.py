@@ -57,6 +57,7 @@ def test_curl_walkthrough(tmp_path: Path) -> None:
         "*****4567",
         "GB1234567",
         "400",
+        "approved",
         "{'passport_number': 'GB1234567'}",
         "shredded",
         "not_found",

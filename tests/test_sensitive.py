@@ -63,6 +63,12 @@ def test_sensitive_fields_need_the_separate_consent(api: Api) -> None:
             },
         )
 
+    r = reveal()  # four-eyes: a second person approves first
+    assert r.status_code == 403 and r.json["code"] == "approval_required", r.json
+    settled = api.client.post(
+        f"/v1/approvals/{r.json['approval_id']}/approve", headers=api.h("approver"), json={}
+    )
+    assert settled.status_code == 200, settled.json
     assert reveal().json["values"] == {"passport_number": ALICE["passport_number"]}
     r = api.client.put(
         f"/v1/subjects/{sid}/consents/sensitive:identity",

@@ -157,6 +157,11 @@ class Settings:
     # How long the consent ledger keeps a shredded subject's consents (limitation period).
     consent_ledger_days: int = 3 * 365
     read_budget_roles: Mapping[str, ReadBudget] = field(default_factory=dict)
+    # Four-eyes (issue 20; access/approvals.py): <category or field>:<purpose>,... or none;
+    # an approval is usable this many minutes; an undecided request expires after hours.
+    four_eyes: str = "identity:customer_support,financial:customer_support"
+    approval_window_minutes: int = 15
+    approval_pending_hours: int = 24
 
     @property
     def effective_database_url(self) -> str:
@@ -252,6 +257,10 @@ class Settings:
             read_budget=read_budget,
             consent_ledger_days=_bounded(env, "PII_VAULT_CONSENT_LEDGER_DAYS", 1095, 1, 36500),
             read_budget_roles=read_budget_roles,
+            four_eyes=env.get("PII_VAULT_FOUR_EYES")
+            or "identity:customer_support,financial:customer_support",
+            approval_window_minutes=_bounded(env, "PII_VAULT_APPROVAL_WINDOW_MINUTES", 15, 1, 1440),
+            approval_pending_hours=_bounded(env, "PII_VAULT_APPROVAL_PENDING_HOURS", 24, 1, 720),
             disclosure_max_withhold_days=_bounded(
                 env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650
             ),

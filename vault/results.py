@@ -31,6 +31,7 @@ ItemError = Literal[
     "transfer_basis_required",  # across regions without a transfer basis in force (§7)
     "break_glass_required",  # the emergency purpose without an open break-glass grant
     "no_processing_agreement",  # a processor with no agreement on record (§3(1))
+    "approval_required",  # four-eyes: a second person must approve (reveals only)
 ]
 VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
 ValueRedaction = Literal["plain", "masked"]

@@ -26,6 +26,7 @@ Reason = Literal[
     "transfer_basis_required",
     "break_glass_required",
     "no_processing_agreement",
+    "approval_required",
 ]
 
 

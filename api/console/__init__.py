@@ -18,7 +18,7 @@ from jinja2 import StrictUndefined
 
 from access.runtime import Runtime
 from access.sessions import SessionStore
-from api.console import auditor, auth, people, privacy  # noqa: F401  (the pages register on bp)
+from api.console import approvals, auditor, auth, people, privacy  # noqa: F401  (the pages register on bp)
 from api.console.blueprint import OAUTH, bp, csrf
 from api.console.config import ConsoleSettings
 from api.console.sessions import ConsoleSessionInterface

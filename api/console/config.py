@@ -19,6 +19,7 @@ DEFAULT_ROLE_MAP = {
     "support-agents": "support-agent",
     "privacy-office": "privacy-officer",
     "auditors": "auditor",
+    "approvers": "approver",
 }
 
 

@@ -126,3 +126,11 @@ class VerifyForm(FlaskForm):
 
 class SignOutForm(FlaskForm):
     submit = SubmitField("Sign out")
+
+
+class SettleForm(FlaskForm):
+    """An approver's answer to a four-eyes request: approve or reject, with a note."""
+
+    note = StringField("Note", [Optional(), Length(max=500)], render_kw=NO_AUTOFILL)
+    approve = SubmitField("Approve")
+    reject = SubmitField("Reject")

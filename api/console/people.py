@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import render_template, request, session
 
+from access.errors import ApprovalRequired
 from access.purposes import Justification
 from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller, settings
@@ -70,9 +71,21 @@ def reveal(subject_id: str) -> Any:
         raise ValidationError("invalid reveal form", {"field": "invalid"})
     ticket, reason = (form.ticket.data or "").strip(), (form.reason.data or "").strip()
     justification = Justification(ticket, reason) if ticket or reason else None
-    values, seq = runtime().guard.reveal(
-        console_caller(), subject_id, PURPOSE, [field], justification
-    )
+    try:
+        values, seq = runtime().guard.reveal(
+            console_caller(), subject_id, PURPOSE, [field], justification
+        )
+    except ApprovalRequired as exc:
+        if exc.approval_id is None:
+            raise
+        return render_template(
+            "console/approval_requested.html",
+            subject_id=subject_id,
+            field=field,
+            approval_id=exc.approval_id,
+            ticket=ticket,
+            signout=SignOutForm(prefix="signout"),
+        ), 202
     return render_template(
         "console/revealed.html",
         subject_id=subject_id,

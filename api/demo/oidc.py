@@ -27,6 +27,7 @@ DEMO_PEOPLE = (
         "privacy", "privacy-demo-pass", "privacy@example.com", ("privacy-office",), "Pat Privacy"
     ),
     Person("auditor", "auditor-demo-pass", "auditor@example.com", ("auditors",), "Ari Auditor"),
+    Person("lead", "lead-demo-pass", "lead@example.com", ("approvers",), "Lee Lead"),
 )
 
 

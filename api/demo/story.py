@@ -30,6 +30,7 @@ from access.runtime import open_runtime
 from api.app import AppConfig, create_app
 from api.console.config import ConsoleSettings
 from api.demo import policy_story
+from api.demo.inbox import AlertInbox
 from api.demo.oidc import DEMO_PEOPLE, setup_oidc
 from api.demo.openbao import ManagedOpenBao, free_port
 from api.demo.probes import copy_rows, files_hold, rows_hold, sqlite_backup
@@ -58,6 +59,7 @@ PARTIES = {
     "support": ("user:sam-support", "support-agent"),
     "recommendation": ("svc:recommendations", "recommendation-service"),
     "privacy": ("user:pat-privacy", "privacy-officer"),
+    "lead": ("user:lee-lead", "approver"),
     "auditor": ("user:ann-audit", "auditor"),
 }
 
@@ -105,6 +107,7 @@ def run_demo(
     """The story; with ``keep``, then the console stays up (``hold`` returns: it stops)."""
     workdir = Path(tempfile.mkdtemp(prefix="pii-vault-demo-"))
     bao = ManagedOpenBao(workdir / "openbao")
+    inbox = AlertInbox()  # the on-call person's end of the alert hook
     server = None
     try:
         bao.start()
@@ -112,6 +115,7 @@ def run_demo(
         settings = Settings(
             home=workdir,
             database_url=database_url,
+            alert_url=inbox.url,
             keys=KeyProviderSettings(
                 kind="transit", home=workdir, vault_addr=bao.addr, vault_token=token
             ),
@@ -262,9 +266,34 @@ def run_demo(
             r.status_code == 400,
         )
         r = reveal("passport_number", justified=True)
+        approval = r.json().get("approval_id")
         s.step(
-            f"support reveals it with ticket {TICKET['ticket']}: {r.status_code}, audit seq "
-            f"{r.json().get('audit_seq')}",
+            f"support reveals it with ticket {TICKET['ticket']}: {r.status_code} "
+            f"{r.json().get('code')} (four-eyes: request {approval} filed, approvers alerted)",
+            r.status_code == 403 and isinstance(approval, int),
+        )
+        runtime.guard.alerts.flush()
+        told = [a for a in inbox.alerts() if a["kind"] == "approval_pending"]
+        s.step(
+            f"the approvers' alert hook got approval_pending for request {approval} "
+            "(signed; no value, no reason)",
+            bool(told) and told[-1]["detail"]["approval"] == approval,
+        )
+        r = s.call("support", "POST", f"/v1/approvals/{approval}/approve", json={})
+        s.step(
+            f"support approves its own request: {r.status_code} {r.json().get('code')}",
+            r.status_code == 403,
+        )
+        r = s.call("lead", "POST", f"/v1/approvals/{approval}/approve", json={})
+        s.step(
+            f"a team lead (approver) approves request {approval}: {r.status_code} "
+            f"{r.json().get('status')}",
+            r.status_code == 200 and r.json().get("status") == "approved",
+        )
+        r = reveal("passport_number", justified=True)
+        s.step(
+            f"support repeats the reveal: {r.status_code}, audit seq "
+            f"{r.json().get('audit_seq')} (the approval is used, once)",
             r.status_code == 200 and r.json()["values"] == {"passport_number": "GB1234567"},
         )
         r = reveal("face_template", justified=True)
@@ -408,6 +437,7 @@ def run_demo(
     finally:
         if server is not None:
             server.shutdown()
+        inbox.close()
         bao.stop()
         if keep:
             echo(f"(kept {workdir})")
