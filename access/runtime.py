@@ -3,6 +3,10 @@
 The CLI, the HTTP app, the demo and the tests all build their runtime here, so
 the wiring (which store the decider reads, what a shred also deletes, which
 signer signs) exists once.
+
+Past 400 lines (about 425): ``compose`` wires every part in one function on purpose —
+the order in which stores, conditions and the guard are built is the wiring, and split
+over modules it would be read in pieces.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from access.consents import DEFAULT_POLICY_VERSION, Consents
 from access.decisions import Decider
 from access.disclosures import Disclosures
 from access.errors import AccessConfigError
-from access.events import grant_change, operator
+from access.events import Caller, batch, grant_change, operator
 from access.grant_state import GrantLedger
 from access.grants import GrantSeal
 from access.guard import GuardedVault
@@ -71,6 +75,7 @@ from vault.errors import ConfigError, KeyProviderUnavailable, ServiceUnavailable
 from vault.maintenance import Maintenance
 from vault.minors import Majority
 from vault.reconcile import Reconciler
+from vault.retention import purge_expired
 from vault.schema import Schema
 from vault.service import VaultService
 from vault.shred_ledger import ShredLedger
@@ -115,6 +120,32 @@ class Runtime:
         self.maintenance.start()
         for cluster in clusters_of(self.backend):
             cluster.start_probing()
+
+    def purge_expired(self, actor: str = "maintenance", *, batches: int = 1) -> int:
+        """Policy §4: values past their retention, deleted batch by batch, each batch one
+        audit event naming every subject and field removed, with the count."""
+        removed = 0
+        for _ in range(batches):
+            pairs = purge_expired(self.vault.tx)
+            if not pairs:
+                break
+            by_subject: dict[str, list[str]] = {}
+            for subject_id, name in pairs:
+                by_subject.setdefault(subject_id, []).append(name)
+            self.audit.append(
+                batch(
+                    Caller(actor, "retention"),
+                    "retention_purge",
+                    "-",
+                    verdict="completed",
+                    subject_ids=list(by_subject),
+                    fields=sorted({name for _, name in pairs}),
+                    items={"*": {"removed": len(pairs), "by_subject": by_subject}},
+                    justification=None,
+                )
+            )
+            removed += len(pairs)
+        return removed
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
@@ -304,7 +335,7 @@ def compose(
     def purge_consent_ledger() -> None:
         consents.purge_ledger()
 
-    return Runtime(
+    runtime = Runtime(
         vault=vault,
         shredder=shredder,
         policy=policy,
@@ -334,6 +365,12 @@ def compose(
         ),
         orphan_grace=orphan_grace,
     )
+
+    def purge_retention() -> None:
+        runtime.purge_expired()  # §4: one batch a tick, no cron needed
+
+    runtime.maintenance.add("retention", purge_retention)
+    return runtime
 
 
 def policy_version_from_env() -> str:

@@ -35,7 +35,6 @@ from api.cli_records import breach_scope, seal_records
 from api.cli_transfers import transfers
 from vault.config import Settings
 from vault.errors import ConfigError
-from vault.retention import purge_expired as purge_expired_values
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_UNAVAILABLE", "main"]  # the exit codes callers test
 
@@ -361,11 +360,10 @@ def reconcile(dry_run: bool, grace: int | None) -> None:
 @main.command("purge-expired")
 @_one_line_errors
 def purge_expired() -> None:
-    """Delete field values past their retention period (policy §4); run it from cron."""
+    """Delete field values past their retention period (policy §4) now. A serving process
+    does this in its maintenance tick; each batch is audited with its subjects and fields."""
     with _runtime() as runtime:
-        _operator_event(runtime, "retention_purge", [], "operator")
-        count = purge_expired_values(runtime.vault.tx)
-        _operator_event(runtime, "retention_purge", [], "completed")
+        count = runtime.purge_expired("operator", batches=1_000_000)
     click.echo(f"purged {count} expired field value(s)")
 
 

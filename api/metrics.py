@@ -19,6 +19,7 @@ from access.runtime import Runtime
 from keys.bounded import LANES
 from keys.cluster import SERVING, clusters_of
 from vault.errors import ServiceUnavailable
+from vault.retention import overdue_count
 
 
 def _vault_cluster_metrics(runtime: Runtime) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -107,10 +108,20 @@ class _RuntimeCollector(Collector):
                 yield GaugeMetricFamily(
                     "pii_vault_vault_token_ttl_seconds", "Seconds the Vault token has left", ttl
                 )
+        overdue: int | None
+        damaged: int | None
         try:
             damaged = self.runtime.vault.damaged_count()
+            overdue = overdue_count(self.runtime.vault.tx)
         except ServiceUnavailable:
-            damaged = None  # the database is down: /readyz says so; no stale figure
+            damaged = overdue = None  # the database is down: /readyz says so; no stale figure
+        if overdue is not None:
+            yield GaugeMetricFamily(
+                "pii_vault_values_overdue",
+                "Values past their retention period not yet purged (never returned by a read; "
+                "alert when it stays above 0)",
+                value=overdue,
+            )
         if damaged is not None:
             yield GaugeMetricFamily(
                 "pii_vault_damaged_subjects",

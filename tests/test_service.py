@@ -365,9 +365,9 @@ def test_retention_purge_deletes_only_expired_values(service: VaultService) -> N
     created = service.create_subject(
         {"email": "keep@example.com", "transaction_record": "order 1: umbrella"}
     )
-    assert purge_expired(service.tx) == 0
+    assert purge_expired(service.tx) == []
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 366)
-    assert purge_expired(service.tx, now=later) == 1
+    assert purge_expired(service.tx, now=later) == [(created.subject_id, "transaction_record")]
     results = service.detokenize(list(created.tokens.values()))
     by_token = {r.token: r for r in results}
     assert by_token[created.tokens["email"]].value == "keep@example.com"

@@ -21,6 +21,7 @@ ItemError = Literal[
     "not_found",
     "shredded",
     "subject_damaged",  # the subject's key is missing though it was never shredded
+    "expired",  # past its retention period (policy §4): returned by no read
     "conflict",  # tokenize never changes a stored value: that is a correction (PATCH)
     "minor_flag_conflicts",  # a stated is_minor or a date of birth against the other (§6)
     "forbidden",
@@ -33,7 +34,7 @@ ItemError = Literal[
     "no_processing_agreement",  # a processor with no agreement on record (§3(1))
     "approval_required",  # four-eyes: a second person must approve (reveals only)
 ]
-VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged"]
+VaultItemError = Literal["invalid", "not_found", "shredded", "subject_damaged", "expired"]
 ValueRedaction = Literal["plain", "masked"]
 
 

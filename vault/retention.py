@@ -1,27 +1,53 @@
-"""Retention (privacy policy §4): values past their period are deleted, with their tokens."""
+"""Retention (privacy policy §4): a value past its period is returned by no read
+(``live_values`` is part of every value query in ``vault/storage.py``) and is deleted,
+with its tokens and blind-index entries, by the purge — the serving process's
+maintenance tick runs it (``access/runtime.py`` audits what it removed), as does
+``pii-vault purge-expired``."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 
 from vault.models import BlindIndex, FieldValue, Token, utcnow
 from vault.transactions import Transactions
 
+PURGE_BATCH = 1000  # values per transaction: a backlog is worked off tick by tick
 
-def purge_expired(tx: Transactions, now: dt.datetime | None = None) -> int:
-    """Delete field values whose ``retain_until`` has passed; returns how many."""
+
+def live_values(now: dt.datetime) -> ColumnElement[bool]:
+    """A value kept for the account's life, or whose period has not ended."""
+    return or_(FieldValue.retain_until.is_(None), FieldValue.retain_until > now)
+
+
+def overdue_count(tx: Transactions, now: dt.datetime | None = None) -> int:
+    """Values past their period and not yet purged (``/metrics``: alert when it stays > 0)."""
+    now = now or utcnow()
+    with tx.begin(read_only=True) as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(FieldValue).where(~live_values(now))
+            ).scalar_one()
+        )
+
+
+def purge_expired(
+    tx: Transactions, now: dt.datetime | None = None, *, limit: int = PURGE_BATCH
+) -> list[tuple[str, str]]:
+    """Delete up to ``limit`` values whose ``retain_until`` has passed; returns which
+    (subject id, field) pairs were removed, for the audit event."""
     now = now or utcnow()
     with tx.begin() as session:
         rows = session.execute(
-            select(FieldValue.subject_id, FieldValue.field).where(
-                FieldValue.retain_until.is_not(None), FieldValue.retain_until < now
-            )
+            select(FieldValue.subject_id, FieldValue.field)
+            .where(~live_values(now))
+            .order_by(FieldValue.subject_id, FieldValue.field)
+            .limit(limit)
         ).all()
         for subject_id, name in rows:
             for model in (BlindIndex, Token, FieldValue):
                 session.execute(
                     delete(model).where(model.subject_id == subject_id, model.field == name)
                 )
-        return len(rows)
+        return [(str(s), str(f)) for s, f in rows]

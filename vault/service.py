@@ -61,6 +61,7 @@ from vault.results import (
     CreatedSubject,
     DetokenizeResult,
     FieldView,
+    ItemError,
     PreparedWrite,
     SubjectInfo,
     SubjectStatus,
@@ -474,6 +475,8 @@ class VaultService:
         values, _records = self.store.prefetch(
             session, {r.names for r in refs if r.names is not None}
         )
+        missing = {r.names for r in refs if r.names is not None and r.names not in values}
+        expired = self.store.expired_among(session, missing)  # past retention: not returned
         out: list[DetokenizeResult] = []
         for ref in refs:
             if ref.names is None:
@@ -482,7 +485,8 @@ class VaultService:
             subject_id, field = ref.names
             value_row = values.get(ref.names)
             if value_row is None:
-                out.append(DetokenizeResult(token=ref.token, field=field, error="not_found"))
+                error: ItemError = "expired" if ref.names in expired else "not_found"
+                out.append(DetokenizeResult(token=ref.token, field=field, error=error))
                 continue
             plaintext = self.store.decrypt(session, subject_id, value_row)
             spec = self.schema[field]

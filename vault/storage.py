@@ -32,6 +32,7 @@ from vault.models import (
     utcnow,
 )
 from vault.results import VaultItemError
+from vault.retention import live_values
 from vault.schema import FieldSpec, Schema
 from vault.tokens import card_token, looks_like_token, random_token
 from vault.validation import canonical_subject_id
@@ -318,6 +319,20 @@ class FieldStore:
             for row, _ in sorted(found, key=lambda pair: pair[0].field)
         }
 
+    @staticmethod
+    def expired_among(session: Session, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (subject, field) pairs hold a value past its retention."""
+        if not pairs:
+            return set()
+        rows = session.execute(
+            select(FieldValue.subject_id, FieldValue.field).where(
+                FieldValue.subject_id.in_(sorted({p for p, _ in pairs})),
+                FieldValue.field.in_(sorted({f for _, f in pairs})),
+                ~live_values(utcnow()),
+            )
+        ).all()
+        return {(r[0], r[1]) for r in rows if (r[0], r[1]) in pairs}
+
     def prefetch(
         self, session: Session, pairs: Collection[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], FieldValue], list[DataKeyRecord | None]]:
@@ -339,11 +354,13 @@ class FieldStore:
         session: Session, *where: ColumnElement[bool]
     ) -> list[tuple[FieldValue, DataKeyRecord | None]]:
         """Values with their data-key records in one query. An outer join: a value whose
-        record is missing still comes back, and ``decrypt`` reports it as undecryptable."""
+        record is missing still comes back, and ``decrypt`` reports it as undecryptable.
+        A value past its retention is never among them (policy §4): no read returns it,
+        whether or not the purge has run yet."""
         rows = session.execute(
             select(FieldValue, DataKeyRecord)
             .outerjoin(DataKeyRecord, DataKeyRecord.id == FieldValue.dek_id)
-            .where(*where)
+            .where(*where, live_values(utcnow()))
         ).all()
         return [(value, record) for value, record in rows]
 

@@ -1,0 +1,98 @@
+"""Issue 20 (§4 retention, first part): a value past its retention period is returned by
+no read (detokenize answers ``expired``; masked view, reveal and export leave it out), the
+maintenance tick purges it and audits each subject and field it removed with a count, and
+``/metrics`` shows the values overdue. Over HTTP, SQLite and PostgreSQL, real OpenBao.
+
+Reported: reads did not check ``retain_until`` — an expired value came back in plaintext
+until ``purge-expired`` ran from cron, and its audit event named no subject, field or
+count. On the code before, the detokenize below answered the device model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import text
+
+from tests.api_support import Api
+
+DEVICE = "Pixel 9 Pro Fold"  # device_model: kept 3 years (fields.toml)
+
+
+def _subject_with_device(api: Api) -> tuple[str, str]:
+    sid, _ = api.register()
+    r = api.client.patch(
+        f"/v1/subjects/{sid}/fields",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "fields": {"device_model": DEVICE}},
+    )
+    assert r.status_code == 200, r.json
+    return sid, str(r.json["tokens"]["device_model"])
+
+
+def _age(api: Api, sid: str) -> None:
+    """Time passing: the value's period ended a minute ago."""
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with api.database.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE field_values SET retain_until = :t WHERE subject_id = :s AND field = :f"),
+            {"t": past, "s": sid, "f": "device_model"},
+        )
+
+
+def _detokenize(api: Api, token: str) -> dict[str, object]:
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=api.h("fraud-service"),
+        json={"purpose": "fraud_prevention", "tokens": [token]},
+    )
+    assert r.status_code == 200, r.json
+    return dict(r.json["results"][0])
+
+
+def _overdue(api: Api) -> float:
+    body = api.client.get("/metrics").get_data(as_text=True)
+    line = next(x for x in body.splitlines() if x.startswith("pii_vault_values_overdue "))
+    return float(line.split()[1])
+
+
+def test_an_expired_value_is_returned_by_no_read_and_purged_with_an_audit(api: Api) -> None:
+    sid, token = _subject_with_device(api)
+    assert _detokenize(api, token)["value"] == DEVICE
+    assert _overdue(api) == 0
+    _age(api, sid)
+
+    item = _detokenize(api, token)
+    assert item.get("value") is None and item["error"]["code"] == "expired", item  # type: ignore[index]
+    view = api.client.get(
+        f"/v1/subjects/{sid}",
+        headers=api.h("privacy-officer"),
+        query_string={"purpose": "subject_access_request"},
+    )
+    assert view.status_code == 200 and "device_model" not in view.json["fields"]
+    export = api.client.get(
+        f"/v1/subjects/{sid}/export",
+        headers=api.h("privacy-officer"),
+        query_string={"purpose": "subject_access_request"},
+    )
+    assert export.status_code == 200 and DEVICE not in export.get_data(as_text=True)
+    assert _overdue(api) == 1
+
+    api.runtime.maintenance.run_once()  # the tick purges: no cron needed
+    assert _overdue(api) == 0
+    with api.database.engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM field_values WHERE subject_id = :s AND field = :f"),
+            {"s": sid, "f": "device_model"},
+        ).scalar_one()
+    assert left == 0
+    purges = api.runtime.audit.events(action="retention_purge", limit=10)
+    assert len(purges) == 1
+    event = purges[0]
+    assert event["subject_ids"] == [sid] and event["fields"] == ["device_model"]
+    assert event["outcome"]["*"]["removed"] == 1
+    assert DEVICE not in str(event)
+    item = _detokenize(api, token)
+    assert item["error"]["code"] == "not_found"  # type: ignore[index]
+    api.runtime.maintenance.run_once()
+    assert len(api.runtime.audit.events(action="retention_purge", limit=10)) == 1  # nothing new
