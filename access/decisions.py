@@ -35,6 +35,7 @@ SUBJECT_WIDE_ACTIONS = (
     "consent_write",
     "attributes",
     "restrict",
+    "hold",
     "break_glass",
     "transfers",
     "audit_read",

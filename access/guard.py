@@ -43,13 +43,14 @@ from access.errors import (
     TransferBasisRequired,
 )
 from access.events import Caller, audited_id, batch, completed, decided, for_subject, probe
+from access.holds import LegalHolds
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from access.tickets import TicketCheck
 from access.transfers import recipients_of, transfer_notes
 from access.usage import UsageBudgets
 from vault.attributes import Attributes, SubjectAttributes
-from vault.errors import SubjectNotFound, SubjectShredded, ValidationError
+from vault.errors import SubjectNotFound, SubjectOnHold, SubjectShredded, ValidationError
 from vault.models import STATUS_ACTIVE
 from vault.receipts import DeletionReceipt
 from vault.results import CreatedSubject, SubjectInfo, SubjectView
@@ -128,9 +129,11 @@ class GuardedVault(BatchGuard):
         break_glass: BreakGlass | None = None,
         alerts: AlertSink | None = None,
         approvals: ApprovalDesk | None = None,
+        holds: LegalHolds | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
         self.approvals = approvals
+        self.holds = holds
         self.disclosures = disclosures
         self.break_glass = break_glass
         self.alerts: AlertSink = alerts if alerts is not None else NoAlerts()
@@ -627,6 +630,8 @@ class GuardedVault(BatchGuard):
             data["restrictions"] = self.decider.restrictions.of(subject_id)
         if self.disclosures is not None:
             data["disclosures"] = self.disclosures.of(subject_id, withheld_too=not own)
+        if self.holds is not None and not own:  # a hold is the office's, not the subject's
+            data["legal_holds"] = self.holds.of(subject_id)
         history = self._history(subject_id, 1000, own=own)
         data["transfers"] = [
             {
@@ -776,7 +781,14 @@ class GuardedVault(BatchGuard):
         info = self._locate(caller, subject_id, ["shred"], purpose, active=False)
         facts = SubjectFacts(info.subject_id, info.is_minor, info.region)
         self._decide_and_record(caller, [WHOLE_SUBJECT], "shred", purpose, facts, justification)
-        receipt = self.shredder.shred(info.subject_id)  # consents go via on_shredded
+        try:
+            receipt = self.shredder.shred(info.subject_id)  # consents go via on_shredded
+        except SubjectOnHold as exc:
+            refused = {"refused": exc.code}
+            self.audit.append(
+                completed(caller, "shred", purpose, info.subject_id, refused, justification)
+            )
+            raise
         self.audit.append(
             completed(
                 caller,
@@ -789,6 +801,29 @@ class GuardedVault(BatchGuard):
         )
         self.shredder.completion_audited([info.subject_id])
         return receipt
+
+    def hold(
+        self,
+        caller: Caller,
+        subject_id: str,
+        *,
+        held: bool,
+        reference: str,
+        justification: Justification | None,
+    ) -> list[dict[str, Any]]:
+        """Place or lift a legal hold (policy §4): the privacy office, ``legal_compliance``
+        with its ticket and reason, decided and audited first; returns the hold history."""
+        if self.holds is None:
+            raise Forbidden("legal holds are not kept here")
+        facts = self._facts(caller, subject_id, "hold", LEGAL, [WHOLE_SUBJECT])
+        self._decide_and_record(caller, [WHOLE_SUBJECT], "hold", LEGAL, facts, justification)
+        recorded = self.holds.record(
+            facts.subject_id, held=held, reference=reference, actor=caller.principal
+        )
+        self.audit.append(
+            completed(caller, "hold", LEGAL, facts.subject_id, recorded, justification)
+        )
+        return self.holds.of(facts.subject_id)
 
     # -- break-glass (policy §2(2)) ----------------------------------------------------
 

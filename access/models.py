@@ -283,3 +283,18 @@ class ApprovalRequest(AccessBase):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     tag: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class LegalHoldRecord(AccessBase):
+    """A legal hold placed on or lifted from a subject (access/holds.py): append-only, the
+    newest record in force; tagged under the grant key (a forged lift lifts nothing)."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # hold | lifted
+    reference: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    tag: Mapped[str | None] = mapped_column(String(80), nullable=True)

@@ -36,6 +36,7 @@ ACTIONS = (
     "shred",
     "consent_write",
     "attributes",  # change a subject's minor status or region (the privacy office, §6/§7)
+    "hold",  # place or lift a legal hold (the privacy office, §4; access/holds.py)
     "restrict",  # record a restriction, an objection or a lift (the privacy office, §5)
     "break_glass",  # open an emergency grant for oneself (§2(2); access/break_glass.py)
     "transfers",  # keep the transfer-basis registry and read its report (§7)

@@ -47,6 +47,7 @@ from access.events import Caller, batch, grant_change, operator
 from access.grant_state import GrantLedger
 from access.grants import GrantSeal
 from access.guard import GuardedVault
+from access.holds import LegalHolds
 from access.log_identity import pin, settle_log_id
 from access.policy_store import PolicyStore
 from access.principals import Principals
@@ -100,6 +101,7 @@ class Runtime:
     backend: KeyBackend
     key_calls: CallCounter
     maintenance: Maintenance
+    holds: LegalHolds
     orphan_grace: float = 600.0
 
     def check_database(self) -> None:
@@ -126,7 +128,7 @@ class Runtime:
         audit event naming every subject and field removed, with the count."""
         removed = 0
         for _ in range(batches):
-            pairs = purge_expired(self.vault.tx)
+            pairs = purge_expired(self.vault.tx, held=self.holds.held_subjects())
             if not pairs:
                 break
             by_subject: dict[str, list[str]] = {}
@@ -287,6 +289,7 @@ def compose(
     )
 
     disclosures = Disclosures(vault.tx, max_withhold_days=max_withhold_days)
+    holds = LegalHolds(vault.tx, RowSeal(seal, "legal_hold"))
 
     def forget(subject_id: str) -> None:
         """What a shred deletes beyond the vault's own tables (the audit log keeps the
@@ -295,10 +298,13 @@ def compose(
         restrictions.delete_for(subject_id)
         disclosures.delete_for(subject_id)
         approvals.delete_for(subject_id)
+        holds.delete_for(subject_id)
 
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
-    shredder = Shredder(vault.tx, keys, vault.datakeys, keys, on_shredded=forget, ledger=ledger)
+    shredder = Shredder(
+        vault.tx, keys, vault.datakeys, keys, on_shredded=forget, ledger=ledger, held=holds.held
+    )
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
     reveals, searches = usage
@@ -323,6 +329,7 @@ def compose(
         break_glass,
         alerts,
         ApprovalDesk(decider, audit, approvals, alerts),
+        holds,
     )
 
     def close_expired_grants() -> None:
@@ -363,6 +370,7 @@ def compose(
                 ("approvals", expire_approvals),
             ],
         ),
+        holds=holds,
         orphan_grace=orphan_grace,
     )
 

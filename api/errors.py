@@ -39,6 +39,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "approval_required": 403,
     "self_approval": 403,
     "approval_closed": 409,
+    "legal_hold": 409,
     "not_found": 404,
     "principal_not_found": 404,
     "duplicate_external_id": 409,

@@ -39,6 +39,7 @@ DESIGN_OPERATIONS = {
     ("get", "/v1/subjects/{id}/export"),
     ("post", "/v1/subjects/{id}/disclosures"),
     ("delete", "/v1/subjects/{id}"),
+    ("put", "/v1/subjects/{id}/hold"),
     ("put", "/v1/subjects/{id}/consents/{purpose}"),
     ("post", "/v1/break-glass"),
     ("get", "/v1/approvals"),

@@ -72,6 +72,7 @@ GRANTS: dict[str, list[tuple[str, set[str], set[str]]]] = {
         ("shred", ANY, SAR_LC),
         ("attributes", ANY, SAR_LC),
         ("restrict", ANY, SAR_LC),
+        ("hold", ANY, {"legal_compliance"}),
         ("consent_write", ANY, ALL_PURPOSES),
         ("transfers", ANY, {NO_PURPOSE}),
     ],
@@ -86,6 +87,7 @@ SUBJECT_WIDE = {
     "consent_write",
     "attributes",
     "restrict",
+    "hold",
     "break_glass",
     "transfers",
     "audit_read",
@@ -134,10 +136,10 @@ def test_every_role_field_action_purpose(engine: PolicyEngine) -> None:
                 assert got.rule and got.rule.endswith("allow")
     assert mismatches == []
     field_level = (len(ACTIONS) - len(SUBJECT_WIDE)) * len(FIELDS) * len(ALL_PURPOSES)
-    # export, disclose, shred, consent_write, attributes, restrict, break_glass;
+    # export, disclose, shred, consent_write, attributes, restrict, hold, break_glass;
     # transfers, audit_read, admin
-    subject_wide = 7 * len(ALL_PURPOSES) + 3
-    assert checked == len(GRANTS) * (field_level + subject_wide) == 18738
+    subject_wide = 8 * len(ALL_PURPOSES) + 3
+    assert checked == len(GRANTS) * (field_level + subject_wide) == 18837
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ VaultErrorCode = Literal[
     "subject_damaged",
     "minor_flag_conflicts",
     "region_unavailable",
+    "legal_hold",
 ]
 
 
@@ -63,6 +64,12 @@ class SubjectShredded(VaultError):
     """The subject is shredded, or being shredded: no plaintext, ever."""
 
     code: ClassVar[VaultErrorCode] = "shredded"
+
+
+class SubjectOnHold(VaultError):
+    """A legal hold is in force (policy §4): no shred and no retention purge until lifted."""
+
+    code: ClassVar[VaultErrorCode] = "legal_hold"
 
 
 class SubjectDamaged(VaultError):

@@ -7,6 +7,7 @@ maintenance tick runs it (``access/runtime.py`` audits what it removed), as does
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 
@@ -33,15 +34,23 @@ def overdue_count(tx: Transactions, now: dt.datetime | None = None) -> int:
 
 
 def purge_expired(
-    tx: Transactions, now: dt.datetime | None = None, *, limit: int = PURGE_BATCH
+    tx: Transactions,
+    now: dt.datetime | None = None,
+    *,
+    limit: int = PURGE_BATCH,
+    held: Collection[str] = (),
 ) -> list[tuple[str, str]]:
-    """Delete up to ``limit`` values whose ``retain_until`` has passed; returns which
-    (subject id, field) pairs were removed, for the audit event."""
+    """Delete up to ``limit`` values whose ``retain_until`` has passed, except those of
+    subjects under a legal hold (``held``); returns which (subject id, field) pairs were
+    removed, for the audit event."""
     now = now or utcnow()
+    where = [~live_values(now)]
+    if held:
+        where.append(FieldValue.subject_id.not_in(sorted(held)))
     with tx.begin() as session:
         rows = session.execute(
             select(FieldValue.subject_id, FieldValue.field)
-            .where(~live_values(now))
+            .where(*where)
             .order_by(FieldValue.subject_id, FieldValue.field)
             .limit(limit)
         ).all()

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, update
 
 from keys.provider import Signer, SubjectKeys
 from vault.datakeys import DataKeyManager
-from vault.errors import KeyProviderUnavailable, ShredPending, SubjectShredded
+from vault.errors import KeyProviderUnavailable, ShredPending, SubjectOnHold, SubjectShredded
 from vault.models import (
     STATUS_SHREDDED,
     STATUS_SHREDDING,
@@ -61,6 +61,7 @@ class Shredder:
         *,
         on_shredded: ShredListener | None = None,
         ledger: ShredLedger | None = None,
+        held: Callable[[str], bool] | None = None,
     ) -> None:
         """``ledger``: where shreds are published (the runtime always gives one; without it,
         as in unit tests of the protocol, a ``shredding`` row counts as decided)."""
@@ -70,12 +71,15 @@ class Shredder:
         self.signer = signer
         self.on_shredded = on_shredded
         self.ledger = ledger
+        self.held = held  # a legal hold in force (access/holds.py): no shred
 
     def shred(self, subject_id: str) -> DeletionReceipt:
         """Crypto-shred a subject. Idempotent: a repeat returns the same receipt."""
         with self.tx.begin(read_only=True) as session:
             found = FieldStore.subject(session, subject_id)
             sid, undone = found.id, found.status != STATUS_SHREDDED
+        if undone and found.status != STATUS_SHREDDING and self.held is not None and self.held(sid):
+            raise SubjectOnHold("a legal hold is in force: the subject is not shredded")
         if undone and self.ledger is not None:
             self.ledger.publish(sid)  # first: Vault down means 503 and nothing changed
         return self._mark_and_finish(sid)

@@ -19,7 +19,9 @@ from access.transfers import TransferBases
 # Erasing data, and recording a consent, a restriction or a corrected minor status or
 # region, send none of the subject's personal data anywhere: they are how the subject's
 # rights are carried out, wherever the privacy office sits.
-EXEMPT_ACTIONS = frozenset({"shred", "consent_write", "restrict", "attributes", "break_glass"})
+EXEMPT_ACTIONS = frozenset(
+    {"shred", "consent_write", "restrict", "attributes", "break_glass", "hold"}
+)
 
 
 class TransferCondition:

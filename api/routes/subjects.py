@@ -1,4 +1,5 @@
-"""/v1/subjects: create, correct, masked view, reveal, biometric match, export, shred."""
+"""/v1/subjects: create, correct, masked view, reveal, biometric match, export, legal hold,
+shred."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from access.purposes import Justification
 from api.context import caller, runtime
+from api.hold_models import HoldBody, HoldResponse
 from api.models import (
     AttributesBody,
     AttributesResponse,
@@ -98,6 +100,20 @@ def restrict(path: SubjectPath, body: RestrictionBody) -> dict[str, Any]:
         justification_in(body.justification),
     )
     return {"subject_id": path.id, "restrictions": history}
+
+
+@bp.put("/<id>/hold", responses={200: HoldResponse})
+def legal_hold(path: SubjectPath, body: HoldBody) -> dict[str, Any]:
+    """The privacy office places or lifts a legal hold (policy §4): while held, no shred
+    and no retention purge (409 ``legal_hold``)."""
+    history = runtime().guard.hold(
+        caller(),
+        path.id,
+        held=body.held,
+        reference=body.reference,
+        justification=justification_in(body.justification),
+    )
+    return {"subject_id": path.id, "held": history[-1]["kind"] == "hold", "legal_holds": history}
 
 
 def _lifecycle(path: SubjectPath, body: LifecycleBody, kind: str) -> dict[str, Any]:
