@@ -623,8 +623,9 @@ class GuardedVault(BatchGuard):
             if not (hide and event["action"] == "disclose")
         ]
 
-    def _export_data(self, subject_id: str, *, own: bool) -> dict[str, Any]:
-        data = self.vault.export(subject_id)
+    def _export_data(self, subject_id: str, *, own: bool, legal: bool = False) -> dict[str, Any]:
+        """``legal``: for legal_compliance, with the prior versions a legal floor keeps."""
+        data = self.vault.export(subject_id, prior_versions=legal)
         data["consents"] = self.consents.of(subject_id)
         if self.decider.restrictions is not None:
             data["restrictions"] = self.decider.restrictions.of(subject_id)
@@ -658,7 +659,7 @@ class GuardedVault(BatchGuard):
         """All of the subject's data, consents, restrictions, disclosures they may be told
         of, transfers and access history (policy §5)."""
         sid = self._exportable(caller, subject_id, purpose, justification)
-        return self._export_data(sid, own=purpose == SUBJECT_ACCESS)
+        return self._export_data(sid, own=purpose == SUBJECT_ACCESS, legal=purpose == LEGAL)
 
     def disclose(
         self,
@@ -679,7 +680,7 @@ class GuardedVault(BatchGuard):
         self.disclosures.check(authority, instrument, reference, withhold_days)
         sid = self._exportable(caller, subject_id, LEGAL, justification, action="disclose")
         assert justification is not None  # the purpose demands one: decided above
-        data = self._export_data(sid, own=False)
+        data = self._export_data(sid, own=False, legal=True)
         record = self.disclosures.record(
             sid,
             authority=authority,

@@ -134,6 +134,8 @@ class Runtime:
             by_subject: dict[str, list[str]] = {}
             for subject_id, name in pairs:
                 by_subject.setdefault(subject_id, []).append(name)
+            prior = sum(1 for _, name in pairs if name.endswith("@prior"))
+            counts = {"removed": len(pairs) - prior, "prior_versions_removed": prior}
             self.audit.append(
                 batch(
                     Caller(actor, "retention"),
@@ -141,8 +143,8 @@ class Runtime:
                     "-",
                     verdict="completed",
                     subject_ids=list(by_subject),
-                    fields=sorted({name for _, name in pairs}),
-                    items={"*": {"removed": len(pairs), "by_subject": by_subject}},
+                    fields=sorted({name.removesuffix("@prior") for _, name in pairs}),
+                    items={"*": {**counts, "by_subject": by_subject}},
                     justification=None,
                 )
             )

@@ -14,7 +14,7 @@ import datetime as dt
 
 from sqlalchemy import text
 
-from tests.api_support import Api
+from tests.api_support import JUST, Api
 
 DEVICE = "Pixel 9 Pro Fold"  # device_model: kept 3 years (fields.toml)
 
@@ -96,3 +96,64 @@ def test_an_expired_value_is_returned_by_no_read_and_purged_with_an_audit(api: A
     assert item["error"]["code"] == "not_found"  # type: ignore[index]
     api.runtime.maintenance.run_once()
     assert len(api.runtime.audit.events(action="retention_purge", limit=10)) == 1  # nothing new
+
+
+ORDER = "order 8812: 2 umbrellas, 39.80 EUR, paid 2026-11-30"
+FIXED = "order 8812: 2 umbrellas, 35.80 EUR (discount), paid 2026-11-30"
+
+
+def _order(api: Api, sid: str, record: str) -> None:
+    r = api.client.patch(
+        f"/v1/subjects/{sid}/fields",
+        headers=api.h("checkout-service"),
+        json={"purpose": "order_fulfillment", "fields": {"transaction_record": record}},
+    )
+    assert r.status_code == 200, r.json
+
+
+def _export(api: Api, sid: str, purpose: str) -> dict[str, object]:
+    query = {"purpose": purpose, **(JUST if purpose == "legal_compliance" else {})}
+    r = api.client.get(
+        f"/v1/subjects/{sid}/export", headers=api.h("privacy-officer"), query_string=query
+    )
+    assert r.status_code == 200, r.json
+    return dict(r.json)
+
+
+def test_a_correction_keeps_the_prior_record_to_its_floor_and_does_not_restart_the_clock(
+    api: Api,
+) -> None:
+    """Reported: retain_until was reset by every write, and a correction destroyed the
+    previous order record that e-commerce law requires to be kept 3 years."""
+    sid, _ = api.register()
+    _order(api, sid, ORDER)
+    before = _export(api, sid, "subject_access_request")["fields"]["transaction_record"]  # type: ignore[index]
+    _order(api, sid, FIXED)
+    after = _export(api, sid, "subject_access_request")
+    record = after["fields"]["transaction_record"]  # type: ignore[index]
+    assert record["value"] == FIXED
+    assert record["retain_until"] == before["retain_until"]  # the clock runs from the order
+    assert "prior_versions" not in after and ORDER not in str(after)  # the office's only
+
+    legal = _export(api, sid, "legal_compliance")
+    (prior,) = legal["prior_versions"]  # type: ignore[misc]
+    assert prior["field"] == "transaction_record" and prior["value"] == ORDER
+    assert prior["kept_until"][:4] == str(int(prior["written_at"][:4]) + 3)
+    with api.database.engine.connect() as conn:
+        raw = repr(conn.execute(text("SELECT * FROM field_versions")).all())
+    assert "umbrellas" not in raw  # encrypted under the subject's data key
+
+    with api.database.engine.begin() as conn:  # three years on
+        conn.execute(
+            text("UPDATE field_versions SET keep_until = :t WHERE subject_id = :s"),
+            {"t": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1), "s": sid},
+        )
+    assert "prior_versions" in _export(api, sid, "legal_compliance")
+    assert _export(api, sid, "legal_compliance")["prior_versions"] == []  # past: not read
+    api.runtime.maintenance.run_once()
+    (event,) = api.runtime.audit.events(action="retention_purge", limit=5)
+    assert event["outcome"]["*"]["prior_versions_removed"] == 1
+    assert event["fields"] == ["transaction_record"] and event["subject_ids"] == [sid]
+    with api.database.engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM field_versions")).scalar_one()
+    assert left == 0

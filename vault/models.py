@@ -116,6 +116,24 @@ class DataKeyRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class FieldVersion(Base):
+    """A value replaced by a correction while its field's legal floor still runs (policy
+    §4): the old ciphertext under its own data key, kept until ``keep_until``."""
+
+    __tablename__ = "field_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    dek_id: Mapped[str] = mapped_column(ForeignKey("data_keys.id"), index=True)
+    written_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    superseded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    keep_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class FieldValue(Base):
     """One encrypted field value (format in vault/crypto.py)."""
 

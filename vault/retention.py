@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 
-from vault.models import BlindIndex, FieldValue, Token, utcnow
+from vault.models import BlindIndex, FieldValue, FieldVersion, Token, utcnow
 from vault.transactions import Transactions
 
 PURGE_BATCH = 1000  # values per transaction: a backlog is worked off tick by tick
@@ -40,9 +40,10 @@ def purge_expired(
     limit: int = PURGE_BATCH,
     held: Collection[str] = (),
 ) -> list[tuple[str, str]]:
-    """Delete up to ``limit`` values whose ``retain_until`` has passed, except those of
-    subjects under a legal hold (``held``); returns which (subject id, field) pairs were
-    removed, for the audit event."""
+    """Delete up to ``limit`` values whose ``retain_until`` has passed, and prior versions
+    whose floor has, except those of subjects under a legal hold (``held``); returns which
+    (subject id, field) pairs were removed, for the audit event (``<field>@prior`` for a
+    prior version)."""
     now = now or utcnow()
     where = [~live_values(now)]
     if held:
@@ -59,4 +60,19 @@ def purge_expired(
                 session.execute(
                     delete(model).where(model.subject_id == subject_id, model.field == name)
                 )
-        return [(str(s), str(f)) for s, f in rows]
+        gone = [(str(s), str(f)) for s, f in rows]
+        # Prior versions kept for a legal floor, once the floor has passed.
+        version_where = [FieldVersion.keep_until <= now]
+        if held:
+            version_where.append(FieldVersion.subject_id.not_in(sorted(held)))
+        versions = session.execute(
+            select(FieldVersion.id, FieldVersion.subject_id, FieldVersion.field)
+            .where(*version_where)
+            .order_by(FieldVersion.id)
+            .limit(limit)
+        ).all()
+        if versions:
+            session.execute(
+                delete(FieldVersion).where(FieldVersion.id.in_([v[0] for v in versions]))
+            )
+        return gone + [(str(v[1]), f"{v[2]}@prior") for v in versions]

@@ -70,6 +70,9 @@ class FieldSpec:
     # Sensitive personal information (PIPL art. 28, GDPR art. 9): a separate consent
     # ``sensitive:<category>`` is needed to write or read it (access/conditions/sensitive.py).
     sensitive: bool = False
+    # A legal minimum (e.g. e-commerce law: transaction records 3 years): a correction keeps
+    # the prior version, and a shred keeps the value, until this much after it was written.
+    floor: Retention | None = None
 
     @property
     def title(self) -> str:
@@ -177,7 +180,7 @@ class Schema:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
                 raise ConfigError(f"{where}: bad field name {name!r}")
             missing = required - raw.keys()
-            extra = raw.keys() - required - {"label", "sensitive"}  # optional
+            extra = raw.keys() - required - {"label", "sensitive", "retention_floor"}  # optional
             if missing or extra:
                 raise ConfigError(
                     f"{where}: fields.{name}: missing {sorted(missing)}, unknown {sorted(extra)}"
@@ -214,6 +217,16 @@ class Schema:
                 raise ConfigError(
                     f"{where}: fields.{name}: retention must be 'account' or like 'P3Y'"
                 ) from exc
+            floor = None
+            if "retention_floor" in raw:
+                try:
+                    floor = Retention.parse(str(raw["retention_floor"]))
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{where}: fields.{name}: retention_floor must be like 'P3Y'"
+                    ) from exc
+                if floor.until_account_deletion:
+                    raise ConfigError(f"{where}: fields.{name}: retention_floor must be a period")
             fields[name] = FieldSpec(
                 name=name,
                 category=str(raw["category"]),
@@ -226,5 +239,6 @@ class Schema:
                 retention=retention,
                 label=str(raw.get("label") or "")[:64],
                 sensitive=bool(raw.get("sensitive", False)),
+                floor=floor,
             )
         return cls({str(k): str(v) for k, v in categories.items()}, fields)

@@ -577,8 +577,10 @@ class VaultService:
                 )
             )
 
-    def export(self, subject_id: str) -> dict[str, Any]:
-        """Everything held about the subject (policy §5 access right), binary as base64."""
+    def export(self, subject_id: str, *, prior_versions: bool = False) -> dict[str, Any]:
+        """Everything held about the subject (policy §5 access right), binary as base64.
+        ``prior_versions``: also the values corrections replaced while their legal floor
+        runs (§4; for ``legal_compliance`` only, which the guard decides)."""
         with self.keyed(read_only=True) as session:
             subject = self.store.readable_subject(session, subject_id)
             tokens = self.store.token_map(session, subject.id)
@@ -595,7 +597,7 @@ class VaultService:
                     "updated_at": iso(row.updated_at),
                     "retain_until": iso(row.retain_until),
                 }
-            return {
+            out: dict[str, Any] = {
                 "subject_id": subject.id,
                 "external_id": self.store.external_id(session, subject),
                 "region": subject.region,
@@ -605,6 +607,22 @@ class VaultService:
                 "updated_at": iso(subject.updated_at),
                 "fields": fields,
             }
+            if prior_versions:
+                out["prior_versions"] = [
+                    {
+                        "field": row.field,
+                        "value": self._exported(row.field, plaintext),
+                        "written_at": iso(row.written_at),
+                        "superseded_at": iso(row.superseded_at),
+                        "kept_until": iso(row.keep_until),
+                    }
+                    for row, plaintext in self.store.prior_versions(session, subject)
+                ]
+            return out
+
+    def _exported(self, name: str, plaintext: bytes) -> str:
+        binary = self.schema[name].type == "binary"
+        return base64.b64encode(plaintext).decode() if binary else plaintext.decode()
 
     def status(self, subject_id: str) -> str:
         with self.tx.begin(read_only=True) as session:

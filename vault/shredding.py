@@ -30,6 +30,7 @@ from vault.models import (
     BlindIndex,
     DataKeyRecord,
     FieldValue,
+    FieldVersion,
     ShredLogEntry,
     Subject,
     Token,
@@ -201,7 +202,7 @@ class Shredder:
             ) from exc
         with self.tx.begin() as session:
             subject = FieldStore.subject(session, subject_id, lock="update")
-            for model in (BlindIndex, Token, FieldValue, DataKeyRecord):
+            for model in (BlindIndex, Token, FieldValue, FieldVersion, DataKeyRecord):
                 session.execute(delete(model).where(model.subject_id == subject_id))
             subject.status = STATUS_SHREDDED
             subject.shredded_at = utcnow()

@@ -26,6 +26,7 @@ from vault.models import (
     BlindIndex,
     DataKeyRecord,
     FieldValue,
+    FieldVersion,
     IndexState,
     Subject,
     Token,
@@ -231,11 +232,24 @@ class FieldStore:
             row = None if new_subject else session.get(FieldValue, (subject.id, name))
             if row is None:
                 row = FieldValue(subject_id=subject.id, field=name, created_at=now)
+                row.retain_until = spec.retention.expires(now)  # from the first write only
                 session.add(row)
+            elif spec.floor is not None:  # a correction keeps the old value to its floor
+                written = row.updated_at
+                session.add(
+                    FieldVersion(
+                        subject_id=subject.id,
+                        field=name,
+                        ciphertext=row.ciphertext,
+                        dek_id=row.dek_id,
+                        written_at=written,
+                        superseded_at=now,
+                        keep_until=spec.floor.expires(written),
+                    )
+                )
             row.ciphertext = encrypt_field(dek, kid, sid, name, plaintext)
             row.dek_id = record.id
             row.updated_at = now
-            row.retain_until = spec.retention.expires(now)
             session.add(
                 Token(token=tokens[name], subject_id=subject.id, field=name, created_at=now)
             )
@@ -282,7 +296,7 @@ class FieldStore:
                 digests.append(old)
         return out
 
-    def decrypt(self, session: Session, subject_id: str, row: FieldValue) -> bytes:
+    def decrypt(self, session: Session, subject_id: str, row: FieldValue | FieldVersion) -> bytes:
         record = session.get(DataKeyRecord, row.dek_id)
         if record is None:
             raise DecryptionError()
@@ -332,6 +346,18 @@ class FieldStore:
             )
         ).all()
         return {(r[0], r[1]) for r in rows if (r[0], r[1]) in pairs}
+
+    def prior_versions(
+        self, session: Session, subject: Subject
+    ) -> list[tuple[FieldVersion, bytes]]:
+        """Values replaced while under their legal floor, oldest first, decrypted (for
+        ``legal_compliance`` only: the caller decides)."""
+        rows = session.scalars(
+            select(FieldVersion)
+            .where(FieldVersion.subject_id == subject.id, FieldVersion.keep_until > utcnow())
+            .order_by(FieldVersion.field, FieldVersion.id)
+        ).all()
+        return [(row, self.decrypt(session, subject.id, row)) for row in rows]
 
     def prefetch(
         self, session: Session, pairs: Collection[tuple[str, str]]
