@@ -51,7 +51,7 @@ from access.transfers import recipients_of, transfer_notes
 from access.usage import UsageBudgets
 from vault.attributes import Attributes, SubjectAttributes
 from vault.errors import SubjectNotFound, SubjectOnHold, SubjectShredded, ValidationError
-from vault.models import STATUS_ACTIVE
+from vault.models import STATUS_ACTIVE, STATUS_HELD
 from vault.receipts import DeletionReceipt
 from vault.results import CreatedSubject, SubjectInfo, SubjectView
 from vault.schema import Value
@@ -155,6 +155,7 @@ class GuardedVault(BatchGuard):
         justification: Justification | None = None,
         *,
         active: bool = True,
+        held_ok: bool = False,
     ) -> SubjectInfo:
         """The subject, looked up only after the policy says the caller may do something to it.
 
@@ -181,7 +182,7 @@ class GuardedVault(BatchGuard):
                 probe(caller, actions[0], purpose, subject_id, "not_found", justification)
             )
             raise
-        if active and info.status != STATUS_ACTIVE:
+        if active and info.status != STATUS_ACTIVE and not (held_ok and info.status == STATUS_HELD):
             self.audit.append(
                 probe(caller, actions[0], purpose, subject_id, "shredded", justification)
             )
@@ -200,9 +201,16 @@ class GuardedVault(BatchGuard):
         )
 
     def _facts(
-        self, caller: Caller, subject_id: str, action: str, purpose: str, fields: Sequence[str]
+        self,
+        caller: Caller,
+        subject_id: str,
+        action: str,
+        purpose: str,
+        fields: Sequence[str],
+        *,
+        held_ok: bool = False,
     ) -> SubjectFacts:
-        info = self._locate(caller, subject_id, [action], purpose, fields)
+        info = self._locate(caller, subject_id, [action], purpose, fields, held_ok=held_ok)
         return SubjectFacts(info.subject_id, info.is_minor, info.region)
 
     def _decide_and_record(
@@ -608,8 +616,11 @@ class GuardedVault(BatchGuard):
         justification: Justification | None = None,
         action: str = "export",
     ) -> str:
-        """The subject's id once an export (or a part of one) is decided and audited."""
-        facts = self._facts(caller, subject_id, action, purpose, [WHOLE_SUBJECT])
+        """The subject's id once an export (or a part of one) is decided and audited. For
+        ``legal_compliance`` also a held subject (records a retention floor keeps)."""
+        facts = self._facts(
+            caller, subject_id, action, purpose, [WHOLE_SUBJECT], held_ok=purpose == LEGAL
+        )
         self._decide_and_record(caller, [WHOLE_SUBJECT], action, purpose, facts, justification)
         return facts.subject_id
 
@@ -625,7 +636,7 @@ class GuardedVault(BatchGuard):
 
     def _export_data(self, subject_id: str, *, own: bool, legal: bool = False) -> dict[str, Any]:
         """``legal``: for legal_compliance, with the prior versions a legal floor keeps."""
-        data = self.vault.export(subject_id, prior_versions=legal)
+        data = self.vault.export(subject_id, prior_versions=legal, allow_held=legal)
         data["consents"] = self.consents.of(subject_id)
         if self.decider.restrictions is not None:
             data["restrictions"] = self.decider.restrictions.of(subject_id)

@@ -73,6 +73,7 @@ from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
 from vault.db import make_engine, private_directory
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable, ServiceUnavailable
+from vault.floors import Floors
 from vault.maintenance import Maintenance
 from vault.minors import Majority
 from vault.reconcile import Reconciler
@@ -150,6 +151,26 @@ class Runtime:
             )
             removed += len(pairs)
         return removed
+
+    def release_floors(self) -> None:
+        """Policy §4: a held subject whose last floor has passed is shredded (its key, the
+        hold key, goes); the second receipt is audited with the shredded subject's id."""
+        for held in Floors(self.vault).due():
+            receipt = self.shredder.shred(held.hold_id, release=True)
+            self.audit.append(
+                batch(
+                    Caller("maintenance", "retention"),
+                    "retention_release",
+                    "-",
+                    verdict="completed",
+                    subject_ids=[held.subject_id, held.hold_id],
+                    fields=list(held.fields),
+                    items={"*": {"hold_id": held.hold_id, "receipt": receipt.to_dict()}},
+                    justification=None,
+                )
+            )
+            self.shredder.completion_audited([held.hold_id])
+            Floors(self.vault).released(held.hold_id)
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
@@ -304,8 +325,16 @@ def compose(
 
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
+    floors = Floors(vault)
     shredder = Shredder(
-        vault.tx, keys, vault.datakeys, keys, on_shredded=forget, ledger=ledger, held=holds.held
+        vault.tx,
+        keys,
+        vault.datakeys,
+        keys,
+        on_shredded=forget,
+        ledger=ledger,
+        held=holds.held,
+        floors=floors,
     )
     limit, window = lookup_budget
     budget = LookupBudget(vault.tx, limit=limit, window=window)
@@ -380,6 +409,7 @@ def compose(
         runtime.purge_expired()  # §4: one batch a tick, no cron needed
 
     runtime.maintenance.add("retention", purge_retention)
+    runtime.maintenance.add("retention_floors", runtime.release_floors)
     return runtime
 
 

@@ -282,6 +282,7 @@ class ReceiptModel(BaseModel):
     key_provider: str
     subject_key_destroyed: bool
     data_deleted: bool
+    held: dict[str, Any] | None = None  # what a legal retention floor kept (§4)
     signature: str
     public_key: str
 

@@ -29,7 +29,7 @@ def test_migrations_match_models(database: Database) -> None:
 def test_migrate_is_idempotent(database: Database) -> None:
     migrate(database.engine)
     with database.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
         assert set(inspect(conn).get_table_names()) >= {
             "subjects",
             "data_keys",

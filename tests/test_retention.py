@@ -15,6 +15,7 @@ import datetime as dt
 from sqlalchemy import text
 
 from tests.api_support import JUST, Api
+from vault.receipts import verify_receipt
 
 DEVICE = "Pixel 9 Pro Fold"  # device_model: kept 3 years (fields.toml)
 
@@ -157,3 +158,82 @@ def test_a_correction_keeps_the_prior_record_to_its_floor_and_does_not_restart_t
     with api.database.engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM field_versions")).scalar_one()
     assert left == 0
+
+
+def test_a_shred_keeps_records_under_a_floor_under_a_hold_key_until_it_passes(api: Api) -> None:
+    """Reported: a shred destroyed transaction records e-commerce law requires to be kept
+    3 years. Now everything else goes at once; the order records stay under a key of their
+    own (named in the receipt) and go, with a second receipt, when the floor passes."""
+    sid, tokens = api.register()
+    _order(api, sid, ORDER)
+    _order(api, sid, FIXED)
+    r = api.client.delete(
+        f"/v1/subjects/{sid}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "legal_compliance", **JUST},
+    )
+    assert r.status_code == 200, r.json
+    receipt = r.json["receipt"]
+    held = receipt["held"]
+    assert held["fields"] == ["transaction_record"] and held["until"][:4] == str(
+        dt.datetime.now(dt.UTC).year + 3
+    )
+    public = api.runtime.backend.signing_public_key()
+    assert verify_receipt(receipt, public) and api.runtime.shredder.confirm(receipt)
+    forged = {**receipt, "held": {**held, "until": "2099-01-01T00:00:00Z"}}
+    assert not verify_receipt(forged, public)  # what was kept is signed too
+    hold_id = held["hold_id"]
+
+    # Everything of the subject is gone; its email token resolves no more.
+    r = api.client.post(
+        "/v1/detokenize",
+        headers=api.h("registration-service"),
+        json={"purpose": "account_registration", "tokens": [tokens["email"]]},
+    )
+    assert r.json["results"][0]["error"]["code"] in ("not_found", "shredded")
+    assert not api.runtime.backend.subject_key_exists(sid)
+    with api.database.engine.connect() as conn:
+        raw = repr(conn.execute(text("SELECT * FROM field_values")).all())
+        raw += repr(conn.execute(text("SELECT * FROM field_versions")).all())
+    assert "umbrellas" not in raw
+
+    # The held records: for legal_compliance only, never for anyone else, never shredded early.
+    legal = _export(api, hold_id, "legal_compliance")
+    assert legal["status"] == "held"
+    assert legal["fields"]["transaction_record"]["value"] == FIXED  # type: ignore[index]
+    assert [v["value"] for v in legal["prior_versions"]] == [ORDER]  # type: ignore[union-attr]
+    sar = api.client.get(
+        f"/v1/subjects/{hold_id}/export",
+        headers=api.h("privacy-officer"),
+        query_string={"purpose": "subject_access_request"},
+    )
+    assert sar.status_code in (404, 410)
+    early = api.client.delete(
+        f"/v1/subjects/{hold_id}",
+        headers=api.h("privacy-officer"),
+        json={"purpose": "legal_compliance", **JUST},
+    )
+    assert early.status_code == 409 and early.json["code"] == "legal_hold"
+    api.runtime.maintenance.run_once()
+    assert api.runtime.backend.subject_key_exists(hold_id)  # not due: kept
+
+    # Three years on: the tick shreds the held subject and audits the second receipt.
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with api.database.engine.begin() as conn:
+        conn.execute(text("UPDATE retention_holds SET until = :t"), {"t": past})
+        conn.execute(
+            text("UPDATE field_values SET retain_until = :t WHERE subject_id = :h"),
+            {"t": past, "h": hold_id},
+        )
+        conn.execute(
+            text("UPDATE field_versions SET keep_until = :t WHERE subject_id = :h"),
+            {"t": past, "h": hold_id},
+        )
+    api.runtime.maintenance.run_once()
+    assert not api.runtime.backend.subject_key_exists(hold_id)
+    (event,) = api.runtime.audit.events(action="retention_release", limit=5)
+    assert event["subject_ids"] == [sid, hold_id]
+    second = event["outcome"]["*"]["receipt"]
+    assert second["subject_id"] == hold_id and verify_receipt(second, public)
+    api.runtime.maintenance.run_once()
+    assert len(api.runtime.audit.events(action="retention_release", limit=5)) == 1  # once

@@ -48,15 +48,19 @@ def test_shred_destroys_key_data_and_tokens(
         service.put_fields(alice.subject_id, {"email": "again@example.com"})
     assert service.lookup("email", ALICE["email"]) == []
 
-    # Only a tombstone is left: id, status, timestamps.
+    # Only a tombstone is left: id, status, timestamps — and, apart, the transaction record
+    # e-commerce law keeps 3 years (policy §4 floor), under a held subject with its own key
+    # and no token, named by the receipt.
+    assert receipt.held is not None and receipt.held["fields"] == ["transaction_record"]
     counts = row_counts(database.engine)
     assert counts == {
-        "subjects": 2,
-        "data_keys": 1,
-        "field_values": 1,
+        "subjects": 3,
+        "data_keys": 2,
+        "field_values": 2,
         "tokens": 1,
         "blind_index": 1,
     }
+    assert service.status(receipt.held["hold_id"]) == "held"
     with database.engine.connect() as conn:
         tomb = conn.execute(select(Subject).where(Subject.id == alice.subject_id)).one()
     assert tomb.external_id is None and tomb.region is None and tomb.shredded_at is not None

@@ -36,6 +36,9 @@ STATUS_SHREDDED: Final[SubjectStatus] = "shredded"
 # The subject key is gone but the subject was never shredded (found by `pii-vault
 # reconcile` or by a read): its data is lost, which is reported, never passed off as erasure.
 STATUS_DAMAGED: Final[SubjectStatus] = "damaged"
+# Records a legal floor keeps after their subject's shred, under a key of their own
+# (vault/floors.py): readable for legal_compliance only, shredded when the floor passes.
+STATUS_HELD: Final[SubjectStatus] = "held"
 
 
 def utcnow() -> dt.datetime:
@@ -114,6 +117,20 @@ class DataKeyRecord(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     encryptions: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RetentionHold(Base):
+    """The records a shred could not yet destroy (policy §4 floors): kept as the held
+    subject ``hold_id`` (own key, status ``held``) until ``until``, then shredded."""
+
+    __tablename__ = "retention_holds"
+
+    hold_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)  # the shredded subject
+    fields: Mapped[str] = mapped_column(Text)  # comma-separated, sorted
+    until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class FieldVersion(Base):

@@ -29,10 +29,12 @@ class DeletionReceipt:
     key_provider: str
     signature: str  # base64 Ed25519 over payload()
     public_key: str  # base64 raw Ed25519 public key
+    # What a legal retention floor kept (policy §4): the held subject, fields, end date.
+    held: Mapping[str, Any] | None = None
 
     def payload(self) -> bytes:
         return receipt_payload(
-            self.subject_id, self.requested_at, self.shredded_at, self.key_provider
+            self.subject_id, self.requested_at, self.shredded_at, self.key_provider, self.held
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,14 +47,22 @@ class DeletionReceipt:
             "key_provider": self.key_provider,
             "subject_key_destroyed": True,
             "data_deleted": True,
+            **({"held": dict(self.held)} if self.held else {}),
             "signature": self.signature,
             "public_key": self.public_key,
         }
 
 
-def receipt_payload(subject_id: str, requested_at: str, shredded_at: str, provider: str) -> bytes:
-    """Canonical JSON (sorted keys, no spaces): the exact bytes that are signed."""
-    body = {
+def receipt_payload(
+    subject_id: str,
+    requested_at: str,
+    shredded_at: str,
+    provider: str,
+    held: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Canonical JSON (sorted keys, no spaces): the exact bytes that are signed. ``held``
+    (what a retention floor kept) is signed too, and only present when something was."""
+    body: dict[str, Any] = {
         "type": RECEIPT_TYPE,
         "version": 1,
         "subject_id": subject_id,
@@ -62,6 +72,8 @@ def receipt_payload(subject_id: str, requested_at: str, shredded_at: str, provid
         "subject_key_destroyed": True,
         "data_deleted": True,
     }
+    if held:
+        body["held"] = dict(held)
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -78,6 +90,7 @@ def verify_receipt(receipt: Mapping[str, Any], public_key: bytes) -> bool:
             str(receipt["requested_at"]),
             str(receipt["shredded_at"]),
             str(receipt["key_provider"]),
+            receipt.get("held") or None,
         )
         signature = base64.b64decode(str(receipt["signature"]), validate=True)
     except (KeyError, binascii.Error, ValueError):

@@ -13,7 +13,7 @@ from typing import Literal
 
 from vault.schema import Value
 
-SubjectStatus = Literal["active", "shredding", "shredded", "damaged"]
+SubjectStatus = Literal["active", "shredding", "shredded", "damaged", "held"]
 # Why a batch item has no result. The vault itself answers the first three; the
 # access layer adds the denial reasons (decisions are not the vault's business).
 ItemError = Literal[

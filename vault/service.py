@@ -51,6 +51,7 @@ from vault.minors import DATE_OF_BIRTH, Majority
 from vault.models import (
     STATUS_ACTIVE,
     STATUS_DAMAGED,
+    STATUS_HELD,
     BlindIndex,
     FieldValue,
     Subject,
@@ -577,12 +578,17 @@ class VaultService:
                 )
             )
 
-    def export(self, subject_id: str, *, prior_versions: bool = False) -> dict[str, Any]:
+    def export(
+        self, subject_id: str, *, prior_versions: bool = False, allow_held: bool = False
+    ) -> dict[str, Any]:
         """Everything held about the subject (policy §5 access right), binary as base64.
         ``prior_versions``: also the values corrections replaced while their legal floor
-        runs (§4; for ``legal_compliance`` only, which the guard decides)."""
+        runs (§4; for ``legal_compliance`` only, which the guard decides); ``allow_held``:
+        a held subject too (vault/floors.py; likewise)."""
         with self.keyed(read_only=True) as session:
-            subject = self.store.readable_subject(session, subject_id)
+            subject = self.store.subject(session, subject_id, lock="share")
+            if not (allow_held and subject.status == STATUS_HELD):
+                self.store.require_active(subject)
             tokens = self.store.token_map(session, subject.id)
             fields: dict[str, Any] = {}
             for name, (row, plaintext) in self.store.plain_fields(session, subject).items():

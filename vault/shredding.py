@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 
@@ -25,6 +25,8 @@ from keys.provider import Signer, SubjectKeys
 from vault.datakeys import DataKeyManager
 from vault.errors import KeyProviderUnavailable, ShredPending, SubjectOnHold, SubjectShredded
 from vault.models import (
+    STATUS_ACTIVE,
+    STATUS_HELD,
     STATUS_SHREDDED,
     STATUS_SHREDDING,
     BlindIndex,
@@ -45,6 +47,14 @@ from vault.transactions import Transactions, translating
 ShredListener = Callable[[str], None]
 
 
+class FloorKeeper(Protocol):
+    """What keeps records a legal floor still requires past a shred (vault/floors.py)."""
+
+    def keep(self, subject_id: str) -> object: ...
+
+    def held_info(self, subject_id: str) -> Mapping[str, Any] | None: ...
+
+
 @dataclass(frozen=True)
 class PendingShreds:
     completed: list[DeletionReceipt]
@@ -63,6 +73,7 @@ class Shredder:
         on_shredded: ShredListener | None = None,
         ledger: ShredLedger | None = None,
         held: Callable[[str], bool] | None = None,
+        floors: FloorKeeper | None = None,
     ) -> None:
         """``ledger``: where shreds are published (the runtime always gives one; without it,
         as in unit tests of the protocol, a ``shredding`` row counts as decided)."""
@@ -73,14 +84,23 @@ class Shredder:
         self.on_shredded = on_shredded
         self.ledger = ledger
         self.held = held  # a legal hold in force (access/holds.py): no shred
+        self.floors = floors  # records a retention floor keeps (vault/floors.py)
 
-    def shred(self, subject_id: str) -> DeletionReceipt:
-        """Crypto-shred a subject. Idempotent: a repeat returns the same receipt."""
+    def shred(self, subject_id: str, *, release: bool = False) -> DeletionReceipt:
+        """Crypto-shred a subject. Idempotent: a repeat returns the same receipt. Records a
+        legal floor still requires are kept first (``floors``); a held subject goes only
+        with ``release`` (its last floor passed: the maintenance tick)."""
         with self.tx.begin(read_only=True) as session:
             found = FieldStore.subject(session, subject_id)
-            sid, undone = found.id, found.status != STATUS_SHREDDED
-        if undone and found.status != STATUS_SHREDDING and self.held is not None and self.held(sid):
+            sid, status = found.id, found.status
+        undone = status != STATUS_SHREDDED
+        if status == STATUS_HELD and not release:
+            raise SubjectOnHold("records under a legal retention floor: shredded when it passes")
+        fresh = undone and status != STATUS_SHREDDING
+        if fresh and self.held is not None and self.held(sid):
             raise SubjectOnHold("a legal hold is in force: the subject is not shredded")
+        if fresh and status == STATUS_ACTIVE and self.floors is not None:
+            self.floors.keep(sid)  # before the key goes: what the law still requires
         if undone and self.ledger is not None:
             self.ledger.publish(sid)  # first: Vault down means 503 and nothing changed
         return self._mark_and_finish(sid)
@@ -163,7 +183,8 @@ class Shredder:
         requested, shredded = iso(subject.shred_requested_at), iso(subject.shredded_at)
         if requested is None or shredded is None:
             raise SubjectShredded("subject is not shredded")
-        payload = receipt_payload(subject.id, requested, shredded, self.signer.name)
+        held = self.floors.held_info(subject.id) if self.floors is not None else None
+        payload = receipt_payload(subject.id, requested, shredded, self.signer.name, held)
         with translating():
             signature = self.signer.sign(payload)
             public_key = self.signer.signing_public_key()
@@ -174,6 +195,7 @@ class Shredder:
             key_provider=self.signer.name,
             signature=base64.b64encode(signature).decode(),
             public_key=base64.b64encode(public_key).decode(),
+            held=held,
         )
 
     def confirm(self, receipt: Mapping[str, Any]) -> bool:

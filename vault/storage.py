@@ -1,7 +1,14 @@
-"""How values, tokens and blind-index entries are stored and read back, inside a transaction."""
+"""How values, tokens and blind-index entries are stored and read back, inside a transaction.
+
+Past 400 lines (about 465): ``FieldStore`` is the one place value rows are written and
+read — current values and the prior versions a retention floor keeps — so every query
+carries the same retention filter (``live_values``) and the same data-key handling;
+split, a reader could miss either.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, NamedTuple
@@ -64,6 +71,16 @@ def _item_error(status: str) -> VaultItemError | None:
     if status == STATUS_ACTIVE:
         return None
     return "subject_damaged" if status == STATUS_DAMAGED else "shredded"
+
+
+class Version(NamedTuple):
+    """A prior value as a held subject keeps it (vault/floors.py)."""
+
+    field: str
+    plaintext: bytes
+    written_at: dt.datetime
+    superseded_at: dt.datetime
+    keep_until: dt.datetime
 
 
 class Ready(NamedTuple):
@@ -346,6 +363,27 @@ class FieldStore:
             )
         ).all()
         return {(r[0], r[1]) for r in rows if (r[0], r[1]) in pairs}
+
+    def keep_versions(
+        self, session: Session, subject: Subject, versions: Sequence[Version]
+    ) -> None:
+        """Prior versions re-encrypted under ``subject``'s data key (a held subject's)."""
+        if not versions:
+            return
+        record, dek = self.datakeys.for_encryption(session, subject.id, len(versions))
+        sid, kid = uuid.UUID(subject.id), uuid.UUID(record.id)
+        for v in versions:
+            session.add(
+                FieldVersion(
+                    subject_id=subject.id,
+                    field=v.field,
+                    ciphertext=encrypt_field(dek, kid, sid, v.field, v.plaintext),
+                    dek_id=record.id,
+                    written_at=v.written_at,
+                    superseded_at=v.superseded_at,
+                    keep_until=v.keep_until,
+                )
+            )
 
     def prior_versions(
         self, session: Session, subject: Subject
