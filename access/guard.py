@@ -49,6 +49,7 @@ from access.purposes import Justification
 from access.tickets import TicketCheck
 from access.transfers import recipients_of, transfer_notes
 from access.usage import UsageBudgets
+from access.watch import Watch
 from vault.attributes import Attributes, SubjectAttributes
 from vault.errors import SubjectNotFound, SubjectOnHold, SubjectShredded, ValidationError
 from vault.models import STATUS_ACTIVE, STATUS_HELD
@@ -130,8 +131,10 @@ class GuardedVault(BatchGuard):
         alerts: AlertSink | None = None,
         approvals: ApprovalDesk | None = None,
         holds: LegalHolds | None = None,
+        watch: Watch | None = None,
     ) -> None:
         super().__init__(vault, decider, audit, budget)
+        self.watch = watch
         self.approvals = approvals
         self.holds = holds
         self.disclosures = disclosures
@@ -670,7 +673,10 @@ class GuardedVault(BatchGuard):
         """All of the subject's data, consents, restrictions, disclosures they may be told
         of, transfers and access history (policy §5)."""
         sid = self._exportable(caller, subject_id, purpose, justification)
-        return self._export_data(sid, own=purpose == SUBJECT_ACCESS, legal=purpose == LEGAL)
+        data = self._export_data(sid, own=purpose == SUBJECT_ACCESS, legal=purpose == LEGAL)
+        if self.watch is not None:
+            self.watch.exported(caller.principal, "export")  # bulk exports alert
+        return data
 
     def disclose(
         self,
@@ -704,6 +710,8 @@ class GuardedVault(BatchGuard):
         detail = {k: record[k] for k in ("authority", "instrument", "reference", "withheld_until")}
         self.audit.append(completed(caller, "disclose", LEGAL, sid, detail, justification))
         data["disclosure"] = record
+        if self.watch is not None:
+            self.watch.exported(caller.principal, "disclose")
         return data
 
     def find(

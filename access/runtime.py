@@ -63,6 +63,12 @@ from access.usage import (
     ReadLimits,
     UsageBudgets,
 )
+from access.watch import (
+    DEFAULT_ANCHOR_BACKLOG,
+    DEFAULT_BULK_EXPORTS,
+    DEFAULT_REPEAT_SECONDS,
+    Watch,
+)
 from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
@@ -223,6 +229,9 @@ def compose(
     four_eyes: str = DEFAULT_RULES,
     approval_window_minutes: int = DEFAULT_WINDOW_MINUTES,
     approval_pending_hours: int = DEFAULT_PENDING_HOURS,
+    alert_repeat_seconds: float = DEFAULT_REPEAT_SECONDS,
+    bulk_export_alert: int = DEFAULT_BULK_EXPORTS,
+    anchor_backlog_alert: int = DEFAULT_ANCHOR_BACKLOG,
 ) -> Runtime:
     """Wire every part over one engine and one key backend (calls to it counted)."""
     key_calls = CallCounter()
@@ -347,6 +356,13 @@ def compose(
         reads=read_limits,
         alert=alerts.send,
     )
+    watch = Watch(
+        alerts,
+        audit,
+        repeat=alert_repeat_seconds,
+        bulk_exports=bulk_export_alert,
+        anchor_backlog=anchor_backlog_alert,
+    )
     guard = GuardedVault(
         vault,
         shredder,
@@ -361,6 +377,7 @@ def compose(
         alerts,
         ApprovalDesk(decider, audit, approvals, alerts),
         holds,
+        watch,
     )
 
     def close_expired_grants() -> None:
@@ -410,6 +427,12 @@ def compose(
 
     runtime.maintenance.add("retention", purge_retention)
     runtime.maintenance.add("retention_floors", runtime.release_floors)
+
+    def watch_conditions() -> None:  # last: after this tick's anchor attempt
+        failures = audit.anchor_failures + runtime.maintenance.failures.get("audit_anchor", 0)
+        watch.tick(vault.damaged_count, failures)
+
+    runtime.maintenance.add("alerts", watch_conditions)
     return runtime
 
 
@@ -466,4 +489,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         four_eyes=settings.four_eyes,
         approval_window_minutes=settings.approval_window_minutes,
         approval_pending_hours=settings.approval_pending_hours,
+        alert_repeat_seconds=settings.alert_repeat_seconds,
+        bulk_export_alert=settings.bulk_export_alert,
+        anchor_backlog_alert=settings.anchor_backlog_alert,
     )

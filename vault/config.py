@@ -162,6 +162,11 @@ class Settings:
     four_eyes: str = "identity:customer_support,financial:customer_support"
     approval_window_minutes: int = 15
     approval_pending_hours: int = 24
+    # Condition alerts (access/watch.py): repeat interval, bulk exports per principal per
+    # hour (0: off), unanchored audit events.
+    alert_repeat_seconds: float = 3600.0
+    bulk_export_alert: int = 20
+    anchor_backlog_alert: int = 5000
 
     @property
     def effective_database_url(self) -> str:
@@ -261,6 +266,9 @@ class Settings:
             or "identity:customer_support,financial:customer_support",
             approval_window_minutes=_bounded(env, "PII_VAULT_APPROVAL_WINDOW_MINUTES", 15, 1, 1440),
             approval_pending_hours=_bounded(env, "PII_VAULT_APPROVAL_PENDING_HOURS", 24, 1, 720),
+            alert_repeat_seconds=_seconds(env, "PII_VAULT_ALERT_REPEAT_SECONDS", 3600.0, 10, 86400),
+            bulk_export_alert=_bounded(env, "PII_VAULT_BULK_EXPORT_ALERT", 20, 0, 100_000),
+            anchor_backlog_alert=_bounded(env, "PII_VAULT_ANCHOR_BACKLOG_ALERT", 5000, 1, 10**9),
             disclosure_max_withhold_days=_bounded(
                 env, "PII_VAULT_DISCLOSURE_MAX_WITHHOLD_DAYS", 180, 0, 3650
             ),
