@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from access.errors import AccessConfigError, ApprovalClosed, InvalidRequest, NotFound
 from access.models import ApprovalRequest
 from access.sealed import RowSeal, moment
+from vault.models import aware
 from vault.transactions import Transactions
 
 DEFAULT_RULES = "identity:customer_support,financial:customer_support"
@@ -117,10 +118,6 @@ def _material(row: ApprovalRequest) -> list[Any]:
     ]
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return dt.datetime.fromisoformat(moment(value))
-
-
 class Approvals:
     def __init__(
         self,
@@ -141,8 +138,8 @@ class Approvals:
 
     def _expires(self, row: ApprovalRequest) -> dt.datetime:
         if row.status == PENDING or row.decided_at is None:
-            return _aware(row.requested_at) + self.pending_for
-        return _aware(row.decided_at) + self.window
+            return aware(row.requested_at) + self.pending_for
+        return aware(row.decided_at) + self.window
 
     def _approval(self, row: ApprovalRequest) -> Approval:
         return Approval(

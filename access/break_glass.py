@@ -18,6 +18,7 @@ from sqlalchemy import select
 from access.errors import InvalidRequest
 from access.models import BreakGlassGrant
 from access.sealed import RowSeal, moment
+from vault.models import aware
 from vault.transactions import Transactions
 
 DEFAULT_MINUTES = 60
@@ -45,10 +46,6 @@ def _material(row: BreakGlassGrant) -> list[Any]:
 
 def _grant(row: BreakGlassGrant) -> Grant:
     return Grant(row.id, row.principal, moment(row.opened_at), moment(row.expires_at))
-
-
-def _aware(moment_: dt.datetime) -> dt.datetime:
-    return moment_ if moment_.tzinfo else moment_.replace(tzinfo=dt.UTC)
 
 
 class BreakGlass:
@@ -89,7 +86,7 @@ class BreakGlass:
                 .limit(20)
             ).all()
         for row in rows:
-            if _aware(row.expires_at) > now and self.seal.valid(_material(row), row.tag):
+            if aware(row.expires_at) > now and self.seal.valid(_material(row), row.tag):
                 return _grant(row)
         return None
 
@@ -99,7 +96,7 @@ class BreakGlass:
             rows = session.scalars(
                 select(BreakGlassGrant).where(BreakGlassGrant.closed_at.is_(None))
             ).all()
-        return [_grant(r) for r in rows if _aware(r.expires_at) <= now]
+        return [_grant(r) for r in rows if aware(r.expires_at) <= now]
 
     def mark_closed(self, grant_id: int) -> bool:
         with self.tx.begin() as session:

@@ -32,6 +32,7 @@ from access.errors import InvalidRequest
 from access.models import Restriction
 from access.purposes import Purposes
 from access.sealed import RowSeal, moment
+from vault.models import aware
 from vault.transactions import Transactions
 
 ALL = "*"
@@ -113,7 +114,7 @@ class Restrictions:
         return sorted(
             r.subject_id
             for r in rows
-            if r.kind == "deactivated" and _aware(r.recorded_at) < cutoff and self._valid(r)
+            if r.kind == "deactivated" and aware(r.recorded_at) < cutoff and self._valid(r)
         )
 
     def of(self, subject_id: str) -> list[dict[str, Any]]:
@@ -131,10 +132,6 @@ class Restrictions:
         """With the shred: restrictions go with the data."""
         with self.tx.begin() as session:
             session.execute(delete(Restriction).where(Restriction.subject_id == subject_id))
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _material(r: Restriction) -> list[Any]:

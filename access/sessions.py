@@ -24,14 +24,10 @@ from sqlalchemy import delete, or_
 from access.models import ConsoleSession
 from vault.crypto import open_with_secret, seal_with_secret
 from vault.errors import DecryptionError
+from vault.models import aware
 from vault.transactions import Transactions
 
 _CONTEXT = b"pii-vault/console-session/v1"
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; every time here is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _hash(session_id: str) -> str:
@@ -75,8 +71,8 @@ class SessionStore:
             row = session.get(ConsoleSession, _hash(session_id))
             if row is None:
                 return None
-            idle = (now - _aware(row.last_seen)).total_seconds() > self.idle_timeout
-            if idle or (now - _aware(row.created_at)).total_seconds() > self.lifetime:
+            idle = (now - aware(row.last_seen)).total_seconds() > self.idle_timeout
+            if idle or (now - aware(row.created_at)).total_seconds() > self.lifetime:
                 session.delete(row)
                 return None
             row.last_seen = now
@@ -85,7 +81,7 @@ class SessionStore:
             except (DecryptionError, ValueError, binascii.Error):
                 session.delete(row)  # not ours (or from before encryption): signed out
                 return None
-            return StoredSession(data, _aware(row.created_at))
+            return StoredSession(data, aware(row.created_at))
 
     def save(self, session_id: str | None, data: dict[str, Any]) -> str:
         """Store ``data`` under ``session_id`` (a new random id if None); returns the id."""

@@ -25,6 +25,7 @@ from access.errors import InvalidRequest, NotFound
 from access.grants import GrantSeal, TagMismatch
 from access.models import TransferBasis
 from access.purposes import Purposes
+from vault.models import aware
 from vault.transactions import Transactions
 from vault.validation import canonical_subject_id
 
@@ -54,8 +55,8 @@ class Basis:
     def in_force(self, at: dt.datetime) -> bool:
         return (
             self.revoked_at is None
-            and _aware(self.valid_from) <= at
-            and (self.valid_until is None or at < _aware(self.valid_until))
+            and aware(self.valid_from) <= at
+            and (self.valid_until is None or at < aware(self.valid_until))
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,14 +67,10 @@ class Basis:
             "destination": self.destination,
             "basis": self.basis,
             "reference": self.reference,
-            "valid_from": _aware(self.valid_from).isoformat(),
-            "valid_until": _aware(self.valid_until).isoformat() if self.valid_until else None,
-            "revoked_at": _aware(self.revoked_at).isoformat() if self.revoked_at else None,
+            "valid_from": aware(self.valid_from).isoformat(),
+            "valid_until": aware(self.valid_until).isoformat() if self.valid_until else None,
+            "revoked_at": aware(self.revoked_at).isoformat() if self.revoked_at else None,
         }
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _material(row: TransferBasis) -> list[Any]:
@@ -84,9 +81,9 @@ def _material(row: TransferBasis) -> list[Any]:
         row.destination,
         row.basis,
         row.reference,
-        _aware(row.valid_from).isoformat(),
-        _aware(row.valid_until).isoformat() if row.valid_until else "",
-        _aware(row.revoked_at).isoformat() if row.revoked_at else "",
+        aware(row.valid_from).isoformat(),
+        aware(row.valid_until).isoformat() if row.valid_until else "",
+        aware(row.revoked_at).isoformat() if row.revoked_at else "",
     ]
 
 
@@ -143,8 +140,8 @@ class TransferBases:
         if not reference or len(reference) > 128 or not reference.isprintable():
             raise InvalidRequest("reference names the agreement, assessment or consent (1-128)")
         sid = canonical_subject_id(subject_id) if subject_id is not None else None
-        start = _aware(valid_from) if valid_from else dt.datetime.now(dt.UTC)
-        if valid_until is not None and _aware(valid_until) <= start:
+        start = aware(valid_from) if valid_from else dt.datetime.now(dt.UTC)
+        if valid_until is not None and aware(valid_until) <= start:
             raise InvalidRequest("valid_until must be after valid_from")
         row = TransferBasis(
             subject_id=sid,
@@ -153,7 +150,7 @@ class TransferBases:
             basis=basis,
             reference=reference,
             valid_from=start,
-            valid_until=_aware(valid_until) if valid_until else None,
+            valid_until=aware(valid_until) if valid_until else None,
             revoked_at=None,
             recorded_at=dt.datetime.now(dt.UTC),
             recorded_by=actor[:128],

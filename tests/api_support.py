@@ -66,7 +66,13 @@ def build_runtime(database: Database, backend: KeyBackend) -> Runtime:
 
 @pytest.fixture
 def api(openbao: OpenBaoServer, database: Database, tmp_path: Path) -> Iterator[Api]:
-    runtime = build_runtime(database, openbao.provider())
+    yield from api_over(database, openbao.provider(), tmp_path)
+
+
+def api_over(database: Database, backend: KeyBackend, tmp_path: Path) -> Iterator[Api]:
+    """The app over ``backend`` (e.g. a transit mount of its own, for tests that list
+    every key), a key per role."""
+    runtime = build_runtime(database, backend)
     keys = {r: runtime.principals.create(f"svc:{r}", [r])[1] for r in ALL_ROLES}
     keys["everything"] = runtime.principals.create("svc:everything", ALL_ROLES)[1]
     _, disabled = runtime.principals.create("svc:gone", ["auditor"])

@@ -12,6 +12,7 @@ own engine and cache), against real OpenBao, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from sqlalchemy import select
 
 from access.runtime import Runtime, compose
 from api.app import AppConfig, create_app
-from tests.api_support import PERSON, Api
-from tests.conftest import OpenBaoServer
+from keys.transit import TransitKeyProvider
+from tests.api_support import PERSON, Api, api_over
+from tests.conftest import Database, OpenBaoServer
 from tests.helpers import SUBJECT_TABLES, backup_subject, restore_subject
 from vault.cache import DataKeyCache
 from vault.config import Settings
@@ -36,12 +38,29 @@ RECHECK = 1.0  # the bound under test (PII_VAULT_SHRED_RECHECK; 10 s by default)
 
 
 @pytest.fixture
+def mount(openbao: OpenBaoServer) -> tuple[str, str]:
+    """A transit mount of this test's own (token, mount): reconcile lists every key, and
+    the session's shared mount holds other tests' keys, older than the grace period."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    return openbao.server.bootstrap(name), name
+
+
+@pytest.fixture
+def api(
+    openbao: OpenBaoServer, database: Database, tmp_path: Path, mount: tuple[str, str]
+) -> Iterator[Api]:
+    token, name = mount
+    yield from api_over(database, TransitKeyProvider(openbao.addr, token, mount=name), tmp_path)
+
+
+@pytest.fixture
 def worker2(
-    api: Api, openbao: OpenBaoServer, tmp_path: Path
+    api: Api, openbao: OpenBaoServer, tmp_path: Path, mount: tuple[str, str]
 ) -> Iterator[tuple[Runtime, FlaskClient]]:
+    token, name = mount
     runtime = compose(
         api.database.new_engine(),
-        openbao.provider(),
+        TransitKeyProvider(openbao.addr, token, mount=name),
         cache=DataKeyCache(recheck_seconds=RECHECK),
     )
     app = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime))

@@ -26,18 +26,15 @@ from vault.models import (
     RetentionHold,
     Subject,
     Token,
+    aware,
     utcnow,
 )
 from vault.service import VaultService
 from vault.storage import Version
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _iso(value: dt.datetime) -> str:
-    return _aware(value).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return aware(value).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ class Floors:
             ends: dict[str, dt.datetime] = {}
             for name, (row, plaintext) in self.vault.store.plain_fields(session, subject).items():
                 floor = schema[name].floor
-                end = floor.expires(_aware(row.updated_at)) if floor is not None else None
+                end = floor.expires(aware(row.updated_at)) if floor is not None else None
                 if end is not None and end > now:
                     values[name], ends[name] = plaintext, end
             versions = [
@@ -94,7 +91,7 @@ class Floors:
             ]
         if not values and not versions:
             return None
-        until = max([*ends.values(), *(_aware(v.keep_until) for v in versions)])
+        until = max([*ends.values(), *(aware(v.keep_until) for v in versions)])
         names = sorted({*values, *(v.field for v in versions)})
 
         def hold(session: Session, hold_id: str) -> None:

@@ -45,6 +45,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(ts: dt.datetime) -> dt.datetime:
+    """A stored time as aware UTC: SQLite hands back naive datetimes, stored as UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
 def iso(ts: dt.datetime | None) -> str | None:
     """UTC ISO-8601 with ``Z``; SQLite returns naive datetimes, which were stored as UTC."""
     if ts is None:
