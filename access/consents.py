@@ -27,18 +27,15 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from access.errors import InvalidRequest, UnknownPurpose
+from access.errors import InvalidRequest
 from access.facts import SubjectFacts
 from access.models import Consent, ConsentLedgerEntry
-from access.purposes import Purpose, Purposes
+from access.purposes import Purpose, Purposes, consent_topic
 from access.sealed import RowSeal, moment
 from vault.transactions import Transactions
 
 DEFAULT_POLICY_VERSION = "2024-11"  # the privacy policy's November 2024 edition
 GivenBy = Literal["subject", "guardian"]
-SENSITIVE = "sensitive:"
-CROSS_BORDER = "cross_border:"
-REGION = re.compile(r"^[A-Z0-9-]{2,16}$")
 GUARDIAN_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 CHANNELS = ("web", "app", "paper", "phone", "in_person", "api")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -59,20 +56,6 @@ def policy_texts() -> dict[str, str]:
     text = resources.files("access").joinpath("policy_texts.toml").read_text(encoding="utf-8")
     editions = tomllib.loads(text).get("editions") or {}
     return {str(k): str(v) for k, v in editions.items()}
-
-
-def consent_topic(name: str, purposes: Purposes, categories: Collection[str]) -> Purpose:
-    """What a consent can be given for: a purpose, ``sensitive:<category>`` or
-    ``cross_border:<REGION>``; anything else is UnknownPurpose."""
-    if isinstance(name, str) and name.startswith(SENSITIVE):
-        if name[len(SENSITIVE) :] in categories:
-            return Purpose(name, "Separate consent to sensitive personal information", False, False)
-    elif isinstance(name, str) and name.startswith(CROSS_BORDER):
-        if REGION.fullmatch(name[len(CROSS_BORDER) :]):
-            return Purpose(name, "Separate consent to a cross-border transfer", False, False)
-    else:
-        return purposes.get(name)
-    raise UnknownPurpose(f"unknown consent topic {str(name)[:64]!r}")
 
 
 class Consents:

@@ -18,12 +18,12 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from access.conditions import Condition, Item, Reason
-from access.consents import Consents, consent_topic
+from access.consents import Consents
 from access.errors import InvalidRequest
 from access.facts import Ask, SubjectFacts
 from access.policy import NO_PURPOSE, PURPOSELESS, WHOLE_SUBJECT, Match, PolicyEngine
 from access.policy_store import PolicyStore
-from access.purposes import Justification, Purpose, Purposes
+from access.purposes import Justification, Purpose, Purposes, consent_topic
 from access.restrictions import Restrictions
 
 Redaction = Literal["plain", "masked", "denied"]

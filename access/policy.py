@@ -19,9 +19,9 @@ from importlib import resources
 import casbin
 from casbin.model import Model
 
-from access.errors import AccessConfigError
+from access.errors import AccessConfigError, UnknownPurpose
 from access.facts import Recipient
-from access.purposes import Purposes
+from access.purposes import Purposes, consent_topic
 
 ACTIONS = (
     "write",  # store a field the subject does not have yet (or the same value again)
@@ -95,15 +95,16 @@ def _model() -> Model:
     return model
 
 
-def _consent_topic(rule: Rule, categories: set[str]) -> bool:
+def _consent_topic(rule: Rule, categories: set[str], purposes: Purposes) -> bool:
     """A consent_write rule may name a consent topic: ``sensitive:<category>`` or
-    ``cross_border:<REGION>`` (access/consents.py)."""
-    if rule.act != "consent_write":
+    ``cross_border:<REGION>`` (``access.purposes.consent_topic``)."""
+    if rule.act != "consent_write" or ":" not in rule.purpose:
         return False
-    kind, _, rest = rule.purpose.partition(":")
-    if kind == "sensitive":
-        return rest in categories
-    return kind == "cross_border" and rest.isalnum() and rest.isupper() and 2 <= len(rest) <= 16
+    try:
+        consent_topic(rule.purpose, purposes, categories)
+    except UnknownPurpose:
+        return False
+    return True
 
 
 class PolicyEngine:
@@ -155,7 +156,7 @@ class PolicyEngine:
         if (
             rule.purpose != "*"
             and rule.purpose not in purposes
-            and not _consent_topic(rule, categories)
+            and not _consent_topic(rule, categories, purposes)
         ):
             raise AccessConfigError(f"{where}: unknown purpose")
         if rule.obj != "*" and rule.obj not in categories and rule.obj not in self.field_categories:

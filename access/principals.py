@@ -24,7 +24,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from access.conditions.recipient import KINDS
-from access.consents import REGION
 from access.errors import (
     AuthenticationFailed,
     GrantsTampered,
@@ -36,6 +35,7 @@ from access.facts import Recipient
 from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore
+from access.purposes import REGION
 from vault.crypto import open_with_secret, seal_with_secret
 from vault.errors import DecryptionError
 from vault.transactions import Transactions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -20,6 +20,28 @@ class Purpose:
     description: str
     requires_consent: bool
     requires_justification: bool
+
+
+# Consent topics beyond purposes (access/consents.py): the separate consent sensitive
+# data needs, and a cross-border transfer's.
+SENSITIVE = "sensitive:"
+CROSS_BORDER = "cross_border:"
+REGION = re.compile(r"^[A-Z0-9-]{2,16}$")
+
+
+def consent_topic(name: str, purposes: Purposes, categories: Collection[str]) -> Purpose:
+    """What a consent can be given for: a purpose, ``sensitive:<category>`` or
+    ``cross_border:<REGION>``; anything else is UnknownPurpose. The one parser: consents,
+    decisions and the policy's rule check all ask it."""
+    if isinstance(name, str) and name.startswith(SENSITIVE):
+        if name[len(SENSITIVE) :] in categories:
+            return Purpose(name, "Separate consent to sensitive personal information", False, False)
+    elif isinstance(name, str) and name.startswith(CROSS_BORDER):
+        if REGION.fullmatch(name[len(CROSS_BORDER) :]):
+            return Purpose(name, "Separate consent to a cross-border transfer", False, False)
+    else:
+        return purposes.get(name)
+    raise UnknownPurpose(f"unknown consent topic {str(name)[:64]!r}")
 
 
 @dataclass(frozen=True)

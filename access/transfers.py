@@ -20,11 +20,10 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from access.consents import REGION
 from access.errors import InvalidRequest, NotFound
 from access.grants import GrantSeal, TagMismatch
 from access.models import TransferBasis
-from access.purposes import Purposes
+from access.purposes import REGION, Purposes
 from vault.models import aware
 from vault.transactions import Transactions
 from vault.validation import canonical_subject_id

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.orm import Session
 
 from access.conditions import Ask, Finding, Item
-from access.consents import SENSITIVE, Consents
-from access.purposes import Purpose
+from access.consents import Consents
+from access.purposes import SENSITIVE, Purpose
 
 EXEMPT_PURPOSES = frozenset({"subject_access_request", "legal_compliance"})
 FIELD_ACTIONS = frozenset({"write", "correct", "detokenize", "read_masked", "reveal", "match"})

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.orm import Session
 
 from access.conditions import Ask, Finding, Item
-from access.consents import CROSS_BORDER, Consents
-from access.purposes import Purpose
+from access.consents import Consents
+from access.purposes import CROSS_BORDER, Purpose
 from access.transfers import TransferBases
 
 # Erasing data, and recording a consent, a restriction or a corrected minor status or
