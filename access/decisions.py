@@ -276,11 +276,10 @@ class Decider:
         purpose_spec: Purpose | None,
         justification: Justification | None,
         gates: bool,
-        policy: PolicyEngine | None,
+        engine: PolicyEngine,
     ) -> dict[str, FieldDecision]:
         """The policy's answer per field, then the justification gate (subject-independent)."""
         request_purpose = NO_PURPOSE if purpose_spec is None else purpose_spec.name
-        engine = policy if policy is not None else self.policy.current()  # the caller's
         objects = [WHOLE_SUBJECT] if action in SUBJECT_WIDE_ACTIONS else list(fields)
         if not objects:
             raise InvalidRequest("no fields named")
