@@ -271,7 +271,7 @@ def demo(keep: bool) -> None:
     """The whole story on embedded defaults: managed OpenBao + SQLite in a temporary directory.
 
     OpenBao is also the console's identity provider: with --keep, open the printed
-    console address and sign in as one of the three people it prints."""
+    console address and sign in as one of the people it prints."""
     from api.demo.story import run_demo
 
     if not run_demo(click.echo, keep=keep).ok:
@@ -283,9 +283,15 @@ def demo(keep: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers",
-    default=0,
-    type=click.IntRange(0, 64),
-    help="Run under gunicorn with N worker processes (0: development server).",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes of the production server (gunicorn, threaded, slow clients bounded).",
+)
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Werkzeug's development server instead: one process, for local trials only.",
 )
 @click.option(
     "--max-body",
@@ -295,14 +301,15 @@ def demo(keep: bool) -> None:
     help="Request body limit in bytes.",
 )
 @_one_line_errors
-def serve(host: str, port: int, workers: int, max_body: int) -> None:
-    """Serve the HTTP API. Configuration is checked before the first request is taken."""
+def serve(host: str, port: int, workers: int, dev: bool, max_body: int) -> None:
+    """Serve the HTTP API with the production server (``--dev``: the development server).
+    Configuration is checked before the first request is taken."""
     settings = Settings.from_env()
     with _runtime(settings) as runtime:  # bad configuration fails here, in one line
         runtime.check()
         runtime.policy.current()
         runtime.audit.check_extends_anchors()  # never anchor a history this service did not write
-        if not workers:
+        if dev:
             # SIGTERM ends the development server through the `with` above, so the runtime
             # closes and anchors its tail (gunicorn workers do it in `worker_exit`).
             signal.signal(signal.SIGTERM, _stop)

@@ -391,9 +391,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["0", "2"])
-def test_serve_runs_the_api(tmp_path: Path, workers: str) -> None:
-    """`pii-vault serve` as a real process: the development server, or gunicorn with workers."""
+@pytest.mark.parametrize("mode", [["--dev"], [], ["--workers", "3"]])
+def test_serve_runs_the_api(tmp_path: Path, mode: list[str]) -> None:
+    """`pii-vault serve` as a real process: the production server by default (issue 21),
+    with workers given, or the development server with --dev."""
     import requests
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
@@ -405,7 +406,7 @@ def test_serve_runs_the_api(tmp_path: Path, workers: str) -> None:
     exe = Path(sys.executable).with_name("pii-vault")
     port = free_port()
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--workers", workers, "--max-body", "4096"],
+        [str(exe), "serve", "--port", str(port), *mode, "--max-body", "4096"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -460,6 +461,11 @@ def test_serve_runs_the_api(tmp_path: Path, workers: str) -> None:
         _, err = proc.communicate(timeout=30)
     assert "s@example.com" not in err  # access logs carry no values
     assert "RecursionError" not in err
+    booted = err.count("Booting worker")  # gunicorn's own log line, one per worker
+    if mode == ["--dev"]:
+        assert "(development server)" in err and booted == 0
+    else:
+        assert booted == (int(mode[1]) if mode else 2), err[-2000:]
     # A graceful stop anchored what the workers wrote: no unanchored tail is left.
     code, out, _ = run(["audit", "verify"], env)
     assert code == 0 and "not yet anchored" not in out, out
