@@ -31,6 +31,7 @@ from api.cli_base import (
     _operator_name,
     _runtime,
 )
+from api.cli_import import import_subjects
 from api.cli_records import breach_scope, seal_records
 from api.cli_transfers import transfers
 from vault.config import Settings
@@ -710,6 +711,7 @@ def policy_explain(
 main.add_command(transfers)
 main.add_command(seal_records)
 main.add_command(breach_scope)
+main.add_command(import_subjects)
 
 
 if __name__ == "__main__":  # pragma: no cover

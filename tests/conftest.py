@@ -122,6 +122,14 @@ class Database:
         """Another engine on the same data (a second process would have its own)."""
         return make_engine(self.url, schema=self.schema)
 
+    @property
+    def process_url(self) -> str:
+        """The URL a command or another process opens this database by (its schema in the
+        search path: never PostgreSQL's ``public``, which other runs share)."""
+        if self.schema is None:
+            return self.url
+        return f"{self.url}?options=-csearch_path%3D{self.schema}"
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
