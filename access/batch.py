@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from access.audit import AuditLog
 from access.budget import LookupBudget
 from access.consents import SubjectFacts
-from access.decisions import Decider, FieldDecision, verdict_of
+from access.decisions import Decider, Decision, FieldDecision, verdict_of
 from access.errors import JustificationRequired, Throttled, TooManyFailedLookups
 from access.events import Caller, batch
 from access.purposes import Justification
@@ -78,10 +78,15 @@ class BatchGuard:
         self.audit = audit
         self.budget = budget
 
-    def _subject(self, write: PreparedWrite) -> SubjectInfo | None:
-        """The existing subject an item names, or None for one it would create."""
+    def _subject(
+        self, write: PreparedWrite, known: dict[str, SubjectInfo] | None = None
+    ) -> SubjectInfo | None:
+        """The existing subject an item names, or None for one it would create. ``known``:
+        the batch's external ids resolved up front (one blind-index call for all)."""
         if write.subject_id is not None:
             return self.vault.describe(write.subject_id)
+        if known is not None and write.external_id is not None:
+            return known.get(write.external_id)
         try:
             return self.vault.describe(external_id=write.external_id)
         except SubjectNotFound:
@@ -122,6 +127,8 @@ class BatchGuard:
         subject_ids: list[str] = []
         names: list[str] = []
         sees: bool | None = None  # may the caller see subjects for this purpose? (lazily)
+        known: dict[str, SubjectInfo] | None = None  # the batch's external ids, resolved once
+        pending: list[tuple[int, PreparedWrite, SubjectInfo | None, SubjectFacts]] = []
         for i, item in enumerate(items):
             try:
                 if isinstance(item, Undecodable):
@@ -137,13 +144,23 @@ class BatchGuard:
                         results[i] = TokenizeResult(error="forbidden")
                         outcome[str(i)] = {"error": "forbidden", "reason": "cannot_see_subjects"}
                         continue
+                    if known is None:
+                        known = self.vault.describe_external(
+                            [
+                                r.external_id
+                                for r in items
+                                if isinstance(r, TokenizeRecord)
+                                and r.subject_id is None
+                                and r.external_id is not None
+                            ]
+                        )
                 elif not self._may_write(caller, purpose, write):
                     # Decided before the lookup (issue 17): one answer for a live, erased or
                     # unknown subject to a caller the policy gives no write on these fields.
                     results[i] = TokenizeResult(error="forbidden")
                     outcome[str(i)] = {"error": "forbidden", "reason": "decided_before_lookup"}
                     continue
-                info = self._subject(write)
+                info = self._subject(write, known)
             except ValidationError as exc:
                 code: ItemError = (
                     "minor_flag_conflicts" if isinstance(exc, MinorFlagConflicts) else "invalid"
@@ -164,15 +181,28 @@ class BatchGuard:
                 info.is_minor if info else write.is_minor,
                 info.region if info else (write.region or self.vault.default_region),
             )
-            decision = self.decider.decide(
+            pending.append((i, write, info, facts))
+        # Every item decided at once: the policy once per distinct field, each condition
+        # one query for the whole batch (not one per item).
+        pairs = [(name, facts) for _, write, _, facts in pending for name in write.values]
+        decided_fields = (
+            self.decider.decide_each(
+                caller.principal, pairs, "write", purpose, justification, region=caller.region
+            )
+            if pairs
+            else []
+        )
+        at = 0
+        for i, write, info, facts in pending:
+            count = len(write.values)
+            decision = Decision(
                 caller.principal,
-                list(write.values),
                 "write",
                 purpose,
-                facts,
-                justification,
-                region=caller.region,
+                facts.subject_id,
+                dict(zip(write.values, decided_fields[at : at + count], strict=True)),
             )
+            at += count
             outcome[str(i)] = {
                 "subject_id": info.subject_id if info is not None else None,
                 "fields": {k: v.as_dict() for k, v in decision.fields.items()},

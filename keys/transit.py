@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 SUBJECT_KEY_PREFIX = "pii-subject-"
 INDEX_KEY = "pii-index"
+HMAC_BATCH = 200  # inputs per HMAC call: 2 JSON strings each, well under the limit
 SIGNING_KEY = "pii-audit"
 GRANT_KEY = "pii-grants"  # authenticates grants: principal rows, policy rules, API-key digests
 GRANT_KEY_INFO = b"pii-vault/grant-key/v1"
@@ -378,6 +379,14 @@ class TransitKeyProvider:
     # -- BlindIndexer ---------------------------------------------------------
 
     def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:
+        """HMACs of ``messages``, in order: in calls of ``HMAC_BATCH`` inputs at most
+        (OpenBao refuses a JSON body with too many strings, by default about 1,000)."""
+        out: list[str] = []
+        for start in range(0, len(messages), HMAC_BATCH):
+            out.extend(self._hmac_batch(messages[start : start + HMAC_BATCH], version))
+        return out
+
+    def _hmac_batch(self, messages: Sequence[bytes], version: int | None) -> list[str]:
         if not messages:
             return []
         missing = config_error("blind-index key or version missing: run `pii-vault init`")

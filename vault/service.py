@@ -343,7 +343,7 @@ class VaultService:
         results: list[TokenizeResult] = []
         created: list[str] = []
         named = [w.external_id for w in writes if w.subject_id is None and w.external_id]
-        made = self._premade_subjects(writes, named)
+        made, ready = self._premade_subjects(writes, named)
         premade = {s.id for s in made.values()}
         committing = False
         try:
@@ -372,7 +372,12 @@ class VaultService:
                             created.append(subject.id)
                             by_external[ext] = subject
                             tokens = self.store.store(
-                                session, subject, write.values, external_id=ext, new_subject=True
+                                session,
+                                subject,
+                                write.values,
+                                external_id=ext,
+                                new_subject=True,
+                                ready=ready.get(subject.id),
                             )
                             results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
                             continue
@@ -423,14 +428,17 @@ class VaultService:
 
     def _premade_subjects(
         self, writes: Sequence[PreparedWrite], named: Sequence[str]
-    ) -> dict[str, Subject]:
+    ) -> tuple[dict[str, Subject], dict[str, Ready]]:
         """New subjects for the batch's unknown external ids, keys created up front (in
-        parallel, outside the write transaction, intents recorded first)."""
+        parallel, outside the write transaction, intents recorded first), and each one's
+        first data key (in parallel) and blind-index digests (one call for the batch), so
+        the write transaction makes no Vault call for them (as ``create_subject``)."""
         if not named:
-            return {}
+            return {}, {}
         with self.tx.begin(read_only=True) as session, translating():
             known = self.store.by_external_ids(session, named)
         made: dict[str, Subject] = {}
+        values: dict[str, PreparedWrite] = {}
         for write in writes:
             ext = write.external_id
             if write.subject_id is None and ext and ext not in known and ext not in made:
@@ -439,8 +447,28 @@ class VaultService:
                     write.is_minor,
                     self.new_subject_id(write.region),
                 )
+                values[ext] = write
         self.intents.create_keys([s.id for s in made.values()])
-        return made
+        try:
+            with translating():
+                keys = list(
+                    self._calls.map(
+                        in_context(self.datakeys.first_data_key), [s.id for s in made.values()]
+                    )
+                )
+                forms = [
+                    self.store.index_forms(values[ext].values, ext) for ext in made
+                ]  # the external id's form last, as ``store`` expects
+                flat = self.store.index.blind_index([f for group in forms for f in group])
+        except BaseException:
+            self._discard_keys([s.id for s in made.values()])
+            raise
+        ready: dict[str, Ready] = {}
+        at = 0
+        for subject, key, group in zip(made.values(), keys, forms, strict=True):
+            ready[subject.id] = Ready(key, list(flat[at : at + len(group)]))
+            at += len(group)
+        return made, ready
 
     def rotate_subject_key(self, subject_id: str) -> None:
         """New subject-key version; every wrapped data key is re-wrapped under it.
@@ -629,6 +657,33 @@ class VaultService:
     def _exported(self, name: str, plaintext: bytes) -> str:
         binary = self.schema[name].type == "binary"
         return base64.b64encode(plaintext).decode() if binary else plaintext.decode()
+
+    def describe_external(self, external_ids: Sequence[str]) -> dict[str, SubjectInfo]:
+        """``describe`` for many external ids at once (one blind-index call, one query for
+        their field names): the ones held by a subject, by external id."""
+        if not external_ids:
+            return {}
+        with self.tx.begin(read_only=True) as session, translating():
+            found = self.store.by_external_ids(session, external_ids)
+            names: dict[str, list[str]] = {}
+            ids = [subject.id for subject in found.values()]
+            if ids:
+                for sid, name in session.execute(
+                    select(FieldValue.subject_id, FieldValue.field)
+                    .where(FieldValue.subject_id.in_(ids))
+                    .order_by(FieldValue.field)
+                ).all():
+                    names.setdefault(sid, []).append(name)
+            return {
+                ext: SubjectInfo(
+                    subject.id,
+                    cast(SubjectStatus, subject.status),
+                    subject.is_minor,
+                    names.get(subject.id, []),
+                    subject.region,
+                )
+                for ext, subject in found.items()
+            }
 
     def known_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         """Which of these external ids a subject already holds (one blind-index call)."""
