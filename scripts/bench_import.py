@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subjects", type=int, default=2000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--batch", type=int, default=500, help="PII_VAULT_MAX_BATCH")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pii-bench-import-"))
     data = work / "people.jsonl"
@@ -105,17 +106,23 @@ def main() -> None:
         url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
     with ManagedOpenBao(work / "bao") as bao:
         token = bao.bootstrap()
-        env = transit_env(work, bao.addr, token, database_url=url)
+        env = transit_env(
+            work, bao.addr, token, database_url=url, PII_VAULT_MAX_BATCH=str(args.batch)
+        )
         cli({**env, "VAULT_TOKEN": bao.root_token}, "init")  # init sets transit up: privileged
         cli(env, "principal", "create", "svc:registration", "--role", "registration-service")
         seconds, summary = cli(env, "import", str(data))
         again, resumed = cli(env, "import", str(data))
         rate = args.subjects / seconds
         baseline = openbao_create_rate(bao, PARALLEL, min(max(seconds, 5.0), 30.0))
+    if args.database == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
     result: dict[str, Any] = {
         "machine": f"{platform.node()}, {os.cpu_count()} cores",
         "database": args.database,
         "subjects": args.subjects,
+        "batch": args.batch,
         "import_seconds": round(seconds, 1),
         "import_rate": round(rate, 1),
         "openbao_key_plus_data_key_rate": round(baseline, 1),
