@@ -16,7 +16,13 @@ from access.alerts import AlertSink
 from access.approvals import Approval, Approvals
 from access.audit import AuditLog
 from access.decisions import Decider, Decision
-from access.errors import ApprovalRequired, Forbidden, JustificationRequired, SelfApproval
+from access.errors import (
+    ApprovalRequired,
+    Forbidden,
+    JustificationRequired,
+    NotFound,
+    SelfApproval,
+)
 from access.events import Caller, batch, completed, decided
 from access.purposes import Justification
 
@@ -146,15 +152,17 @@ class ApprovalDesk:
         return self.approvals.listed(requester=caller.principal, limit=limit)
 
     def show(self, caller: Caller, approval_id: int) -> Approval:
-        """One request, to its requester or to someone who may decide it."""
-        if not self.may_approve(caller):
-            approval = self.approvals.get(approval_id)
-            if approval.requester != caller.principal:
-                self._gate(caller)  # audited refusal, same answer as for any other
+        """One request, to its requester or to someone who may decide it. Anyone else
+        gets the one audited refusal whether the request exists or not (no oracle)."""
+        try:
+            approval: Approval | None = self.approvals.get(approval_id)
+        except NotFound:
+            approval = None
+        if approval is not None and approval.requester == caller.principal:
             return approval
-        approval = self.approvals.get(approval_id)
-        if approval.requester == caller.principal:
-            return approval
+        self._gate(caller)
+        if approval is None:
+            raise NotFound("no such approval request")
         if not self._approve_decision(caller, list(approval.fields), approval.purpose).allowed:
             raise Forbidden("approving this request is not allowed")
         return approval

@@ -82,6 +82,9 @@ def test_an_identity_document_needs_a_second_person_used_once_by_the_requester(
     mine = api.client.get("/v1/approvals?view=mine", headers=api.h("sam")).json["approvals"]
     assert [(a["id"], a["status"]) for a in mine] == [(approval, "pending")]
     assert api.client.get("/v1/approvals", headers=api.h("sam")).status_code == 403
+    # Another agent learns nothing of the request, nor whether an id exists (no oracle).
+    assert api.client.get(f"/v1/approvals/{approval}", headers=api.h("kim")).status_code == 403
+    assert api.client.get("/v1/approvals/99999", headers=api.h("kim")).status_code == 403
     r = _settle(api, "sam", approval)
     assert r.status_code == 403 and r.json["code"] == "forbidden"  # no approver role
 
