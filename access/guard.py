@@ -252,8 +252,8 @@ class GuardedVault(OfficeGuard):
             self._reveal_gates(caller, decision, purpose, justification)
         seq = self.audit.append(decided(caller, decision, justification))
         if not decision.allowed:
-            waiting = self.approvals.waiting(decision) if self.approvals is not None else []
-            if self.approvals is not None and waiting:  # four-eyes: file the request
+            if self.approvals is not None and (waiting := self.approvals.waiting(decision)):
+                # four-eyes: file the request
                 self._ticket_gate(caller, decision, justification)
                 self.approvals.file(caller, facts.subject_id, purpose, waiting, justification)
             refuse(decision)

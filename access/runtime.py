@@ -109,6 +109,7 @@ class Runtime:
     key_calls: CallCounter
     maintenance: Maintenance
     holds: LegalHolds
+    floors: Floors
     orphan_grace: float = 600.0
 
     def check_database(self) -> None:
@@ -161,7 +162,7 @@ class Runtime:
     def release_floors(self) -> None:
         """Policy §4: a held subject whose last floor has passed is shredded (its key, the
         hold key, goes); the second receipt is audited with the shredded subject's id."""
-        for held in Floors(self.vault).due():
+        for held in self.floors.due():
             receipt = self.shredder.shred(held.hold_id, release=True)
             self.audit.append(
                 batch(
@@ -176,7 +177,7 @@ class Runtime:
                 )
             )
             self.shredder.completion_audited([held.hold_id])
-            Floors(self.vault).released(held.hold_id)
+            self.floors.released(held.hold_id)
 
     def reconciler(self) -> Reconciler:
         return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
@@ -419,6 +420,7 @@ def compose(
             ],
         ),
         holds=holds,
+        floors=floors,
         orphan_grace=orphan_grace,
     )
 

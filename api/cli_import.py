@@ -91,7 +91,7 @@ def run_import(
         items: list[TokenizeItem] = []
         numbers: list[int] = []
         parsed = [(number, _record(line, runtime)) for number, line in chunk]
-        known = runtime.vault.known_external_ids(
+        known = runtime.vault.describe_external(
             [i.external_id for _, i in parsed if isinstance(i, TokenizeRecord) and i.external_id]
         )
         for number, item in parsed:

@@ -685,13 +685,6 @@ class VaultService:
                 for ext, subject in found.items()
             }
 
-    def known_external_ids(self, external_ids: Sequence[str]) -> set[str]:
-        """Which of these external ids a subject already holds (one blind-index call)."""
-        if not external_ids:
-            return set()
-        with self.tx.begin(read_only=True) as session, translating():
-            return set(self.store.by_external_ids(session, external_ids))
-
     def status(self, subject_id: str) -> str:
         with self.tx.begin(read_only=True) as session:
             return self.store.subject(session, subject_id).status
