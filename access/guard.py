@@ -36,10 +36,10 @@ from access.office import OfficeGuard
 from access.policy import WHOLE_SUBJECT
 from access.purposes import Justification
 from vault.errors import SubjectNotFound, SubjectOnHold, ValidationError
+from vault.new_subjects import EXTERNAL_ID
 from vault.receipts import DeletionReceipt
 from vault.results import CreatedSubject, SubjectView
 from vault.schema import Value
-from vault.storage import EXTERNAL_ID
 
 __all__ = ["Caller", "GuardedVault"]
 

@@ -222,6 +222,7 @@ def compose(
     tickets: TicketCheck | None = None,
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
+    key_pool: int = 0,
     max_withhold_days: int = 180,
     break_glass_minutes: int = 60,
     alert_url: str | None = None,
@@ -246,6 +247,8 @@ def compose(
         max_dek_encryptions=max_dek_encryptions,
         default_region=default_region,
         majority=majority,
+        key_pool=key_pool,
+        key_pool_age=orphan_grace / 2,  # the sweep never settles a key still handed out
     )
     purposes = purposes if purposes is not None else Purposes.load()
     categories = {name: spec.category for name, spec in vault.schema.fields.items()}
@@ -483,6 +486,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
             HttpTickets(settings.ticket_url, settings.ticket_token) if settings.ticket_url else None
         ),
         orphan_grace=settings.orphan_grace,
+        key_pool=settings.key_pool,
         max_withhold_days=settings.disclosure_max_withhold_days,
         break_glass_minutes=settings.break_glass_minutes,
         alert_url=settings.alert_url,

@@ -83,11 +83,23 @@ def _batches(stream: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
         yield chunk
 
 
+def _marking_last(chunks: Iterator[list[tuple[int, str]]]) -> Iterator[tuple[list[Any], bool]]:
+    previous = next(chunks, None)
+    for chunk in chunks:
+        yield previous or [], False
+        previous = chunk
+    if previous is not None:
+        yield previous, True
+
+
 def run_import(
     runtime: Runtime, stream: IO[str], caller: Caller, purpose: str, size: int, bar: Any
 ) -> Summary:
     summary = Summary()
-    for chunk in _batches(stream, size):
+    for chunk, last in _marking_last(_batches(stream, size)):
+        # The key pool makes the next batch's keys while this one is written; not
+        # after the last (they would only be destroyed again at the end).
+        runtime.vault.key_pool.ahead = not last
         items: list[TokenizeItem] = []
         numbers: list[int] = []
         parsed = [(number, _record(line, runtime)) for number, line in chunk]

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,18 +53,43 @@ def people(path: Path, n: int) -> None:
             out.write(json.dumps(record) + "\n")
 
 
-def cli(env: dict[str, str], *args: str) -> tuple[float, str]:
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli(env: dict[str, str], *args: str, profile: str = "") -> tuple[float, str]:
+    command = [sys.executable, "-m", "api.cli", *args]
+    if profile:  # py-spy's collapsed stacks of every thread, idle time included
+        command = [
+            "py-spy",
+            "record",
+            "--format",
+            "raw",
+            "--idle",
+            "--threads",
+            "-r",
+            "200",
+            "-o",
+            profile,
+            "--",
+            *command,
+        ]
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True
-    )
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"pii-vault {' '.join(args)}: {done.returncode}\n{done.stderr[-2000:]}")
     return elapsed, done.stdout.strip()
 
 
-def openbao_create_rate(bao: ManagedOpenBao, clients: int, seconds: float) -> float:
+def openbao_create_rate(bao: ManagedOpenBao, clients: int, seconds: float) -> tuple[float, int]:
     count = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -81,7 +107,7 @@ def openbao_create_rate(bao: ManagedOpenBao, clients: int, seconds: float) -> fl
         t.start()
     for t in threads:
         t.join()
-    return sum(count) / (time.monotonic() - started)
+    return sum(count) / (time.monotonic() - started), sum(count)
 
 
 def main() -> None:
@@ -89,6 +115,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--batch", type=int, default=500, help="PII_VAULT_MAX_BATCH")
+    parser.add_argument("--profile", default="", help="py-spy raw output of the import")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pii-bench-import-"))
     data = work / "people.jsonl"
@@ -111,10 +138,15 @@ def main() -> None:
         )
         cli({**env, "VAULT_TOKEN": bao.root_token}, "init")  # init sets transit up: privileged
         cli(env, "principal", "create", "svc:registration", "--role", "registration-service")
-        seconds, summary = cli(env, "import", str(data))
+        bao_before, import_before = proc_cpu(bao.pid), children_cpu()
+        seconds, summary = cli(env, "import", str(data), profile=args.profile)
+        import_cpu, bao_cpu = children_cpu() - import_before, proc_cpu(bao.pid) - bao_before
         again, resumed = cli(env, "import", str(data))
         rate = args.subjects / seconds
-        baseline = openbao_create_rate(bao, PARALLEL, min(max(seconds, 5.0), 30.0))
+        bao_before, client_before = proc_cpu(bao.pid), time.process_time()
+        baseline, made = openbao_create_rate(bao, PARALLEL, min(max(seconds, 5.0), 30.0))
+        base_bao = proc_cpu(bao.pid) - bao_before
+        base_client = time.process_time() - client_before
     if args.database == "postgresql":
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -127,6 +159,14 @@ def main() -> None:
         "import_rate": round(rate, 1),
         "openbao_key_plus_data_key_rate": round(baseline, 1),
         "ratio": round(rate / baseline, 2),
+        "cpu_ms_per_subject": {
+            "import_process": round(import_cpu / args.subjects * 1000, 2),
+            "openbao": round(bao_cpu / args.subjects * 1000, 2),
+        },
+        "cpu_ms_per_key_plus_data_key_directly": {
+            "client": round(base_client / made * 1000, 2),
+            "openbao": round(base_bao / made * 1000, 2),
+        },
         "rerun_seconds": round(again, 1),
         "summary": summary,
         "rerun_summary": resumed,

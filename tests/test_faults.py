@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from keys.provider import KeyBackend
 from tests.conftest import Database
@@ -31,10 +31,10 @@ class CommitFault:
         self.after, self.armed = after, False
 
     @staticmethod
-    def wrote(session: Session, _context: object) -> None:
+    def wrote(state: ORMExecuteState) -> None:
         # The transaction that stores subjects (not the one recording their key intents).
-        if any(isinstance(obj, Subject) for obj in session.new):
-            session.info["wrote"] = True
+        if state.is_insert and getattr(state.statement, "table", None) == Subject.__table__:
+            state.session.info["wrote"] = True
 
     def __call__(self, session: Session) -> None:
         if self.armed and session.info.pop("wrote", False):
@@ -46,11 +46,11 @@ class CommitFault:
 def fault(request: pytest.FixtureRequest) -> Iterator[CommitFault]:
     fault = CommitFault(after=request.param == "after")
     name = "after_commit" if fault.after else "before_commit"
-    event.listen(Session, "after_flush", CommitFault.wrote)
+    event.listen(Session, "do_orm_execute", CommitFault.wrote)
     event.listen(Session, name, fault)
     yield fault
     event.remove(Session, name, fault)
-    event.remove(Session, "after_flush", CommitFault.wrote)
+    event.remove(Session, "do_orm_execute", CommitFault.wrote)
 
 
 def _rows(database: Database) -> list[str]:

@@ -64,7 +64,7 @@ def test_orphan_key_is_reported_then_destroyed_after_the_grace_period(runtime: R
 def test_intent_left_by_an_unfinished_write_is_settled(runtime: Runtime) -> None:
     intents = runtime.vault.intents
     lost, stored = str(uuid.uuid4()), runtime.vault.create_subject({"email": "s@example.com"})
-    intents.create_keys([lost])  # the process died before its transaction committed
+    intents.create_key(lost)  # the process died before its transaction committed
     assert intents.pending(0) == [lost]
     assert intents.settle(0) == [lost]
     assert not runtime.backend.subject_key_exists(lost)
@@ -74,7 +74,7 @@ def test_intent_left_by_an_unfinished_write_is_settled(runtime: Runtime) -> None
 
 def test_a_write_that_outlived_its_intent_commits_nothing(runtime: Runtime) -> None:
     sid = str(uuid.uuid4())
-    runtime.vault.intents.create_keys([sid])
+    runtime.vault.intents.create_key(sid)
     runtime.vault.intents.settle(0)  # the sweep took it: the request ran too long
     with pytest.raises(IntentLost), runtime.vault.tx.begin() as session:
         session.add(FieldStore.new_subject("CN", False, sid))

@@ -23,8 +23,8 @@ from tests.conftest import Database, OpenBaoServer, migrate_all
 from tests.helpers import ALICE, copy_database, leaked, raw_storage
 from vault.db import make_engine
 from vault.models import BlindIndex, Subject
+from vault.new_subjects import external_id_form
 from vault.reindex import reindex
-from vault.storage import external_id_form
 
 EXTERNAL = "shop-user-zelda-7731"
 

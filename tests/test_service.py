@@ -380,13 +380,13 @@ def test_a_drawn_card_token_already_taken_is_drawn_again(
 ) -> None:
     """Card tokens are low-entropy: a draw that collides with a stored token (or with one
     drawn for another field of the same write) is replaced, never stored twice."""
-    import vault.storage
+    import vault.new_subjects
 
     first = service.create_subject({"card_number": "4111111111111111"})
     taken = first.tokens["card_number"]
     free = ("6" if taken[0] == "5" else "5") + taken[1:]
     draws = iter([taken, taken, free])
-    monkeypatch.setattr(vault.storage, "card_token", lambda _digits: next(draws))
+    monkeypatch.setattr(vault.new_subjects, "card_token", lambda _digits: next(draws))
     second = service.create_subject({"card_number": "4111111111111111"})
     assert second.tokens["card_number"] == free
     by_token = {r.token: r.subject_id for r in service.detokenize([taken, free])}

@@ -129,6 +129,8 @@ class Settings:
     db_timeout: float = 5.0
     orphan_grace: float = 600.0
     max_batch: int = 500
+    # Subject keys made ahead per region for batches of new subjects (vault/key_pool).
+    key_pool: int = 500
     worker_timeout: int = 60
     worker_threads: int = 4
     # /metrics answers only with this bearer token when it is set.
@@ -243,6 +245,7 @@ class Settings:
             db_timeout=float(_int(env, "PII_VAULT_DB_TIMEOUT", 5, 1)),
             orphan_grace=float(_int(env, "PII_VAULT_ORPHAN_GRACE", 600, 1)),
             max_batch=_bounded(env, "PII_VAULT_MAX_BATCH", 500, 1, MAX_BATCH_LIMIT),
+            key_pool=_bounded(env, "PII_VAULT_KEY_POOL", 500, 0, MAX_BATCH_LIMIT),
             worker_timeout=_int(env, "PII_VAULT_WORKER_TIMEOUT", 60, 5),
             worker_threads=_bounded(env, "PII_VAULT_WORKER_THREADS", 4, 1, 64),
             metrics_token=secret(env, "PII_VAULT_METRICS_TOKEN"),

@@ -20,12 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from keys.bounded import in_context
 from keys.errors import KeyProviderError
 from keys.provider import SubjectKeys
 from vault.errors import KeyProviderUnavailable, ServiceUnavailable
@@ -46,30 +44,24 @@ class KeyIntents:
         self.tx = tx
         self.keys = keys
 
-    def create_keys(self, subject_ids: Sequence[str]) -> None:
-        """Record the intents, then create the keys (in parallel). On failure the keys
-        made are destroyed again and the error raised; intents left behind are settled."""
+    def record(self, subject_ids: Sequence[str]) -> None:
+        """Commit the intents of keys about to be made (before any of them is made)."""
         if not subject_ids:
             return
         now = utcnow()
         with self.tx.begin() as session:
             session.add_all(KeyIntent(subject_id=s, created_at=now) for s in subject_ids)
-        if len(subject_ids) == 1:  # a single create: no thread pool on the hot path
-            try:
-                with translating():
-                    self.keys.create_subject_key(subject_ids[0])
-            except BaseException:
-                self.discard(subject_ids)
-                raise
-            return
-        with ThreadPoolExecutor(min(PARALLEL, len(subject_ids))) as pool:
-            create = in_context(self.keys.create_subject_key)
-            futures = [pool.submit(create, s) for s in subject_ids]
-        failure = next((f.exception() for f in futures if f.exception() is not None), None)
-        if failure is not None:
-            self.discard(subject_ids)
+
+    def create_key(self, subject_id: str) -> None:
+        """Record the intent, then create the key. On failure the key is destroyed again
+        (best effort) and the error raised; an intent left behind is settled."""
+        self.record([subject_id])
+        try:
             with translating():
-                raise failure
+                self.keys.create_subject_key(subject_id)
+        except BaseException:
+            self.discard([subject_id])
+            raise
 
     @staticmethod
     def claim(session: Session, subject_ids: Sequence[str]) -> None:

@@ -24,8 +24,8 @@ from sqlalchemy import delete, select, update
 from keys.provider import IndexKeyAdmin
 from vault.crypto import encrypt_field
 from vault.models import STATUS_ACTIVE, BlindIndex, IndexState, Subject
+from vault.new_subjects import EXTERNAL_ID, external_id_form
 from vault.service import VaultService
-from vault.storage import EXTERNAL_ID, external_id_form
 from vault.transactions import translating
 
 

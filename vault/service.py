@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keys.bounded import in_context
-from keys.provider import BlindIndexer, SubjectIdIssuer, SubjectKeys
+from keys.provider import BlindIndexer, DataKey, SubjectIdIssuer, SubjectKeys
 from vault.biometrics import DEFAULT_THRESHOLD, matches
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
@@ -47,6 +47,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.intents import KeyIntents
+from vault.key_pool import KeyPool
 from vault.minors import DATE_OF_BIRTH, Majority
 from vault.models import (
     STATUS_ACTIVE,
@@ -58,6 +59,7 @@ from vault.models import (
     iso,
     mark_damaged,
 )
+from vault.new_subjects import NewSubject, Ready
 from vault.results import (
     CreatedSubject,
     DetokenizeResult,
@@ -71,7 +73,7 @@ from vault.results import (
     TokenRef,
 )
 from vault.schema import Schema, Value
-from vault.storage import FieldStore, Ready
+from vault.storage import FieldStore
 from vault.transactions import Transactions, translating
 from vault.validation import Validator
 
@@ -90,8 +92,12 @@ class VaultService:
         max_dek_encryptions: int = DEFAULT_MAX_DEK_ENCRYPTIONS,
         default_region: str = "CN",
         majority: Majority | None = None,
+        key_pool: int = 0,
+        key_pool_age: float = 300.0,
     ) -> None:
-        """``index`` defaults to ``keys`` when that backend also computes blind indexes."""
+        """``index`` defaults to ``keys`` when that backend also computes blind indexes;
+        ``key_pool`` keys per region are made ahead for batches of new subjects (0: none),
+        each handed out only while younger than ``key_pool_age`` seconds."""
         if index is None:
             if not isinstance(keys, BlindIndexer):
                 raise ConfigError("the vault needs a blind indexer")
@@ -106,6 +112,13 @@ class VaultService:
         self.store = FieldStore(self.schema, self.datakeys, index)
         self.validator = Validator(self.schema, majority)
         self.intents = KeyIntents(self.tx, keys)
+        self.key_pool = KeyPool(
+            self.intents,
+            self.new_subject_id,
+            self.datakeys.first_data_key,
+            limit=key_pool,
+            max_age=key_pool_age,
+        )
         # Vault calls of one request that do not depend on each other run side by side.
         self._calls = ThreadPoolExecutor(8, thread_name_prefix="pii-vault-calls")
 
@@ -156,6 +169,7 @@ class VaultService:
         return self.datakeys.cache
 
     def close(self) -> None:
+        self.key_pool.close()
         self._calls.shutdown(wait=False)
         self.datakeys.clear()
         self.engine.dispose()
@@ -167,6 +181,7 @@ class VaultService:
         that cannot learn about shreds must not keep keys (fail closed).
         """
         self.datakeys.cache.sweep()
+        self.key_pool.sweep()
         try:
             with self.tx.begin(read_only=True) as session:
                 self.datakeys.sync(session)
@@ -262,7 +277,7 @@ class VaultService:
         )
         pending: list[Future[Any]] = [digests] + ([taken] if taken is not None else [])
         try:
-            self.intents.create_keys([subject.id])
+            self.intents.create_key(subject.id)
         except BaseException:
             wait(pending)  # nothing of this call outlives it
             raise
@@ -349,6 +364,10 @@ class VaultService:
         try:
             with self.keyed() as session:
                 by_external = self.store.by_external_ids(session, named, lock=True)
+                # New subjects' rows go in together (vault/new_subjects): result slots
+                # are filled when the batch is inserted.
+                waiting: list[tuple[int, NewSubject]] = []
+                waiting_ids: set[str] = set()
                 for write in writes:
                     subject: Subject | None
                     if write.subject_id is not None:
@@ -360,6 +379,11 @@ class VaultService:
                     else:
                         ext = str(write.external_id)
                         subject = by_external.get(ext)
+                        if subject is not None and subject.id in waiting_ids:
+                            # the batch names a subject it creates again: insert it first
+                            self._insert_waiting(session, waiting, results)
+                            waiting_ids.clear()
+                            subject = self.store.subject(session, subject.id, lock="update")
                         if subject is None:
                             subject = made.pop(ext, None)
                             if subject is None:  # appeared free since the pre-pass: rare
@@ -371,15 +395,10 @@ class VaultService:
                                 self.keys.create_subject_key(subject.id)
                             created.append(subject.id)
                             by_external[ext] = subject
-                            tokens = self.store.store(
-                                session,
-                                subject,
-                                write.values,
-                                external_id=ext,
-                                new_subject=True,
-                                ready=ready.get(subject.id),
-                            )
-                            results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
+                            item = NewSubject(subject, write.values, ext, ready.get(subject.id))
+                            waiting.append((len(results), item))
+                            waiting_ids.add(subject.id)
+                            results.append(TokenizeResult(subject_id=subject.id))
                             continue
                     if subject.status != STATUS_ACTIVE:
                         results.append(TokenizeResult(subject_id=subject.id, error="shredded"))
@@ -412,6 +431,7 @@ class VaultService:
                     fresh = {k: v for k, v in write.values.items() if k not in same}
                     tokens = {**same, **self.store.store(session, subject, fresh)}
                     results.append(TokenizeResult(subject_id=subject.id, tokens=tokens))
+                self._insert_waiting(session, waiting, results)
                 self.intents.claim(session, [s for s in created if s in premade])
                 committing = True  # leaving the block commits
         except IntegrityError as exc:
@@ -426,47 +446,59 @@ class VaultService:
         assert len(results) == len(writes)  # one result per item, never a placeholder
         return results
 
+    def _insert_waiting(
+        self,
+        session: Session,
+        waiting: list[tuple[int, NewSubject]],
+        results: list[TokenizeResult],
+    ) -> None:
+        stored = self.store.store_new(session, [item for _, item in waiting])
+        for (at, item), tokens in zip(waiting, stored, strict=True):
+            results[at] = TokenizeResult(subject_id=item.subject.id, tokens=tokens)
+        waiting.clear()
+
     def _premade_subjects(
         self, writes: Sequence[PreparedWrite], named: Sequence[str]
     ) -> tuple[dict[str, Subject], dict[str, Ready]]:
-        """New subjects for the batch's unknown external ids, keys created up front (in
-        parallel, outside the write transaction, intents recorded first), and each one's
-        first data key (in parallel) and blind-index digests (one call for the batch), so
-        the write transaction makes no Vault call for them (as ``create_subject``)."""
+        """New subjects for the batch's unknown external ids with their keys and first data
+        keys (from the key pool: made ahead while the previous batch was written, or now,
+        in parallel, outside the write transaction, intents recorded first) and their
+        blind-index digests (one call for the batch), so the write transaction makes no
+        Vault call for them (as ``create_subject``)."""
         if not named:
             return {}, {}
         with self.tx.begin(read_only=True) as session, translating():
             known = self.store.by_external_ids(session, named)
-        made: dict[str, Subject] = {}
-        values: dict[str, PreparedWrite] = {}
+        new: dict[str, PreparedWrite] = {}
         for write in writes:
             ext = write.external_id
-            if write.subject_id is None and ext and ext not in known and ext not in made:
-                made[ext] = self.store.new_subject(
-                    write.region or self.default_region,
-                    write.is_minor,
-                    self.new_subject_id(write.region),
-                )
-                values[ext] = write
-        self.intents.create_keys([s.id for s in made.values()])
+            if write.subject_id is None and ext and ext not in known and ext not in new:
+                new[ext] = write
+        regions: dict[str, list[str]] = {}
+        for ext, write in new.items():
+            regions.setdefault((write.region or self.default_region).upper(), []).append(ext)
+        made: dict[str, Subject] = {}
+        ready: dict[str, Ready] = {}
+        keys: dict[str, DataKey] = {}
         try:
-            with translating():
-                keys = list(
-                    self._calls.map(
-                        in_context(self.datakeys.first_data_key), [s.id for s in made.values()]
+            for region, exts in regions.items():  # keys made ahead where the pool has them
+                for ext, entry in zip(exts, self.key_pool.take(region, len(exts)), strict=True):
+                    write = new[ext]
+                    made[ext] = self.store.new_subject(
+                        write.region or self.default_region, write.is_minor, entry.subject_id
                     )
-                )
+                    keys[ext] = entry.data_key
+            with translating():
                 forms = [
-                    self.store.index_forms(values[ext].values, ext) for ext in made
+                    self.store.index_forms(new[ext].values, ext) for ext in made
                 ]  # the external id's form last, as ``store`` expects
                 flat = self.store.index.blind_index([f for group in forms for f in group])
         except BaseException:
             self._discard_keys([s.id for s in made.values()])
             raise
-        ready: dict[str, Ready] = {}
         at = 0
-        for subject, key, group in zip(made.values(), keys, forms, strict=True):
-            ready[subject.id] = Ready(key, list(flat[at : at + len(group)]))
+        for (ext, subject), group in zip(made.items(), forms, strict=True):
+            ready[subject.id] = Ready(keys[ext], list(flat[at : at + len(group)]))
             at += len(group)
         return made, ready
 

@@ -16,8 +16,8 @@ from typing import Literal, NamedTuple
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import Session
 
-from keys.errors import KeyDestroyed, KeyProviderError
-from keys.provider import BlindIndexer, DataKey
+from keys.errors import KeyDestroyed
+from keys.provider import BlindIndexer
 from vault.crypto import ciphertext_dek_id, decrypt_field, encrypt_field
 from vault.datakeys import DataKeyManager
 from vault.errors import (
@@ -39,10 +39,19 @@ from vault.models import (
     Token,
     utcnow,
 )
+from vault.new_subjects import (
+    EXTERNAL_ID,
+    NewSubject,
+    Ready,
+    external_id_form,
+    index_forms,
+    new_tokens,
+    store_new,
+)
 from vault.results import VaultItemError
 from vault.retention import live_values
-from vault.schema import FieldSpec, Schema
-from vault.tokens import card_token, looks_like_token, random_token
+from vault.schema import Schema
+from vault.tokens import looks_like_token
 from vault.validation import canonical_subject_id
 
 
@@ -59,14 +68,6 @@ class TokenRow(NamedTuple):
 TokenTarget = tuple[str, TokenRow | None, VaultItemError | None]
 
 
-EXTERNAL_ID = "external_id"  # what an external id's ciphertext and digest are bound to
-
-
-def external_id_form(external_id: str) -> bytes:
-    """What the blind index MACs for an external id (its own domain, apart from fields)."""
-    return b"external_id\x00" + external_id.encode("utf-8")
-
-
 def _item_error(status: str) -> VaultItemError | None:
     if status == STATUS_ACTIVE:
         return None
@@ -81,13 +82,6 @@ class Version(NamedTuple):
     written_at: dt.datetime
     superseded_at: dt.datetime
     keep_until: dt.datetime
-
-
-class Ready(NamedTuple):
-    """A new subject's data key and blind-index digests, made before its transaction."""
-
-    data_key: DataKey
-    digests: list[str]
 
 
 class FieldStore:
@@ -168,31 +162,6 @@ class FieldStore:
         rows = session.scalars(select(Token).where(Token.subject_id == subject_id))
         return {t.field: t.token for t in rows}
 
-    @staticmethod
-    def _new_tokens(
-        session: Session, specs: Mapping[str, tuple[FieldSpec, bytes]]
-    ) -> dict[str, str]:
-        """A free token per field, checked against the table in one query per round (a
-        card token, low-entropy, may collide; a random one practically never does)."""
-        tokens: dict[str, str] = {}
-        for _ in range(16):
-            todo = [name for name in specs if name not in tokens]
-            if not todo:
-                return tokens
-            drawn = {
-                name: card_token(specs[name][1].decode())
-                if specs[name][0].token == "card"
-                else random_token()
-                for name in todo
-            }
-            taken = set(session.scalars(select(Token.token).where(Token.token.in_(drawn.values()))))
-            for name, token in drawn.items():
-                if token not in taken and token not in tokens.values():
-                    tokens[name] = token
-        if len(tokens) == len(specs):
-            return tokens
-        raise KeyProviderError("could not find a free token")  # pragma: no cover
-
     def store(
         self,
         session: Session,
@@ -209,16 +178,13 @@ class FieldStore:
         so a new subject's write transaction makes no Vault call. ``new_subject``: a subject
         not in the session yet, added here with its external id (one INSERT, no UPDATE); it
         has no values, tokens or index entries to replace, so none are looked for."""
+        if new_subject:
+            return self.store_new(session, [NewSubject(subject, values, external_id, ready)])[0]
         if not values and external_id is None:
-            if new_subject:
-                session.add(subject)
-                session.flush()
             return {}
         needed = len(values) + (external_id is not None)
         fresh = ready.data_key if ready is not None else None
-        record, dek = self.datakeys.for_encryption(
-            session, subject.id, needed, fresh, new_subject=new_subject
-        )
+        record, dek = self.datakeys.for_encryption(session, subject.id, needed, fresh)
         searchable = [name for name in values if self.schema[name].searchable]
         if ready is not None:
             digests = list(ready.digests)
@@ -232,21 +198,16 @@ class FieldStore:
                 dek, kid, sid, EXTERNAL_ID, external_id.encode("utf-8")
             )
         subject.updated_at = now
-        if new_subject:  # rows go in dependency order: the subject, then its data key
-            session.add(subject)
-            session.flush()
-            session.add(record)
-            session.flush()
-        if not new_subject and values:
+        if values:
             session.execute(
                 delete(Token).where(Token.subject_id == subject.id, Token.field.in_(list(values)))
             )
-        tokens = self._new_tokens(
+        tokens = new_tokens(
             session, {name: (self.schema[name], plaintext) for name, plaintext in values.items()}
         )
         for name, plaintext in values.items():
             spec = self.schema[name]
-            row = None if new_subject else session.get(FieldValue, (subject.id, name))
+            row = session.get(FieldValue, (subject.id, name))
             if row is None:
                 row = FieldValue(subject_id=subject.id, field=name, created_at=now)
                 row.retain_until = spec.retention.expires(now)  # from the first write only
@@ -271,24 +232,17 @@ class FieldStore:
                 Token(token=tokens[name], subject_id=subject.id, field=name, created_at=now)
             )
         for name, digest in zip(searchable, digests, strict=True):
-            index = BlindIndex(subject_id=subject.id, field=name, digest=digest)
-            if new_subject:
-                session.add(index)
-            else:
-                session.merge(index)
+            session.merge(BlindIndex(subject_id=subject.id, field=name, digest=digest))
         session.flush()
         return tokens
 
+    def store_new(self, session: Session, batch: Sequence[NewSubject]) -> list[dict[str, str]]:
+        """New subjects with their values, tokens and index entries: one INSERT per table."""
+        return store_new(session, batch, self.schema, self.datakeys, self.index)
+
     def index_forms(self, values: Mapping[str, bytes], external_id: str | None) -> list[bytes]:
         """What ``store`` MACs: each searchable field's index form, then the external id."""
-        forms = [
-            self.schema[name].index_form(plaintext)
-            for name, plaintext in values.items()
-            if self.schema[name].searchable
-        ]
-        if external_id is not None:
-            forms.append(external_id_form(external_id))
-        return forms
+        return index_forms(self.schema, values, external_id)
 
     def external_id(self, session: Session, subject: Subject) -> str | None:
         """The subject's external id, decrypted (or from the legacy clear column)."""
