@@ -17,11 +17,12 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from access.errors import ReadBudgetSpent, RevealBudgetSpent, SearchBudgetSpent, Throttled
 from access.models import UsageCounter
@@ -57,32 +58,44 @@ class WindowCounter:
     def take(self, key: str, n: int = 1, limit: int | None = None) -> None:
         """Charge ``n`` uses of ``key`` under the row's lock; raises (nothing charged) if
         they do not fit in the window's budget (``limit``: this key's, if not the default)."""
+        take_together(self.tx, [(self, key, n, limit)])
+
+    def charge(self, session: Session, key: str, n: int, limit: int | None = None) -> None:
+        """``take`` inside the caller's transaction: a refusal raises, and the caller's
+        rollback uncharges whatever else it charged."""
         limit = self.limit if limit is None else limit
         start = int(self.clock() // self.window) * self.window
-        for attempt in range(2):  # a concurrent first insert in another worker: retry once
-            try:
-                with self.tx.begin() as session:
-                    row = session.execute(
-                        select(UsageCounter)
-                        .where(UsageCounter.kind == self.kind, UsageCounter.key == key)
-                        .with_for_update()
-                    ).scalar_one_or_none()
-                    spent = 0 if row is None or row.window_start != start else row.spent
-                    if spent + n > limit:
-                        retry = max(1, math.ceil(start + self.window - self.clock()))
-                        raise self._refuse(key, retry)
-                    if row is None:
-                        session.add(
-                            UsageCounter(kind=self.kind, key=key, window_start=start, spent=n)
-                        )
-                    elif row.window_start != start:
-                        row.window_start, row.spent = start, n
-                    else:
-                        row.spent = UsageCounter.spent + n
-                return
-            except IntegrityError:
-                if attempt:
-                    raise
+        row = session.execute(
+            select(UsageCounter)
+            .where(UsageCounter.kind == self.kind, UsageCounter.key == key)
+            .with_for_update()
+        ).scalar_one_or_none()
+        spent = 0 if row is None or row.window_start != start else row.spent
+        if spent + n > limit:
+            retry = max(1, math.ceil(start + self.window - self.clock()))
+            raise self._refuse(key, retry)
+        if row is None:
+            session.add(UsageCounter(kind=self.kind, key=key, window_start=start, spent=n))
+        elif row.window_start != start:
+            row.window_start, row.spent = start, n
+        else:
+            row.spent = UsageCounter.spent + n
+        session.flush()
+
+
+def take_together(
+    tx: Transactions, charges: Sequence[tuple[WindowCounter, str, int, int | None]]
+) -> None:
+    """Charge every ``(counter, key, n, limit)`` in one transaction: all or none."""
+    for attempt in range(2):  # a concurrent first insert in another worker: retry once
+        try:
+            with tx.begin() as session:
+                for counter, key, n, limit in charges:
+                    counter.charge(session, key, n, limit)
+            return
+        except IntegrityError:
+            if attempt:
+                raise
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,7 @@ class UsageBudgets:
         alert: Callable[[str, dict[str, str]], None] | None = None,
     ) -> None:
         self.refusals: Counter[str] = Counter()
+        self._tx = tx
         self.reads = reads if reads is not None else ReadLimits()
         self.alert = alert
         self.reveals_per_day = reveals_per_day
@@ -154,12 +168,17 @@ class UsageBudgets:
         return refuse
 
     def read(self, principal: str, roles: tuple[str, ...], fields: int) -> None:
-        """Charge ``fields`` plaintext reads (minute, then day) before any is answered."""
+        """Charge ``fields`` plaintext reads (minute and day) before any is answered."""
         if fields <= 0:
             return
         per_minute, per_day = self.reads.of(roles)
-        self._reads_minute.take(principal, fields, per_minute)
-        self._reads_day.take(principal, fields, per_day)
+        take_together(  # one transaction: a refusal by either window charges neither
+            self._tx,
+            [
+                (self._reads_minute, principal, fields, per_minute),
+                (self._reads_day, principal, fields, per_day),
+            ],
+        )
 
     def _reveal_refusal(self, key: str, retry: int) -> Throttled:
         self.refusals["reveal"] += 1

@@ -71,3 +71,22 @@ def test_successful_reads_are_budgeted_by_role_and_a_trip_alerts(
         json={"purpose": "fraud_prevention", "tokens": cards},
     )
     assert r.status_code == 200 and all(x.get("redaction") == "masked" for x in r.json["results"])
+
+
+def test_a_read_the_day_budget_refuses_charges_the_minute_nothing(database: Database) -> None:
+    """Both windows are charged in one transaction: a refusal by the day's budget leaves
+    the minute's untouched (it used to be charged first, and kept)."""
+    from access.errors import ReadBudgetSpent
+    from access.usage import UsageBudgets
+    from vault.transactions import Transactions
+
+    budgets = UsageBudgets(Transactions(database.engine), reads=ReadLimits((10, 5)))
+    budgets.read("svc:a", (), 4)
+    with pytest.raises(ReadBudgetSpent):
+        budgets.read("svc:a", (), 2)  # 6 > 5 a day, though 6 <= 10 a minute
+    budgets.read("svc:a", (), 1)  # the minute holds 5 of 10 now, the day 5 of 5
+    with pytest.raises(ReadBudgetSpent):
+        budgets.read("svc:a", (), 1)
+    # The minute holds the 5 answered reads only: one more fits under a limit of 6 (had
+    # the two refused reads been charged it would hold 8).
+    UsageBudgets(Transactions(database.engine), reads=ReadLimits((6, 100))).read("svc:a", (), 1)
