@@ -23,6 +23,7 @@ from api.console.blueprint import content_security_policy
 from api.console.config import ConsoleSettings
 from api.console.sessions import CONSOLE_PREFIX
 from api.context import EXTENSION
+from api.jsonio import OrjsonProvider
 from api.metrics import Metrics
 from api.models import Problem
 from api.routes import approvals, audit, consents, emergency, ops, subjects, tokens, transfers
@@ -123,6 +124,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         validation_error_model=Problem,
         validation_error_callback=errors.validation_problem,
     )
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["PII_VAULT_MAX_BATCH"] = config.settings.max_batch
     app.extensions[EXTENSION] = rt

@@ -287,7 +287,15 @@ def demo(keep: bool) -> None:
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Worker processes of the production server (gunicorn, threaded, slow clients bounded).",
+    help="Worker processes of the production server (threaded, slow clients bounded).",
+)
+@click.option(
+    "--server",
+    type=click.Choice(["gunicorn", "granian"]),
+    default="gunicorn",
+    show_default=True,
+    help="gunicorn bounds slow request bodies; granian (faster, docs/BENCHMARKS.md) does "
+    "not: use it only behind a proxy that buffers whole requests.",
 )
 @click.option(
     "--dev",
@@ -302,7 +310,7 @@ def demo(keep: bool) -> None:
     help="Request body limit in bytes.",
 )
 @_one_line_errors
-def serve(host: str, port: int, workers: int, dev: bool, max_body: int) -> None:
+def serve(host: str, port: int, workers: int, server: str, dev: bool, max_body: int) -> None:
     """Serve the HTTP API with the production server (``--dev``: the development server).
     Configuration is checked before the first request is taken."""
     settings = Settings.from_env()
@@ -320,10 +328,11 @@ def serve(host: str, port: int, workers: int, dev: bool, max_body: int) -> None:
             click.echo(f"pii-vault serving on http://{host}:{port} (development server)", err=True)
             app.run(host=host, port=port, threaded=True, use_reloader=False)
             return
-    # Each gunicorn worker opens its own connections after the fork.
-    from api.server import run_gunicorn
+    # Each worker process opens its own connections.
+    from api.server import run_granian, run_gunicorn
 
-    run_gunicorn(host, port, workers, max_body, settings)
+    run = run_granian if server == "granian" else run_gunicorn
+    run(host, port, workers, max_body, settings)
 
 
 @main.command()

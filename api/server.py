@@ -1,7 +1,22 @@
-"""Production serving under gunicorn: each worker builds its own app after the fork."""
+"""Production serving: each worker process builds its own app (no connections or keys
+shared across processes).
+
+gunicorn with the pre-reading worker (``api/edge.py``) is the default: a request
+reaches a Python thread only once its head *and body* have arrived, within the read
+timeout. Granian (issue 21's evaluation, docs/BENCHMARKS.md) is faster per request
+and bounds slow request heads in its Rust runtime, but its WSGI interface reads the
+body on the Python thread: a client trickling a body holds a thread until it is done
+(tests/test_slow_clients.py shows both). So Granian is opt-in (``--server granian``),
+for deployments behind a proxy that buffers whole requests. Both keep ``/healthz``
+answering while a dependency hangs (the lanes, ``keys/bounded.py``) and close each
+worker's runtime when it stops (its unanchored audit tail is anchored)."""
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing.util
+import os
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -65,3 +80,52 @@ def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Se
         },
         max_body,
     ).run()
+
+
+SERVERS = ("granian", "gunicorn")
+_MAX_BODY_ENV = "PII_VAULT_SERVE_MAX_BODY"  # passed to Granian's worker processes
+
+
+def granian_app() -> Any:
+    """Granian's factory, called once in each worker process. A worker stopping closes
+    its runtime (anchoring its tail): Granian's workers are ``multiprocessing``
+    processes, which end through ``os._exit`` after their finalizers, never ``atexit``."""
+    app = create_app(AppConfig(max_body_bytes=int(os.environ[_MAX_BODY_ENV])))
+    runtime = app.extensions[EXTENSION]
+    closed = threading.Lock()
+
+    def close() -> None:
+        if closed.acquire(blocking=False):
+            runtime.close()
+
+    multiprocessing.util.Finalize(None, close, exitpriority=10)
+    atexit.register(close)  # the same, should a worker ever run outside multiprocessing
+    return app
+
+
+def run_granian(host: str, port: int, workers: int, max_body: int, settings: Settings) -> None:
+    """Granian reads every request in its Rust runtime (no Python thread per connection)
+    and hands it to one of ``worker_threads`` blocking threads; a request head must
+    arrive within ``request_read_timeout``; at most ``worker_threads * 4`` requests
+    are admitted per worker (backpressure), the rest wait in the listen backlog."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    os.environ[_MAX_BODY_ENV] = str(max_body)
+    Granian(
+        "api.server:granian_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=settings.worker_threads,
+        backpressure=settings.max_reading_connections,
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.request_read_timeout * 1000)),
+        workers_kill_timeout=settings.worker_timeout,
+        respawn_failed_workers=True,
+        log_access=True,
+        # Paths and statuses only: never query strings or bodies.
+        log_access_format='%(addr)s "%(method)s %(path)s" %(status)d %(dt_ms).1fms',
+    ).serve()

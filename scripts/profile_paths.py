@@ -38,6 +38,10 @@ def main() -> None:
     parser.add_argument("--database", default=None)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--only", nargs="*", default=["create", "single", "batch"])
+    parser.add_argument("--callers", default="", help="who calls functions matching this")
+    parser.add_argument(
+        "--only-matching", default="", help="a regex over file:function, e.g. /(access|vault)/"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pii-profile-"))
     with ManagedOpenBao(work / "bao") as bao:
@@ -136,7 +140,10 @@ def main() -> None:
                 fn(i)
             prof.disable()
             out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.top)
+            stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+            stats.print_stats(*([args.only_matching] if args.only_matching else []), args.top)
+            if args.callers:
+                stats.print_callers(args.callers)
             print(
                 f"\n## {name}: {plain:.2f} ms/request unprofiled, "
                 f"{per_stmt:.1f} SQL statements and {per_commit:.1f} commits per request\n"

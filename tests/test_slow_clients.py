@@ -1,4 +1,5 @@
 """Issue 18 (4): slow clients cannot stall the service. `pii-vault serve --workers 2`
+(gunicorn, the default, and Granian, issue 21)
 under a real slowloris client (64 connections sending a header line a second) and
 under slow bodies: /healthz and the API keep answering within a second or two.
 
@@ -30,8 +31,10 @@ pytestmark = pytest.mark.slow
 READ_TIMEOUT = 4
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedVault, str]]:
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServedVault, str]]:
     home = tmp_path_factory.mktemp("slow") / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PII_VAULT_", "VAULT_"))}
     env |= local_env(home) | {
@@ -41,7 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedVau
     assert run(["init"], env)[0] == 0
     _code, out, _ = run(["principal", "create", "svc:auditor", "--role", "auditor", "--json"], env)
     key = json.loads(out)["api_key"]
-    with ServedVault(env, free_port(), workers=2) as server:
+    with ServedVault(env, free_port(), workers=2, server=request.param) as server:
         yield server, key
 
 
@@ -93,9 +96,13 @@ def test_health_and_api_answer_under_a_slowloris_of_64(
 
 
 def test_slow_bodies_hold_no_thread_and_are_cut_at_the_read_timeout(
-    served: tuple[ServedVault, str], tmp_path: Path
+    served: tuple[ServedVault, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     server, key = served
+    if server.server == "granian":  # why it is opt-in (api/server.py); strict: noticed if fixed
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="Granian's WSGI reads bodies on a thread")
+        )
     slow = []
     for _ in range(24):  # more than every thread of both workers
         s = socket.create_connection(("127.0.0.1", server.port))

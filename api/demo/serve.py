@@ -40,7 +40,8 @@ def transit_env(
 
 
 class ServedVault:
-    """The real server (gunicorn, its workers) on a loopback port, in its own process group."""
+    """The real server (``pii-vault serve``: gunicorn by default, or ``server="granian"``)
+    on a loopback port, in its own process group."""
 
     def __init__(
         self,
@@ -50,8 +51,10 @@ class ServedVault:
         workers: int = 2,
         log: Path | None = None,
         ready_timeout: float = 60.0,
+        server: str | None = None,
     ) -> None:
         self.env, self.port, self.workers = env, port, workers
+        self.server = server
         self.url = f"http://127.0.0.1:{port}"
         self.log, self.ready_timeout = log, ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,6 +71,7 @@ class ServedVault:
                 str(self.workers),
                 "--port",
                 str(self.port),
+                *(["--server", self.server] if self.server else []),
             ],
             env=self.env,
             stdout=out,
