@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--only", nargs="*", default=["create", "single", "batch"])
     parser.add_argument("--callers", default="", help="who calls functions matching this")
+    parser.add_argument("--sort", default="cumulative", help="cumulative or tottime")
     parser.add_argument(
         "--only-matching", default="", help="a regex over file:function, e.g. /(access|vault)/"
     )
@@ -140,7 +141,7 @@ def main() -> None:
                 fn(i)
             prof.disable()
             out = io.StringIO()
-            stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+            stats = pstats.Stats(prof, stream=out).sort_stats(args.sort)
             stats.print_stats(*([args.only_matching] if args.only_matching else []), args.top)
             if args.callers:
                 stats.print_callers(args.callers)
