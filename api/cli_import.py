@@ -83,13 +83,15 @@ def _batches(stream: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
         yield chunk
 
 
-def _marking_last(chunks: Iterator[list[tuple[int, str]]]) -> Iterator[tuple[list[Any], bool]]:
-    previous = next(chunks, None)
-    for chunk in chunks:
-        yield previous or [], False
-        previous = chunk
-    if previous is not None:
-        yield previous, True
+def _marking_last(
+    chunks: Iterator[list[tuple[int, str]]],
+) -> Iterator[tuple[list[tuple[int, str]], bool]]:
+    """Each chunk with whether it is the last (one read ahead)."""
+    current = next(chunks, None)
+    while current is not None:
+        following = next(chunks, None)
+        yield current, following is None
+        current = following
 
 
 def run_import(

@@ -461,7 +461,7 @@ def main() -> None:
                 bao, token, database, workers, args.clients, args.seconds, work, http_server
             )
             if len(args.servers) > 1:
-                database = f"{database.split(' ')[0]} ({http_server})"
+                database = f"{database} ({http_server})"
             for phase, line in zip(
                 ("/healthz", "batch (per field)", "single", "create"), r["cpu"], strict=True
             ):

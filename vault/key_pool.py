@@ -68,8 +68,6 @@ class KeyPool:
         self._lock = threading.Lock()
         self._ready: dict[str, deque[Future[Pooled]]] = {}
         self._threads = ThreadPoolExecutor(PARALLEL, thread_name_prefix="pii-vault-keys")
-        self.made = 0  # keys this pool made ahead (counted for tests and metrics)
-        self.used = 0  # of them, claimed by a write
 
     # -- taking ------------------------------------------------------------------------
 
@@ -85,9 +83,11 @@ class KeyPool:
             queue = self._ready.setdefault(region, deque())
             taken = [queue.popleft() for _ in range(min(count, len(queue)))]
         wait(taken)
-        fresh = [e for e in map(_entry, taken) if e is not None and self._fresh(e)]
-        self._discard([e for e in map(_entry, taken) if e is not None and not self._fresh(e)])
-        self.used += len(fresh)
+        fresh: list[Pooled] = []
+        stale: list[Pooled] = []
+        for entry in filter(None, map(_entry, taken)):  # failed ones discarded themselves
+            (fresh if self._fresh(entry) else stale).append(entry)  # judged once each
+        self._discard(stale)
         if len(fresh) < count:
             try:
                 fresh += self._make_now(region, count - len(fresh))
@@ -150,7 +150,6 @@ class KeyPool:
             future.add_done_callback(_log_failure)
         with self._lock:
             self._ready.setdefault(region, deque()).extend(futures)
-        self.made += len(futures)
 
     # -- ending --------------------------------------------------------------------------
 
@@ -179,10 +178,6 @@ class KeyPool:
         wait(futures)
         self._discard([e for e in map(_entry, futures) if e is not None])
         self._threads.shutdown(wait=True)
-
-    def pooled(self) -> int:
-        with self._lock:
-            return sum(len(q) for q in self._ready.values())
 
     def _discard(self, entries: Sequence[Pooled]) -> None:
         if entries:

@@ -364,10 +364,9 @@ class VaultService:
         try:
             with self.keyed() as session:
                 by_external = self.store.by_external_ids(session, named, lock=True)
-                # New subjects' rows go in together (vault/new_subjects): result slots
-                # are filled when the batch is inserted.
-                waiting: list[tuple[int, NewSubject]] = []
-                waiting_ids: set[str] = set()
+                # New subjects' rows go in together (vault/new_subjects): by subject id,
+                # each one's result slot, filled when the batch is inserted.
+                waiting: dict[str, tuple[int, NewSubject]] = {}
                 for write in writes:
                     subject: Subject | None
                     if write.subject_id is not None:
@@ -379,10 +378,9 @@ class VaultService:
                     else:
                         ext = str(write.external_id)
                         subject = by_external.get(ext)
-                        if subject is not None and subject.id in waiting_ids:
+                        if subject is not None and subject.id in waiting:
                             # the batch names a subject it creates again: insert it first
                             self._insert_waiting(session, waiting, results)
-                            waiting_ids.clear()
                             subject = self.store.subject(session, subject.id, lock="update")
                         if subject is None:
                             subject = made.pop(ext, None)
@@ -396,8 +394,7 @@ class VaultService:
                             created.append(subject.id)
                             by_external[ext] = subject
                             item = NewSubject(subject, write.values, ext, ready.get(subject.id))
-                            waiting.append((len(results), item))
-                            waiting_ids.add(subject.id)
+                            waiting[subject.id] = (len(results), item)
                             results.append(TokenizeResult(subject_id=subject.id))
                             continue
                     if subject.status != STATUS_ACTIVE:
@@ -449,11 +446,11 @@ class VaultService:
     def _insert_waiting(
         self,
         session: Session,
-        waiting: list[tuple[int, NewSubject]],
+        waiting: dict[str, tuple[int, NewSubject]],
         results: list[TokenizeResult],
     ) -> None:
-        stored = self.store.store_new(session, [item for _, item in waiting])
-        for (at, item), tokens in zip(waiting, stored, strict=True):
+        stored = self.store.store_new(session, [item for _, item in waiting.values()])
+        for (at, item), tokens in zip(waiting.values(), stored, strict=True):
             results[at] = TokenizeResult(subject_id=item.subject.id, tokens=tokens)
         waiting.clear()
 
