@@ -43,6 +43,7 @@ from vault.transactions import Transactions
 KEY_PREFIX = "pvk_"
 _PRINCIPAL_NAME = re.compile(r"^(svc|user):[a-z0-9][a-z0-9._-]{0,62}$")
 _PROFILE = b"pii-vault/principal-profile/v1"
+_VERIFIED_MAX = 4096  # cached verified keys per worker
 _KEY = re.compile(r"^pvk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 
 
@@ -90,6 +91,8 @@ class Principals:
         self.policy = policy
         self.seal = policy.seal
         self.on_change = policy.on_change
+        # key id -> (the engine it was verified under, the key's digest, who): issue 21.
+        self._verified: dict[str, tuple[object, str, PrincipalInfo]] = {}
 
     def _digest(self, secret: str) -> str:
         return self.seal.key_digest(secret)
@@ -309,14 +312,26 @@ class Principals:
             return principal is not None and not principal.disabled
 
     def authenticate(self, api_key: str | None) -> PrincipalInfo:
-        """The principal owning ``api_key``; one error for missing, malformed, unknown, disabled."""
+        """The principal owning ``api_key``; one error for missing, malformed, unknown, disabled.
+
+        A key verified under the current policy revision is not looked up again: every
+        change to a principal (disable, roles, a new key) bumps the revision, which
+        ``policy.current()`` reads anyway, and a new revision is a new engine, so the
+        entries verified under the old one no longer match. The secret is still compared
+        on every request (a wrong secret for a cached key id is refused)."""
         match = _KEY.fullmatch(api_key or "")
         if not match:
             raise AuthenticationFailed()
         key_id, secret = match.groups()
+        keyed = self._digest(secret)
+        engine = self.policy.current()  # the revision read (one single-row query)
+        hit = self._verified.get(key_id)
+        if hit is not None and hit[0] is engine:
+            if not hmac.compare_digest(hit[1], keyed):
+                raise AuthenticationFailed()
+            return hit[2]
         with self.tx.begin(read_only=True) as session:  # no write lock (SQLite)
             principal = session.scalar(select(Principal).where(Principal.key_id == key_id))
-        keyed = self._digest(secret)
         expected = principal.key_hash if principal is not None else ""
         legacy = not expected.startswith(f"{DIGEST_VERSION}:")
         ok = hmac.compare_digest(expected, _legacy_digest(secret) if legacy else keyed)
@@ -326,13 +341,20 @@ class Principals:
             raise AuthenticationFailed()
         if legacy:
             self._upgrade_digest(principal.name, expected, keyed)
-        return PrincipalInfo(
+        info = PrincipalInfo(
             principal.name,
             tuple(principal.roles.split(",")),
             False,
             principal.created_at,
             principal.region,
         )
+        if not legacy:
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()  # bounded; rebuilt by the next requests
+            # Under the engine read *before* the row: if the revision moved meanwhile, the
+            # entry never matches (a miss), never the other way round.
+            self._verified[key_id] = (engine, keyed, info)
+        return info
 
     def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:
         """A sealed pre-issue-17 row, used with its key: the unkeyed digest becomes keyed."""

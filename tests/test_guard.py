@@ -449,6 +449,25 @@ def test_principals_keys_are_hashed_and_can_be_disabled(world: World, database: 
         world.rt.principals.create("Robert'); DROP TABLE", ["admin"])
 
 
+def test_a_principal_disabled_in_another_process_is_refused_at_its_next_request(
+    world: World, database: Database
+) -> None:
+    """Issue 21: verified keys are cached per worker; the cache must not outlive a change
+    made by another process (it follows the policy revision every request reads)."""
+    key = world.keys["support-agent"]
+    assert world.rt.principals.authenticate(key).name == "svc:support-agent"
+    assert world.rt.principals.authenticate(key).name == "svc:support-agent"  # cached
+    with pytest.raises(AuthenticationFailed):  # the cached key id with a wrong secret
+        world.rt.principals.authenticate(key[:-1] + ("x" if key[-1] != "x" else "y"))
+    other = compose(database.new_engine(), world.backend)  # another worker process
+    other.principals.disable("svc:support-agent")
+    with pytest.raises(AuthenticationFailed):
+        world.rt.principals.authenticate(key)
+    other.principals.enable("svc:support-agent")
+    assert world.rt.principals.authenticate(key).name == "svc:support-agent"
+    other.vault.engine.dispose()
+
+
 def test_invalid_input_is_rejected_before_any_decision(world: World, database: Database) -> None:
     events = len(world.audit.events(limit=1000))
     with pytest.raises(ValidationError) as info:
