@@ -338,6 +338,8 @@ def compose(
 
     # What a shred deletes beyond the vault's own tables: the subject's consents.
     ledger = ShredLedger(records, log_id) if records is not None else None
+    if ledger is not None:
+        vault.datakeys.cache.follow_shreds(ledger.follow)
     floors = Floors(vault)
     shredder = Shredder(
         vault.tx,

@@ -42,7 +42,7 @@ def _path(log: str, key: int) -> str:
     return f"{_folder(log)}/{key:020d}"
 
 
-RECORD_KINDS = ("shreds", "grants")  # PublishedRecords' folders under each log
+RECORD_KINDS = ("shreds", "shred-seq", "grants")  # PublishedRecords' folders under each log
 
 
 def _record_path(log: str, kind: str, name: str = "") -> str:

@@ -109,3 +109,36 @@ def test_evict_subject_drops_entries_and_poisons_flights() -> None:
     cache.get("s", "d1", lambda: loads.append(1) or b"k1")
     assert loads == [1]  # the old entry is gone
     assert cache.get("other", "d", lambda: b"x") == b"k2"
+
+
+def test_published_shreds_are_asked_once_per_interval_not_per_subject() -> None:
+    """Issue 21: a hit asks the shred sequence at most once per ``recheck`` for the whole
+    process (it asked Vault once per subject); a subject the sequence names is dropped and
+    refused, its key not loaded again."""
+    now = [0.0]
+    cache = DataKeyCache(ttl_seconds=300, recheck_seconds=10, clock=lambda: now[0])
+    asked: list[int] = []
+    announced: list[str] = []
+
+    def follow() -> list[str]:
+        asked.append(1)
+        out = list(announced)
+        announced.clear()
+        return out
+
+    cache.follow_shreds(follow)
+    for i in range(100):
+        cache.get(f"s{i}", "d", lambda: b"k")
+    assert len(asked) == 1
+    now[0] = 9.0
+    for i in range(100):
+        cache.get(f"s{i}", "d", lambda: pytest.fail("a hit must not load"))
+    assert len(asked) == 1
+    announced.append("s7")
+    now[0] = 10.5
+    assert cache.get("s1", "d", lambda: b"x") == b"k"
+    assert len(asked) == 2
+    for _ in range(2):
+        with pytest.raises(KeyDestroyed):
+            cache.get("s7", "d", lambda: b"k")
+    assert not cache.holds("s7")

@@ -169,3 +169,47 @@ def test_a_receipt_signed_with_the_service_token_for_a_live_subject_is_not_confi
     assert not api.runtime.shredder.confirm(forged)
     real = api.runtime.shredder.shred(sid).to_dict()
     assert api.runtime.shredder.confirm(real)
+
+
+def test_a_shred_announced_before_its_key_goes_is_refused_by_every_worker(
+    api: Api, worker2: tuple[Runtime, FlaskClient]
+) -> None:
+    """Issue 21: workers learn of shreds from the published sequence (one Vault read per
+    interval), not from the database. Between a shred's announcement and its key's
+    deletion the key still unwraps; a worker that has seen the announcement neither
+    answers from its cache nor caches the key again."""
+    _runtime2, client2 = worker2
+    sid, tokens = api.register()
+    token = tokens["phone"]
+    r = _detokenize(client2, api, token)
+    assert r.status_code == 200 and PERSON["phone"] in r.get_data(as_text=True)
+    api.runtime.shredder.ledger.announce(sid)  # type: ignore[union-attr]
+    assert api.runtime.backend.subject_key_exists(sid)  # the key is still there
+    time.sleep(RECHECK + 0.2)
+    for _ in range(2):  # evicted, then not loaded again
+        r = _detokenize(client2, api, token)
+        assert PERSON["phone"] not in r.get_data(as_text=True), (r.status_code, r.json)
+
+
+def test_a_slot_written_far_ahead_hides_no_shred(
+    api: Api, worker2: tuple[Runtime, FlaskClient]
+) -> None:
+    """The service token can create any slot of the sequence: one written far ahead of the
+    first free slot must not make workers skip the shreds written where they belong."""
+    _runtime2, client2 = worker2
+    sid, tokens = api.register()
+    token = tokens["phone"]
+    r = _detokenize(client2, api, token)
+    assert r.status_code == 200 and PERSON["phone"] in r.get_data(as_text=True)
+    ledger = api.runtime.shredder.ledger
+    assert ledger is not None
+    names = ledger.records.published_names(ledger._log(), "shred-seq")
+    ahead = max([int(n) for n in names] or [0]) + 3
+    bogus = {"v": 1, "subject_id": "nobody", "at": "2026-12-03T00:00:00+00:00"}
+    assert ledger.records.publish(ledger._log(), "shred-seq", f"{ahead:020d}", bogus)
+    backup = backup_subject(api.database.engine, sid)
+    assert api.runtime.shredder.shred(sid).subject_id == sid
+    restore_subject(api.database.engine, sid, backup)  # the database forgets the shred
+    time.sleep(RECHECK + 0.2)
+    r = _detokenize(client2, api, token)
+    assert PERSON["phone"] not in r.get_data(as_text=True), (r.status_code, r.json)

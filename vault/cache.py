@@ -9,10 +9,14 @@ from here; ``sweep`` (run periodically) makes the TTL hold for keys nobody
 asks for again.
 
 The shred log is the database's word, and a restored backup (or one deleted
-row) takes it back (issue 17). So a hit also asks, at most every ``recheck``
-seconds per subject, whether the subject's key still exists in Vault
-(``confirm``): a shred reaches every cache within that bound whatever the
-database says. An unwrap or a fresh key proves the key exists for as long.
+row) takes it back (issue 17). So the cache also follows the shreds published
+outside the database (``follow_shreds``: the ledger's create-only sequence,
+``vault/shred_ledger.py``) at least every ``recheck`` seconds before it answers:
+a shred reaches every cache within that bound whatever the database says. Until
+issue 21 this was one Vault call per subject per ``recheck`` (its key still
+exists?), a sixth of a single read's cost; following the sequence is one call per
+process per ``recheck``. A subject seen in the sequence is refused for a TTL, so a
+load racing its shred cannot cache its key again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from keys.errors import KeyDestroyed, KeyUnavailable
+from vault.errors import ServiceUnavailable
 
 
 @dataclass
@@ -58,7 +63,11 @@ class DataKeyCache:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
         self.recheck = recheck_seconds
-        self._confirmed: dict[str, float] = {}  # subject -> its key was seen to exist until
+        self._follow: Callable[[], list[str]] | None = None
+        self._followed_until = 0.0  # the published shreds were followed until (monotonic)
+        self._ever_followed = False
+        self._follow_lock = threading.Lock()
+        self._shredded: dict[str, float] = {}  # subject seen shredded -> refused until
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
@@ -68,46 +77,53 @@ class DataKeyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(
-        self,
-        subject_id: str,
-        dek_id: str,
-        loader: Callable[[], bytes],
-        confirm: Callable[[], bool] | None = None,
-    ) -> bytes:
-        """The data key, from the cache or from ``loader`` (called once per concurrent miss).
-        ``confirm``: whether the subject's key still exists, asked on a hit once the last
-        confirmation is ``recheck`` seconds old; False drops the subject (KeyDestroyed)."""
+    def follow_shreds(self, follow: Callable[[], list[str]]) -> None:
+        """``follow``: the subjects shredded since it was last asked (published outside the
+        database); asked before an answer once the last asking is ``recheck`` seconds old."""
+        self._follow = follow
+        self._followed_until = 0.0
+        self._ever_followed = False
+
+    def _catch_up(self) -> None:
+        with self._follow_lock:  # one asker; the others wait for its answer
+            if self._follow is None or self._followed_until > self._clock():
+                return
+            recheck = self.recheck
+            try:
+                gone = self._follow()
+            except (KeyUnavailable, ServiceUnavailable):
+                if not self._ever_followed:  # never knew where the sequence stands
+                    raise
+                # Vault does not answer: warm reads are served (an outage must not fail
+                # reads Vault is not needed for) and the sequence asked again within a
+                # second. The database's shred log still evicts meanwhile.
+                gone, recheck = [], min(recheck, 1.0)
+            for subject_id in gone:
+                self.evict_subject(subject_id)
+            with self._lock:
+                until = self._clock() + self.ttl
+                for subject_id in gone:
+                    self._shredded[subject_id] = until
+            self._ever_followed = True
+            self._followed_until = self._clock() + recheck
+
+    def get(self, subject_id: str, dek_id: str, loader: Callable[[], bytes]) -> bytes:
+        """The data key, from the cache or from ``loader`` (called once per concurrent miss);
+        KeyDestroyed for a subject the published shreds name."""
+        if self._follow is not None and self._followed_until <= self._clock():
+            self._catch_up()
         key = (subject_id, dek_id)
         with self._lock:
+            if subject_id in self._shredded:
+                raise KeyDestroyed("subject key destroyed (shredded)")
             entry = self._entries.get(key)
             now = self._clock()
             if entry is not None:
                 if entry[1] > now:
-                    fresh = confirm is None or self._confirmed.get(subject_id, 0.0) > now
-                    if fresh:
-                        self._entries.move_to_end(key)
-                        self.stats.hits += 1
-                        return entry[0]
-                else:
-                    del self._entries[key]
-                    entry = None
-        if entry is not None and confirm is not None:  # a hit due for its re-check
-            recheck = self.recheck
-            try:
-                exists = confirm()
-            except KeyUnavailable:
-                # Vault does not answer: the warm read is served (an outage must not fail
-                # reads Vault is not needed for) and the check retried within a second.
-                # The database's shred log still evicts meanwhile; see ARCHITECTURE.md.
-                exists, recheck = True, min(recheck, 1.0)
-            if not exists:
-                self.evict_subject(subject_id)
-                raise KeyDestroyed("subject key destroyed (shredded)")
-            with self._lock:
-                self._confirmed[subject_id] = self._clock() + recheck
-                self.stats.hits += 1
-            return entry[0]
+                    self._entries.move_to_end(key)
+                    self.stats.hits += 1
+                    return entry[0]
+                del self._entries[key]
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
@@ -129,7 +145,6 @@ class DataKeyCache:
                     self._flights.pop(key, None)
                     if flight.error is None and not flight.cancelled and flight.value is not None:
                         self._entries[key] = (flight.value, self._clock() + self.ttl)
-                        self._confirmed[subject_id] = self._clock() + self.recheck
                         while len(self._entries) > self.max_entries:
                             self._entries.popitem(last=False)
                             self.stats.evictions += 1
@@ -141,10 +156,13 @@ class DataKeyCache:
         return flight.value
 
     def put(self, subject_id: str, dek_id: str, value: bytes) -> None:
-        """Seed a key just generated (so its first use needs no unwrap call)."""
+        """Seed a key just generated (so its first use needs no unwrap call). The sequence is
+        followed first here too: a process's first follow skips what was announced before
+        it, so nothing may be cached before it."""
+        if self._follow is not None and self._followed_until <= self._clock():
+            self._catch_up()
         with self._lock:
             self._entries[(subject_id, dek_id)] = (value, self._clock() + self.ttl)
-            self._confirmed[subject_id] = self._clock() + self.recheck
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
                 self.stats.evictions += 1
@@ -161,16 +179,14 @@ class DataKeyCache:
             expired = [k for k, (_, until) in self._entries.items() if until <= now]
             for key in expired:
                 del self._entries[key]
-            held = {k[0] for k in self._entries}
-            for subject in [s for s in self._confirmed if s not in held]:
-                del self._confirmed[subject]
+            for subject in [s for s, until in self._shredded.items() if until <= now]:
+                del self._shredded[subject]
             return len(expired)
 
     def evict_subject(self, subject_id: str) -> None:
         with self._lock:
             for key in [k for k in self._entries if k[0] == subject_id]:
                 del self._entries[key]
-            self._confirmed.pop(subject_id, None)
             for key, flight in self._flights.items():
                 if key[0] == subject_id:
                     flight.cancelled = True
@@ -178,6 +194,5 @@ class DataKeyCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._confirmed.clear()
             for flight in self._flights.values():
                 flight.cancelled = True

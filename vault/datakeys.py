@@ -40,9 +40,6 @@ class DataKeyManager:
             subject_id,
             record.id,
             lambda: self.keys.unwrap_data_key(subject_id, record.wrapped),
-            # The subject key's existence, asked in Vault at most every `recheck` seconds:
-            # a shred reaches this cache whatever the database's shred log says (issue 17).
-            lambda: self.keys.subject_key_exists(subject_id),
         )
 
     def first_data_key(self, subject_id: str) -> DataKey:

@@ -215,6 +215,8 @@ class Shredder:
 
     def _finish(self, subject_id: str) -> DeletionReceipt:
         try:
+            if self.ledger is not None:  # every worker's cache drops it within `recheck`
+                self.ledger.announce(subject_id)
             with translating():
                 self.keys.destroy_subject_key(subject_id)
         except KeyProviderUnavailable as exc:
