@@ -46,6 +46,9 @@ from vault.transactions import Transactions
 log = logging.getLogger(__name__)
 
 
+_REVISION = select(AccessState.revision).where(AccessState.id == 1)  # read on every request
+
+
 def bump_revision(session: Session) -> None:
     """Every process rebuilds its engine before its next decision."""
     session.execute(
@@ -271,7 +274,7 @@ class PolicyStore:
         return False
 
     def _build(self, session: Session) -> tuple[int, PolicyEngine, GrantState]:
-        revision = session.scalar(select(AccessState.revision).where(AccessState.id == 1))
+        revision = session.scalar(_REVISION)
         if revision is None:
             raise AccessConfigError("access tables are not initialised: run `pii-vault init`")
         state = load(session, self.seal)
@@ -301,7 +304,7 @@ class PolicyStore:
         """The engine for the current revision (rebuilt when any process changed policy),
         its grant state confirmed against the published epochs."""
         with self.tx.reading(session) as session:
-            revision = session.scalar(select(AccessState.revision).where(AccessState.id == 1))
+            revision = session.scalar(_REVISION)
             with self._lock:
                 if self._built is not None and revision == self._built_revision:
                     return self._built

@@ -25,7 +25,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from access.errors import InvalidRequest
@@ -45,6 +45,20 @@ EXEMPT_ACTIONS = frozenset({"shred", "consent_write", "attributes", "restrict"})
 def applies(action: str, purpose: str | None) -> bool:
     """Whether a restriction can refuse this action for this purpose."""
     return purpose is not None and purpose not in EXEMPT_PURPOSES and action not in EXEMPT_ACTIONS
+
+
+# The newest record per (subject, scope) for a read's subjects: on every decision, so
+# built once (issue 21).
+_RESTRICTED_FOR = select(Restriction).where(
+    Restriction.id.in_(
+        select(func.max(Restriction.id))
+        .where(
+            Restriction.subject_id.in_(bindparam("r_ids", expanding=True)),
+            Restriction.scope.in_(bindparam("r_scopes", expanding=True)),
+        )
+        .group_by(Restriction.subject_id, Restriction.scope)
+    )
+)
 
 
 class Restrictions:
@@ -92,13 +106,8 @@ class Restrictions:
         ids = sorted(set(subject_ids))
         if not ids:
             return set()
-        latest_id = (
-            select(func.max(Restriction.id))
-            .where(Restriction.subject_id.in_(ids), Restriction.scope.in_([ALL, purpose]))
-            .group_by(Restriction.subject_id, Restriction.scope)
-        )
         with self.tx.reading(session) as read:
-            rows = read.scalars(select(Restriction).where(Restriction.id.in_(latest_id))).all()
+            rows = read.scalars(_RESTRICTED_FOR, {"r_ids": ids, "r_scopes": [ALL, purpose]}).all()
         return {r.subject_id for r in rows if r.kind != "lifted" or not self._valid(r)}
 
     def deactivated_before(self, cutoff: dt.datetime) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from keys.errors import KeyDestroyed, KeyUnavailable
@@ -19,6 +19,10 @@ from keys.provider import DataKey, SubjectKeys
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS
 from vault.models import DataKeyRecord, ShredLogEntry, utcnow
+
+_SHREDS_SINCE = select(ShredLogEntry.seq, ShredLogEntry.subject_id).where(
+    ShredLogEntry.seq > bindparam("since")
+)  # read at the start of every transaction that uses data keys
 
 
 class DataKeyManager:
@@ -110,11 +114,7 @@ class DataKeyManager:
             latest = session.scalar(select(func.max(ShredLogEntry.seq)))
             self._seen_shreds = int(latest or 0)
             return
-        rows = session.execute(
-            select(ShredLogEntry.seq, ShredLogEntry.subject_id).where(
-                ShredLogEntry.seq > self._seen_shreds
-            )
-        ).all()
+        rows = session.execute(_SHREDS_SINCE, {"since": self._seen_shreds}).all()
         for seq, subject_id in rows:
             self.cache.evict_subject(subject_id)
             self._seen_shreds = max(self._seen_shreds, int(seq))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, delete, func, or_, select
 
 from vault.models import BlindIndex, FieldValue, FieldVersion, Token, utcnow
 from vault.transactions import Transactions
@@ -17,8 +18,9 @@ from vault.transactions import Transactions
 PURGE_BATCH = 1000  # values per transaction: a backlog is worked off tick by tick
 
 
-def live_values(now: dt.datetime) -> ColumnElement[bool]:
-    """A value kept for the account's life, or whose period has not ended."""
+def live_values(now: dt.datetime | BindParameter[Any]) -> ColumnElement[bool]:
+    """A value kept for the account's life, or whose period has not ended (``now`` may be
+    a bound parameter, for statements built once)."""
     return or_(FieldValue.retain_until.is_(None), FieldValue.retain_until > now)
 
 
