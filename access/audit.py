@@ -15,7 +15,12 @@ maintenance tick; verification checks every anchor with the pinned public key.
 Events never hold plaintext values: field names, decisions, rules and ids only.
 Any failure to append is ``AuditUnavailable``: callers must then return no plaintext.
 
-Past 400 lines (about 440): appending, verifying and reading the chain share one row
+An append may carry a *charge* (issue 21: the read budget), run in the group's
+transaction under a savepoint of its own: the budget and the event commit together (one
+write transaction per read instead of two), and a charge that refuses replaces the
+event with its refusal, committed before the caller raises it.
+
+Past 400 lines (about 480): appending, verifying and reading the chain share one row
 format and one hash; the group commit lives in ``access/anchoring.py`` already.
 """
 
@@ -26,12 +31,12 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from access.anchoring import Anchorer
@@ -127,16 +132,51 @@ def _text(value: str | None, limit: int) -> str | None:
     return None if value is None else str(value).replace("\x00", "\ufffd")[:limit]
 
 
+# Run in the event's transaction: None, or the refusal (nothing it charged stays).
+Charge = Callable[[Connection], Exception | None]
+
+
 class _Pending:
     """One event waiting for its group's commit."""
 
-    __slots__ = ("done", "error", "record", "seq")
+    __slots__ = ("charge", "done", "error", "record", "refusal", "refused", "seq")
 
-    def __init__(self, record: AuditRecord) -> None:
+    def __init__(
+        self,
+        record: AuditRecord,
+        charge: Charge | None = None,
+        refused: Callable[[Exception], AuditRecord] | None = None,
+    ) -> None:
         self.record = record
+        self.charge = charge
+        self.refused = refused
+        self.refusal: Exception | None = None
         self.done = False
         self.seq = 0
         self.error: BaseException | None = None
+
+    def settle(self, conn: Connection) -> None:
+        """Run the charge under a savepoint (a concurrent first insert elsewhere: once
+        more); a refusal rolls it back and the refusal's event is written instead."""
+        if self.charge is None:
+            return
+        for attempt in range(2):
+            savepoint = conn.begin_nested()
+            try:
+                refusal = self.charge(conn)
+            except IntegrityError:
+                savepoint.rollback()
+                if attempt:
+                    raise
+                continue
+            if refusal is None:
+                savepoint.commit()
+            else:
+                savepoint.rollback()
+                self.refusal = refusal
+                if self.refused is not None:
+                    self.record = self.refused(refusal)
+            return
 
 
 def _row(record: AuditRecord, seq: int, prev_hash: str) -> dict[str, Any]:
@@ -191,15 +231,23 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._writing = False
 
-    def append(self, record: AuditRecord) -> int:
-        """Commit one event; returns its sequence number. Raises AuditUnavailable on any failure."""
+    def append(
+        self,
+        record: AuditRecord,
+        *,
+        charge: Charge | None = None,
+        refused: Callable[[Exception], AuditRecord] | None = None,
+    ) -> int:
+        """Commit one event; returns its sequence number. Raises AuditUnavailable on any failure.
+        ``charge``: run in the event's transaction; if it refuses, ``refused(refusal)`` is
+        the event committed instead and the refusal is raised."""
         anchorer = self.anchorer
         behind = (
             anchorer is not None and self._last_seq - (anchorer.tip or 0) >= self.max_unanchored
         )
         if behind and not self._anchor_quietly():
             raise AuditUnavailable("audit log unavailable: too many events are not anchored")
-        pending = _Pending(record)
+        pending = _Pending(record, charge, refused)
         with self._group:
             self._queue.append(pending)
             while not pending.done and self._writing:
@@ -222,6 +270,8 @@ class AuditLog:
         self._last_seq = seq
         if anchorer is not None and seq - (anchorer.tip or 0) >= self.checkpoint_every:
             self._anchor_quietly()  # due by count; a failure is retried, never skipped
+        if pending.refusal is not None:
+            raise pending.refusal
         return seq
 
     def _write(self, group: list[_Pending]) -> None:
@@ -237,6 +287,7 @@ class AuditLog:
                 ).one()
                 rows = []
                 for item in group:
+                    item.settle(conn)
                     seq += 1
                     row = _row(item.record, seq, prev)
                     prev = row["hash"]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from access.audit import AuditLog
+from access.audit import AuditLog, AuditRecord
 from access.budget import LookupBudget
 from access.consents import SubjectFacts
 from access.decisions import Decider, Decision, FieldDecision, verdict_of
@@ -347,23 +347,28 @@ class BatchGuard:
                 self._audit_budget_spent(caller, purpose, justification)
                 raise
         plain = sum(1 for d in decided.values() if d.redaction == "plain")
-        if self.usage is not None and plain:
-            try:  # charged before anything is answered; spent -> 429, nothing answered
-                self.usage.read(caller.principal, caller.roles, plain)
-            except Throttled as exc:
-                self.audit.append(
-                    batch(
-                        caller,
-                        "detokenize",
-                        purpose,
-                        verdict="deny",
-                        subject_ids=[s for s, _ in decided],
-                        fields=[f for _, f in decided],
-                        items={"*": {"refused": exc.code}},
-                        justification=justification,
-                    )
-                )
-                raise
+        # The read budget is charged in the audit event's own transaction, before anything
+        # is answered; spent -> its refusal is the event committed, 429, nothing answered.
+        charge = (
+            self.usage.read_charge(caller.principal, caller.roles, plain)
+            if self.usage is not None
+            else None
+        )
+        subject_ids, fields = [s for s, _ in decided], [f for _, f in decided]
+
+        def refused(exc: Exception) -> AuditRecord:
+            code = exc.code if isinstance(exc, Throttled) else "refused"
+            return batch(
+                caller,
+                "detokenize",
+                purpose,
+                verdict="deny",
+                subject_ids=subject_ids,
+                fields=fields,
+                items={"*": {"refused": code}},
+                justification=justification,
+            )
+
         for i, ref in enumerate(refs):
             d = verdicts[i]
             if d is None:
@@ -376,11 +381,13 @@ class BatchGuard:
                 "detokenize",
                 purpose,
                 verdict=verdict_of([d.visible for d in decided.values()]),
-                subject_ids=[s for s, _ in decided],
-                fields=[f for _, f in decided],
+                subject_ids=subject_ids,
+                fields=fields,
                 items=outcome,
                 justification=justification,
-            )
+            ),
+            charge=charge,
+            refused=refused,
         )
         if any(d.reason == "justification_required" for d in decided.values()):
             raise JustificationRequired(

@@ -20,9 +20,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from access.errors import ReadBudgetSpent, RevealBudgetSpent, SearchBudgetSpent, Throttled
 from access.models import UsageCounter
@@ -47,6 +46,13 @@ _CHARGE = (
         UsageCounter.spent + bindparam("u_n") <= bindparam("u_limit"),
     )
     .values(spent=UsageCounter.spent + bindparam("u_n"))
+)
+_ROW = (UsageCounter.kind == bindparam("u_kind"), UsageCounter.key == bindparam("u_key"))
+_LOCKED = select(UsageCounter.window_start, UsageCounter.spent).where(*_ROW).with_for_update()
+_RESET = (
+    update(UsageCounter)
+    .where(*_ROW)
+    .values(window_start=bindparam("u_start"), spent=bindparam("u_n"))
 )
 
 
@@ -73,37 +79,29 @@ class WindowCounter:
         they do not fit in the window's budget (``limit``: this key's, if not the default)."""
         take_together(self.tx, [(self, key, n, limit)])
 
-    def charge(self, session: Session, key: str, n: int, limit: int | None = None) -> None:
+    def charge(self, conn: Connection, key: str, n: int, limit: int | None = None) -> None:
         """``take`` inside the caller's transaction: a refusal raises, and the caller's
         rollback uncharges whatever else it charged."""
         limit = self.limit if limit is None else limit
         start = int(self.clock() // self.window) * self.window
+        ids = {"u_kind": self.kind, "u_key": key}
         # The common case in one statement: the row is in this window and the uses fit
         # (its WHERE is re-checked under the row lock). Anything else (no row yet, a new
         # window, a refusal) takes the locked read below. Issue 21: the ORM's locked read
         # and flush were a sixth of a single read's cost.
-        charged = session.connection().execute(
-            _CHARGE,
-            {"u_kind": self.kind, "u_key": key, "u_start": start, "u_n": n, "u_limit": limit},
-        )
-        if charged.rowcount == 1:
+        if conn.execute(_CHARGE, {**ids, "u_start": start, "u_n": n, "u_limit": limit}).rowcount:
             return
-        row = session.execute(
-            select(UsageCounter)
-            .where(UsageCounter.kind == self.kind, UsageCounter.key == key)
-            .with_for_update()
-        ).scalar_one_or_none()
-        spent = 0 if row is None or row.window_start != start else row.spent
+        row = conn.execute(_LOCKED, ids).one_or_none()
+        spent = 0 if row is None or row.window_start != start else int(row.spent)
         if spent + n > limit:
             retry = max(1, math.ceil(start + self.window - self.clock()))
             raise self._refuse(key, retry)
         if row is None:
-            session.add(UsageCounter(kind=self.kind, key=key, window_start=start, spent=n))
-        elif row.window_start != start:
-            row.window_start, row.spent = start, n
+            conn.execute(
+                insert(UsageCounter).values(kind=self.kind, key=key, window_start=start, spent=n)
+            )
         else:
-            row.spent = UsageCounter.spent + n
-        session.flush()
+            conn.execute(_RESET, {**ids, "u_start": start, "u_n": spent + n})
 
 
 def take_together(
@@ -113,8 +111,9 @@ def take_together(
     for attempt in range(2):  # a concurrent first insert in another worker: retry once
         try:
             with tx.begin() as session:
+                conn = session.connection()
                 for counter, key, n, limit in charges:
-                    counter.charge(session, key, n, limit)
+                    counter.charge(conn, key, n, limit)
             return
         except IntegrityError:
             if attempt:
@@ -189,6 +188,25 @@ class UsageBudgets:
             )
 
         return refuse
+
+    def read_charge(
+        self, principal: str, roles: tuple[str, ...], fields: int
+    ) -> Callable[[Connection], Exception | None] | None:
+        """``read`` as a charge for the audit event's own transaction (``AuditLog.append``):
+        the budget and the event commit together; returns the refusal instead of raising."""
+        if fields <= 0:
+            return None
+        per_minute, per_day = self.reads.of(roles)
+
+        def charge(conn: Connection) -> Exception | None:
+            try:
+                self._reads_minute.charge(conn, principal, fields, per_minute)
+                self._reads_day.charge(conn, principal, fields, per_day)
+            except Throttled as exc:
+                return exc
+            return None
+
+        return charge
 
     def read(self, principal: str, roles: tuple[str, ...], fields: int) -> None:
         """Charge ``fields`` plaintext reads (minute and day) before any is answered."""

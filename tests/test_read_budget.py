@@ -90,3 +90,26 @@ def test_a_read_the_day_budget_refuses_charges_the_minute_nothing(database: Data
     # The minute holds the 5 answered reads only: one more fits under a limit of 6 (had
     # the two refused reads been charged it would hold 8).
     UsageBudgets(Transactions(database.engine), reads=ReadLimits((6, 100))).read("svc:a", (), 1)
+
+
+def test_a_read_whose_audit_event_fails_charges_no_budget(api: Api, database: Database) -> None:
+    """Issue 21: the read budget is charged in the audit event's transaction — a read that
+    answers nothing (its event could not be committed) leaves the budget as it was."""
+    from sqlalchemy import text
+
+    cards = [_card(api, api.register()[0]) for _ in range(2)]
+    with database.engine.begin() as conn:
+        before = conn.execute(text("SELECT kind, spent FROM usage_counters")).all()
+        conn.execute(text("ALTER TABLE audit_events RENAME TO audit_events_away"))
+    try:
+        r = api.client.post(
+            "/v1/detokenize",
+            headers=api.h("checkout-service"),
+            json={"purpose": "order_fulfillment", "tokens": cards},
+        )
+        assert r.status_code == 503 and ALICE["card_number"] not in r.get_data(as_text=True)
+    finally:
+        with database.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_events_away RENAME TO audit_events"))
+    with database.engine.begin() as conn:
+        assert conn.execute(text("SELECT kind, spent FROM usage_counters")).all() == before
