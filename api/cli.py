@@ -30,6 +30,7 @@ from api.cli_base import (
     _operator_event,
     _operator_name,
     _runtime,
+    stop_on_signals,
 )
 from api.cli_import import import_subjects
 from api.cli_records import breach_scope, seal_records
@@ -275,6 +276,7 @@ def demo(keep: bool) -> None:
     console address and sign in as one of the people it prints."""
     from api.demo.story import run_demo
 
+    stop_on_signals()
     if not run_demo(click.echo, keep=keep).ok:
         sys.exit(EXIT_ERROR)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -46,6 +47,18 @@ def _one_line_errors(fn: F) -> F:
             sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (and SIGINT) unwind the command like Ctrl-C: its ``finally`` blocks stop the
+    children it started (OpenBao servers, a served API). Python's default for SIGTERM is
+    to die at once, which left ``demo --keep``'s OpenBao servers running (issue 22)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, interrupt)
 
 
 @contextlib.contextmanager

@@ -77,8 +77,7 @@ class ManagedOpenBao:
                 "server",
                 "-dev",
                 f"-dev-listen-address=127.0.0.1:{self.port}",
-                f"-dev-root-token-id={self.root_token}",
-                "-dev-no-store-token",
+                "-dev-no-store-token",  # the root token: VAULT_DEV_ROOT_TOKEN_ID, never argv
             ]
         data = self.workdir / "raft"
         data.mkdir(exist_ok=True)
@@ -111,6 +110,8 @@ ui            = false
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir),
         }
+        if not self.persistent:  # in the environment, not in argv (`ps` shows argv to all)
+            env["VAULT_DEV_ROOT_TOKEN_ID"] = self.root_token
         log = self._log.open("ab")
         try:
             self._proc = subprocess.Popen(
