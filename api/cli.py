@@ -42,6 +42,7 @@ __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_UNAVAILABLE", "main"]  # the exit 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pii-vault", prog_name="pii-vault")
 def main() -> None:
     """pii-vault: encrypted personal-data vault with crypto-shredding.
 
