@@ -1,16 +1,30 @@
 """Prometheus metrics: requests and latencies by endpoint, decisions, Vault calls, DEK cache.
 
-Each app has its own registry (tests build many apps). Under gunicorn every
-worker exposes its own counters; scrape per worker or aggregate upstream.
+Each app has its own registry (tests build many apps). Under ``pii-vault serve`` every
+worker is a process of its own and a scrape lands on any one of them, so the server sets
+``PROMETHEUS_MULTIPROC_DIR`` (issue 22: counters used to jump between scrapes):
+prometheus-client's multiprocess mode keeps every worker's counters and histograms in
+files there and ``/metrics`` reports their sum. The counters the vault keeps itself
+(Vault calls, cache hits, refusals...) are mirrored into multiprocess counters by each
+worker (at every scrape it answers and every few seconds). Gauges read from the
+database or Vault's health are the answering worker's reading; ``dek_cache_entries``
+is the answering worker's own cache.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
+import glob
+import logging
+import os
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -65,13 +79,61 @@ def _vault_cluster_metrics(runtime: Runtime) -> Iterator[CounterMetricFamily | G
     )
 
 
+log = logging.getLogger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_MIRROR_SECONDS = 5.0
+
+
+def prepare_multiprocess(directory: str | None = None) -> str:
+    """In the server's master, before any worker starts: the directory the workers' metric
+    files go in (the operator's ``PROMETHEUS_MULTIPROC_DIR``, else a private temporary
+    one), emptied of an earlier run's files, and set for the workers to inherit."""
+    path = directory or os.environ.get(MULTIPROC_ENV) or ""
+    if not path:
+        path = tempfile.mkdtemp(prefix="pii-metrics-")
+        master = os.getpid()  # forked workers inherit atexit hooks: only the master removes it
+
+        def remove() -> None:
+            if os.getpid() == master:
+                shutil.rmtree(path, ignore_errors=True)
+
+        atexit.register(remove)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+_values_pid = 0
+
+
+def _multiprocess_values() -> bool:
+    """Whether this process runs under a multiprocess server; if so, metric values go to
+    files from here on (prometheus-client picks its value class at import, which in a
+    worker happened before the directory was known to it)."""
+    global _values_pid
+    if not os.environ.get(MULTIPROC_ENV):
+        return False
+    if _values_pid != os.getpid():
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        _values_pid = os.getpid()
+    return True
+
+
 class _RuntimeCollector(Collector):
     """Reads the live counters the vault already keeps, at scrape time."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, counters: bool = True) -> None:
         self.runtime = runtime
+        self.counters = counters  # False: gauges only (counters come from the mirror)
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        for family in self._collect():
+            if self.counters or not isinstance(family, CounterMetricFamily):
+                yield family
+
+    def _collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         vault = self.runtime.vault
         yield CounterMetricFamily(
             "pii_vault_key_provider_calls",
@@ -153,29 +215,92 @@ class _RuntimeCollector(Collector):
         yield refused
 
 
+class _Mirror:
+    """The vault's own counters of this worker, carried into multiprocess counters (by
+    increments: a worker's files keep counting after it is gone, as a counter should)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._source = _RuntimeCollector(runtime)
+        self._counters: dict[str, Counter] = {}
+        self._seen: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            for family in self._source.collect():
+                if not isinstance(family, CounterMetricFamily):
+                    continue
+                labels = [k for k in (family.samples[0].labels if family.samples else {})]
+                counter = self._counters.get(family.name)
+                if counter is None:
+                    counter = self._counters[family.name] = Counter(
+                        family.name, family.documentation, labels, registry=None
+                    )
+                for sample in family.samples:
+                    if not sample.name.endswith("_total"):
+                        continue  # the _created sample
+                    key = (family.name, tuple(sample.labels[k] for k in labels))
+                    delta = sample.value - self._seen.get(key, 0.0)
+                    if delta > 0:
+                        (counter.labels(*key[1]) if labels else counter).inc(delta)
+                        self._seen[key] = sample.value
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(_MIRROR_SECONDS):
+            try:
+                self.refresh()
+            except Exception:  # a metric must never take a worker down
+                log.warning("metrics: this worker's counters were not mirrored", exc_info=True)
+
+
+class _MultiprocessRegistry(CollectorRegistry):
+    """What a scrape of any worker reports: every worker's counters, summed."""
+
+    def __init__(self, runtime: Runtime, mirror: _Mirror) -> None:
+        super().__init__()
+        self._mirror = mirror
+        multiprocess.MultiProcessCollector(self)  # type: ignore[no-untyped-call]
+        self.register(_RuntimeCollector(runtime, counters=False))
+
+    def collect(self) -> Iterator[Any]:
+        self._mirror.refresh()  # this worker's own counters are current in the files
+        yield from super().collect()
+
+
 class Metrics:
     def __init__(self, runtime: Runtime) -> None:
-        self.registry = CollectorRegistry()
+        shared = _multiprocess_values()
+        own = None if shared else CollectorRegistry()
         self.requests = Counter(
             "pii_vault_http_requests",
             "HTTP requests",
             ["endpoint", "method", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "pii_vault_http_request_duration_seconds",
             "HTTP request latency",
             ["endpoint", "method"],
-            registry=self.registry,
+            registry=own,
         )
         self.decisions = Counter(
             "pii_vault_decisions",
             "Access decisions per field, by outcome",
             ["action", "outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self._decision_children: dict[tuple[str, str], Any] = {}
-        self.registry.register(_RuntimeCollector(runtime))
+        self.stop = threading.Event()
+        self.registry: CollectorRegistry
+        if own is None:
+            mirror = _Mirror(runtime)
+            self.registry = _MultiprocessRegistry(runtime, mirror)
+            threading.Thread(
+                target=mirror.run, args=(self.stop,), name="pii-vault-metrics", daemon=True
+            ).start()
+        else:
+            self.registry = own
+            self.registry.register(_RuntimeCollector(runtime))
         runtime.decider.listeners.append(self.record_decision)
 
     def record_decision(self, action: str, decisions: Sequence[FieldDecision]) -> None:

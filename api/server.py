@@ -24,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 from api.app import AppConfig, create_app
 from api.context import EXTENSION
 from api.edge import PrereadWorker
+from api.metrics import prepare_multiprocess
 from vault.config import Settings
 
 
@@ -69,6 +70,7 @@ def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Se
     PrereadWorker.read_timeout = settings.request_read_timeout
     PrereadWorker.max_reading = settings.max_reading_connections
     PrereadWorker.max_body = max_body
+    prepare_multiprocess()  # /metrics sums every worker's counters
     _Gunicorn(
         {
             **gunicorn_options(host, port, workers, settings),
@@ -113,6 +115,7 @@ def run_granian(host: str, port: int, workers: int, max_body: int, settings: Set
     from granian.http import HTTP1Settings
 
     os.environ[_MAX_BODY_ENV] = str(max_body)
+    prepare_multiprocess()  # /metrics sums every worker's counters
     Granian(
         "api.server:granian_app",
         factory=True,

@@ -1,6 +1,6 @@
 """Issue 21: both production servers of ``pii-vault serve`` keep the serving contract.
 
-Granian (the default) and gunicorn (``--server gunicorn``) each: answer the API, stop on
+gunicorn (the default) and Granian (``--server granian``) each: answer the API, stop on
 SIGTERM with no worker left behind, and close each worker's runtime on the way out, so
 the audit events a worker wrote are anchored outside the database before it exits.
 Slow clients are covered for both by tests/test_slow_clients.py.
@@ -74,3 +74,67 @@ def test_a_stopped_server_leaves_no_worker_and_its_audit_tail_anchored(
     tip = anchorer._discover_tip()
     assert tip >= anchorer.head_seq(), "a worker stopped with audit events unanchored"
     runtime.close()
+
+
+def _healthz_count(text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "pii_vault_http_requests_total"
+        and s.labels.get("endpoint") == "/healthz"
+        and s.labels.get("status") == "200"
+    )
+
+
+def _counter(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    )
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_metrics_add_up_over_every_worker(
+    server: str, openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    """Issue 22 (5): behind one port a scrape lands on any worker; each scrape reports the
+    sum over all of them (it reported the answering worker's own counters)."""
+    mount = f"t{os.urandom(5).hex()}"
+    token = openbao.server.bootstrap(mount)
+    env = transit_env(tmp_path, openbao.addr, token, PII_VAULT_TRANSIT_MOUNT=mount)
+    runtime = open_runtime(Settings.from_env(env), migrate=True)
+    runtime.policy.seed_default()
+    key = runtime.principals.create("svc:registration", ["registration-service"])[1]
+    runtime.close()
+    served = ServedVault(env, free_port(), workers=2, server=server).start()
+    try:
+        assert len(served.worker_pids()) == 2
+        for _ in range(40):  # a new connection each: spread over the workers
+            assert requests.get(served.url + "/healthz", timeout=10).status_code == 200
+        for i in range(6):  # Vault calls (the vault's own counter, mirrored)
+            r = requests.post(
+                served.url + "/v1/subjects",
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "purpose": "account_registration",
+                    "external_id": f"m-{i}",
+                    "fields": {"email": f"m{i}@example.com"},
+                },
+                timeout=30,
+            )
+            assert r.status_code == 201, r.text
+        calls = []
+        for _ in range(8):
+            text = requests.get(served.url + "/metrics", timeout=10).text
+            assert _healthz_count(text) == 40, text[:2000]
+            calls.append(_counter(text, "pii_vault_key_provider_calls_total"))
+        assert calls == sorted(calls) and calls[-1] > 0  # mirrored: summed, never backwards
+    finally:
+        served.stop()
