@@ -10,7 +10,7 @@ import json
 
 import click
 
-from api.cli_base import _one_line_errors, _operator_event, _runtime
+from api.cli.base import _one_line_errors, _operator_event, _runtime
 
 
 @click.command("seal-records")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from access.batch import TokenizeItem, Undecodable
 from access.events import Caller, batch
 from access.runtime import Runtime
-from api.cli_base import EXIT_ERROR, _one_line_errors, _runtime
+from api.cli.base import EXIT_ERROR, _one_line_errors, _runtime
 from api.routes import fields_in
 from vault.config import Settings
 from vault.errors import ValidationError

@@ -9,7 +9,7 @@ import json
 import click
 
 from access.transfers import BASES, report
-from api.cli_base import _one_line_errors, _operator_event, _operator_name, _runtime
+from api.cli.base import _one_line_errors, _operator_event, _operator_name, _runtime
 
 
 @click.group()

@@ -1,6 +1,6 @@
 """What every ``pii-vault`` command shares: one-line errors with exit codes, the
-command's runtime, and operator audit events. Command groups in their own modules
-(``api/cli_transfers.py``) import these, as ``api/cli.py`` does."""
+command's runtime, operator audit events, and the shred bookkeeping two groups use.
+Every command group's module (``api/cli/*.py``) imports these."""
 
 from __future__ import annotations
 
@@ -84,3 +84,21 @@ def _operator_event(
 ) -> None:
     """Operators act outside the HTTP policy, but never outside the audit log."""
     runtime.audit.append(operator(_operator_name(), action, subject_ids, verdict, detail))
+
+
+def _shreds_completed(runtime: Runtime, subject_ids: list[str]) -> None:
+    """Record the "completed" event of finished shreds, then that it is recorded (so
+    `shred --pending` and `reconcile` stop listing them)."""
+    done = sorted(set(subject_ids))
+    if done:
+        _operator_event(runtime, "shred", done, "completed")
+        runtime.shredder.completion_audited(done)
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
