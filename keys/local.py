@@ -123,6 +123,10 @@ class LocalKeyProvider:
                 "CREATE TABLE IF NOT EXISTS subject_key_created ("
                 " subject_id TEXT PRIMARY KEY, created REAL NOT NULL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS subject_key_rotated ("
+                " subject_id TEXT PRIMARY KEY, rotated REAL NOT NULL)"
+            )
         except sqlite3.Error as exc:
             raise KeyUnavailable("local keystore unavailable") from exc
         self._service_key("index")  # version 1 of the index key, created on first open
@@ -283,6 +287,39 @@ class LocalKeyProvider:
     def rotate_subject_key(self, subject_id: str) -> None:
         keys = self._existing(subject_id)
         self._add_version(subject_id, max(keys) + 1)
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO subject_key_rotated (subject_id, rotated)"
+                    " VALUES (?, ?)",
+                    (subject_id, time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+
+    def subject_key_rotated(self, subject_id: str) -> float | None:
+        created = self.subject_key_created(subject_id)
+        if created is None:
+            return None
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT rotated FROM subject_key_rotated WHERE subject_id = ?", (subject_id,)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
+        return float(row[0]) if row else created
+
+    def trim_subject_key(self, subject_id: str) -> None:
+        latest = max(self._existing(subject_id))
+        try:
+            with self._lock:
+                self._db.execute(
+                    "DELETE FROM subject_keys WHERE subject_id = ? AND version < ?",
+                    (subject_id, latest),
+                )
+        except sqlite3.Error as exc:
+            raise KeyUnavailable("local keystore unavailable") from exc
 
     def rewrap_data_keys(self, subject_id: str, wrapped: Sequence[str]) -> list[str]:
         keys = self._existing(subject_id)

@@ -14,6 +14,11 @@ path "transit/keys/pii-subject-*" {
     "exportable"             = [false]
     "allow_plaintext_backup" = [false]
     "deletion_allowed"       = [true]
+    # `pii-vault rotate-keys`: once every data key is rewrapped under the newest
+    # version, older versions stop decrypting and are trimmed.
+    "min_decryption_version" = []
+    "min_encryption_version" = []
+    "min_available_version"  = []
   }
 }
 

@@ -169,6 +169,20 @@ class PublishedRecords(Protocol):
 
 
 @runtime_checkable
+class KeyRotation(Protocol):
+    """What ``pii-vault rotate-keys`` needs beyond ``SubjectKeys`` (issue 22)."""
+
+    def subject_key_rotated(self, subject_id: str) -> float | None:
+        """When the subject key's newest version was made (Unix time); None: no key."""
+        ...
+
+    def trim_subject_key(self, subject_id: str) -> None:
+        """Only the newest version decrypts from now on and the older ones are deleted —
+        called once every data key of the subject is wrapped under the newest version
+        (a data-key row restored from before the rotation then unwraps nothing)."""
+
+
+@runtime_checkable
 class KeyInventory(Protocol):
     """What `pii-vault reconcile` compares with the database: which subject keys exist."""
 
@@ -182,7 +196,7 @@ class KeyInventory(Protocol):
 
 
 @runtime_checkable
-class KeyBackend(SubjectKeys, BlindIndexer, Signer, GrantKeys, KeyInventory, Protocol):
+class KeyBackend(SubjectKeys, BlindIndexer, Signer, GrantKeys, KeyInventory, KeyRotation, Protocol):
     """What a backend (transit, local) implements: every primitive plus its lifecycle."""
 
     def anchor_store(self) -> AnchorStore:

@@ -258,6 +258,12 @@ class ShardedKeys:
     def subject_key_created(self, subject_id: str) -> float | None:
         return self._for(subject_id).subject_key_created(subject_id)
 
+    def subject_key_rotated(self, subject_id: str) -> float | None:
+        return self._for(subject_id).subject_key_rotated(subject_id)
+
+    def trim_subject_key(self, subject_id: str) -> None:
+        self._for(subject_id).trim_subject_key(subject_id)
+
     # -- once per deployment: the primary ---------------------------------------------
 
     def blind_index(self, messages: Sequence[bytes], version: int | None = None) -> list[str]:

@@ -358,6 +358,53 @@ class TransitKeyProvider:
         n = len(SUBJECT_KEY_PREFIX)
         return [str(k)[n:] for k in names if str(k).startswith(SUBJECT_KEY_PREFIX)]
 
+    def _key_state(self, subject_id: str) -> dict[str, Any] | None:
+        try:
+            resp = self._call(
+                self._transit.read_key,
+                self._key_name(subject_id),
+                mount_point=self._mount,
+                missing=destroyed,
+            )
+        except KeyDestroyed:
+            return None
+        return dict(resp["data"])
+
+    def subject_key_rotated(self, subject_id: str) -> float | None:
+        state = self._key_state(subject_id)
+        if state is None:
+            return None
+        try:
+            newest = state["keys"][str(state["latest_version"])]
+            return float(newest)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeyProviderError("unexpected response from key provider") from exc
+
+    def trim_subject_key(self, subject_id: str) -> None:
+        state = self._key_state(subject_id)
+        if state is None:
+            raise KeyDestroyed("subject key destroyed")
+        latest = int(state["latest_version"])
+        name = self._key_name(subject_id)
+        refused = provider_error("key provider refused to trim the subject key")
+        if int(state.get("min_decryption_version", 1)) < latest:
+            self._call(  # trimming needs both minimums set; hvac refuses them equal, Vault not
+                self._client.adapter.post,
+                f"/v1/{self._mount}/keys/{name}/config",
+                json={"min_decryption_version": latest, "min_encryption_version": latest},
+                missing=destroyed,
+                invalid=refused,
+            )
+        if int(state.get("min_available_version", 0)) < latest:
+            self._call(
+                self._transit.trim_key,
+                name,
+                min_version=latest,
+                mount_point=self._mount,
+                missing=destroyed,
+                invalid=refused,
+            )
+
     def subject_key_created(self, subject_id: str) -> float | None:
         try:
             resp = self._call(

@@ -516,3 +516,27 @@ def test_policy_list_add_remove_are_audited_and_take_effect(tmp_path: Path) -> N
     with sqlite3.connect(tmp_path / "home" / "vault.db") as conn:
         details = [r[0] for r in conn.execute("SELECT outcome FROM audit_events")]
     assert any("policy_add" in d for d in details) and any("policy_remove" in d for d in details)
+
+
+def test_rotate_keys_rotates_trims_and_resumes_with_the_local_provider(tmp_path: Path) -> None:
+    """Issue 22 (7), the command end to end: tokens resolve after it, the old key version
+    is gone from the keystore, the run is audited, and a re-run rotates nothing."""
+    env = local_env(tmp_path / "home")
+    assert run(["init"], env)[0] == 0
+    rt = open_runtime(Settings.from_env(env))
+    created = rt.vault.create_subject({"email": "turn@example.com"})
+    rt.close()
+    code, out, _ = run(["rotate-keys", "--older-than", "0s"], env)
+    assert (code, out) == (0, "rotated 1 subject key(s); 0 current; 0 failed\n")
+    rt = open_runtime(Settings.from_env(env))
+    [result] = rt.vault.detokenize([created.tokens["email"]])
+    assert result.value == "turn@example.com"
+    rt.close()
+    with sqlite3.connect(tmp_path / "home" / "keys.db") as conn:
+        versions = [v for (v,) in conn.execute("SELECT version FROM subject_keys")]
+    assert versions == [2]
+    with sqlite3.connect(tmp_path / "home" / "vault.db") as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_events")]
+    assert actions.count("key_rotation") == 2  # before the batch, and its completion
+    assert run(["rotate-keys"], env)[1] == "rotated 0 subject key(s); 1 current; 0 failed\n"
+    assert run(["rotate-keys", "--older-than", "soon"], env)[0] != 0

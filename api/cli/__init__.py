@@ -18,7 +18,7 @@ from api.cli.serving import demo, serve
 from api.cli.setup import init, init_shard
 from api.cli.shreds import shred, shred_deactivated
 from api.cli.transfers import transfers
-from api.cli.upkeep import age_out, purge_expired, reconcile, reindex
+from api.cli.upkeep import age_out, purge_expired, reconcile, reindex, rotate_keys
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_UNAVAILABLE", "main"]  # the exit codes callers test
 
@@ -44,6 +44,7 @@ for command in (
     purge_expired,
     age_out,
     reindex,
+    rotate_keys,
     principal,
     audit,
     policy,
