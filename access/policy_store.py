@@ -300,6 +300,19 @@ class PolicyStore:
         engine.recipients = recipients
         return int(revision), engine, state
 
+    def peek(self) -> PolicyEngine | None:
+        """The engine already built for the current revision, or None: never builds.
+
+        For caches keyed by engine (authentication): a miss costs the caller a lookup,
+        never a build with its epoch confirmation, so a refusal does not wait on the
+        ledger (a burst of refused keys after a change answered 503 under load)."""
+        with self.tx.reading(None) as session:
+            revision = session.scalar(_REVISION)
+        with self._lock:
+            if self._built is not None and revision == self._built_revision:
+                return self._built
+        return None
+
     def current(self, session: Session | None = None) -> PolicyEngine:
         """The engine for the current revision (rebuilt when any process changed policy),
         its grant state confirmed against the published epochs."""

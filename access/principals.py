@@ -316,17 +316,18 @@ class Principals:
 
         A key verified under the current policy revision is not looked up again: every
         change to a principal (disable, roles, a new key) bumps the revision, which
-        ``policy.current()`` reads anyway, and a new revision is a new engine, so the
+        the request reads anyway, and a new revision is a new engine, so the
         entries verified under the old one no longer match. The secret is still compared
-        on every request (a wrong secret for a cached key id is refused)."""
+        on every request (a wrong secret for a cached key id is refused). Only an engine
+        already built is used (``policy.peek``): a refusal never waits on a rebuild."""
         match = _KEY.fullmatch(api_key or "")
         if not match:
             raise AuthenticationFailed()
         key_id, secret = match.groups()
         keyed = self._digest(secret)
-        engine = self.policy.current()  # the revision read (one single-row query)
+        engine = self.policy.peek()  # the revision read (one single-row query)
         hit = self._verified.get(key_id)
-        if hit is not None and hit[0] is engine:
+        if hit is not None and engine is not None and hit[0] is engine:
             if not hmac.compare_digest(hit[1], keyed):
                 raise AuthenticationFailed()
             return hit[2]
@@ -348,7 +349,7 @@ class Principals:
             principal.created_at,
             principal.region,
         )
-        if not legacy:
+        if not legacy and engine is not None:
             if len(self._verified) >= _VERIFIED_MAX:
                 self._verified.clear()  # bounded; rebuilt by the next requests
             # Under the engine read *before* the row: if the revision moved meanwhile, the

@@ -33,7 +33,7 @@ from tests.helpers import (
     approve_reveal,
     leaked,
 )
-from vault.errors import SubjectShredded, ValidationError
+from vault.errors import KeyProviderUnavailable, SubjectShredded, ValidationError
 from vault.receipts import verify_receipt
 from vault.results import TokenizeRecord
 
@@ -465,6 +465,30 @@ def test_a_principal_disabled_in_another_process_is_refused_at_its_next_request(
         world.rt.principals.authenticate(key)
     other.principals.enable("svc:support-agent")
     assert world.rt.principals.authenticate(key).name == "svc:support-agent"
+    other.vault.engine.dispose()
+
+
+def test_a_refused_key_never_waits_on_a_policy_rebuild(
+    world: World, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI found a burst of a just-disabled key answered 503, not 401: authentication built
+    the new revision's engine (and confirmed its epochs in Vault) before refusing. A
+    refusal reads the row only; with the ledger unreachable it is still a refusal."""
+    key = world.keys["support-agent"]
+    assert world.rt.principals.authenticate(key).name == "svc:support-agent"
+    other = compose(database.new_engine(), world.backend)
+    other.principals.disable("svc:support-agent")
+    ledger = world.rt.policy.ledger
+    assert ledger is not None
+
+    def unreachable(*_: object) -> bool:
+        raise KeyProviderUnavailable("anchor store unreachable")
+
+    monkeypatch.setattr(ledger, "superseded", unreachable)
+    with pytest.raises(AuthenticationFailed):
+        world.rt.principals.authenticate(key)
+    with pytest.raises(KeyProviderUnavailable):  # the decision itself still fails closed
+        world.rt.policy.current()
     other.vault.engine.dispose()
 
 
