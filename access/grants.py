@@ -17,6 +17,7 @@ Checks raise; there is no boolean to forget (tink's ``verify_mac``).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -57,7 +58,23 @@ def principal_material(p: Principal) -> bytes:
             p.recipient_country or "",
             p.agreement or "",
         ]
+    if p.key_expires_at or p.old_key_id:  # ...and rows from before key rotation (issue 22)
+        values += [
+            "keys",
+            _when(p.key_expires_at),
+            p.old_key_id or "",
+            p.old_key_hash or "",
+            _when(p.old_key_until),
+        ]
     return _canonical("principal", values)
+
+
+def _when(moment: dt.datetime | None) -> str:
+    """A time as grant material: UTC seconds (SQLite returns it naive, PostgreSQL aware)."""
+    if moment is None:
+        return ""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return str(int(aware.timestamp()))
 
 
 def rule_material(r: PolicyRule) -> bytes:

@@ -66,6 +66,16 @@ class Principal(AccessBase):
     recipient: Mapped[str | None] = mapped_column(String(200), nullable=True)
     recipient_country: Mapped[str | None] = mapped_column(String(16), nullable=True)
     agreement: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Issue 22: the key may expire, and a rotated key keeps working until ``old_key_until``
+    # (the overlap), then never. Grant material when set.
+    key_expires_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    old_key_id: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    old_key_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    old_key_until: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class Consent(AccessBase):

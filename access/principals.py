@@ -1,10 +1,11 @@
-"""Principals (services and people) and their API keys, stored as keyed digests.
+"""Principals (services and people): their roles, regions, recipients and profiles.
 
 A principal's roles feed the policy engine, so every change here bumps the
 policy revision. Every row carries a grant tag (``access/grants.py``) checked
 wherever a row is used, and the row must be the one the sealed grant state names
 (``access/grant_state.py``): a principal inserted, edited or restored with SQL
 authenticates no one. Every change is an audit event, recorded before it is made.
+Their API keys (issue, verify, rotate) are ``access/api_keys.py``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
-import hmac
 import json
 import re
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from access.api_keys import KEY_PREFIX, ApiKeys, PrincipalInfo
 from access.conditions.recipient import KINDS
 from access.errors import (
     AuthenticationFailed,
@@ -32,7 +30,6 @@ from access.errors import (
     PrincipalNotFound,
 )
 from access.facts import Recipient
-from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore
 from access.purposes import REGION
@@ -40,25 +37,10 @@ from vault.crypto import open_with_secret, seal_with_secret
 from vault.errors import DecryptionError
 from vault.transactions import Transactions
 
-KEY_PREFIX = "pvk_"
+__all__ = ["KEY_PREFIX", "PrincipalInfo", "Principals"]
+
 _PRINCIPAL_NAME = re.compile(r"^(svc|user):[a-z0-9][a-z0-9._-]{0,62}$")
 _PROFILE = b"pii-vault/principal-profile/v1"
-_VERIFIED_MAX = 4096  # cached verified keys per worker
-_KEY = re.compile(r"^pvk_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
-
-
-@dataclass(frozen=True)
-class PrincipalInfo:
-    name: str
-    roles: tuple[str, ...]
-    disabled: bool
-    created_at: dt.datetime
-    region: str | None = None  # None: the deployment's region (policy §7)
-
-
-def _legacy_digest(secret: str) -> str:
-    """Before issue 17: unkeyed SHA-256 (rows sealed by `init` keep it until first use)."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def _recipient(recipient: Recipient | None) -> Recipient | None:
@@ -91,21 +73,10 @@ class Principals:
         self.policy = policy
         self.seal = policy.seal
         self.on_change = policy.on_change
-        # key id -> (the engine it was verified under, the key's digest, who): issue 21.
-        self._verified: dict[str, tuple[object, str, PrincipalInfo]] = {}
-
-    def _digest(self, secret: str) -> str:
-        return self.seal.key_digest(secret)
-
-    def _usable(self, principal: Principal | None) -> Principal | None:
-        """The row if its grant tag verifies; None (and counted) if it was forged or edited."""
-        if principal is None:
-            return None
-        try:
-            self.seal.check_principal(principal)
-        except TagMismatch:
-            return None
-        return principal if self.policy.counts(principal) else None
+        self.keys = ApiKeys(tx, policy)
+        self._usable = self.keys.usable
+        self.authenticate = self.keys.authenticate
+        self.rotate_key = self.keys.rotate
 
     def create(
         self,
@@ -115,12 +86,16 @@ class Principals:
         *,
         region: str | None = None,
         recipient: Recipient | None = None,
+        expires: dt.timedelta | None = None,
     ) -> tuple[PrincipalInfo, str]:
         """Create a principal; returns its API key, which is shown once and stored hashed.
         ``region``: where it works from, if not the deployment's region (policy §7);
-        ``recipient``: who it is if not internal (policy §3(1))."""
+        ``recipient``: who it is if not internal (policy §3(1)); ``expires``: the key's
+        lifetime (None: until rotated)."""
         if not _PRINCIPAL_NAME.fullmatch(name):
             raise InvalidRequest("principal name must look like svc:NAME or user:NAME")
+        if expires is not None and expires <= dt.timedelta(0):
+            raise InvalidRequest("a key's expiry is > 0")
         region = _region(region)
         recipient = _recipient(recipient)
         known = set(self.policy.current().roles)
@@ -130,17 +105,18 @@ class Principals:
                 f"unknown role(s) {', '.join(unknown) or '(none given)'}; "
                 f"known: {', '.join(sorted(known))}"
             )
-        key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        key_id, digest, key = self.keys.issue()
         now = dt.datetime.now(dt.UTC)
         unique_roles = tuple(dict.fromkeys(roles))
         row = Principal(
             name=name,
             key_id=key_id,
-            key_hash=self._digest(secret),
+            key_hash=digest,
             roles=",".join(unique_roles),
             disabled=False,
             created_at=now,
             region=region,
+            key_expires_at=now + expires if expires is not None else None,
         )
         if recipient is not None:
             row.kind, row.recipient = recipient.kind, recipient.name
@@ -151,6 +127,8 @@ class Principals:
         detail = {"name": name, "roles": row.roles, **({"region": region} if region else {})}
         if recipient is not None:
             detail |= {f"recipient_{k}": v for k, v in recipient.as_dict().items() if v}
+        if expires is not None:
+            detail["expires_seconds"] = str(int(expires.total_seconds()))
         self.on_change(actor, "principal_create", detail)
         try:
             with self.policy.changing() as change:
@@ -159,9 +137,7 @@ class Principals:
                 change.session.flush()
         except IntegrityError as exc:
             raise PrincipalExists(f"principal {name} already exists") from exc
-        return PrincipalInfo(name, unique_roles, False, now, region), (
-            f"{KEY_PREFIX}{key_id}.{secret}"
-        )
+        return PrincipalInfo(name, unique_roles, False, now, region), key
 
     def list(self) -> list[PrincipalInfo]:
         with self.tx.begin() as session:
@@ -282,10 +258,11 @@ class Principals:
         with self.policy.changing() as change:
             principal = change.session.get(Principal, name)
             if principal is None:
+                key_id, digest, _unused = self.keys.issue()  # a person signs in, never by key
                 principal = Principal(
                     name=name,
-                    key_id=secrets.token_hex(8),
-                    key_hash=self._digest(secrets.token_urlsafe(32)),
+                    key_id=key_id,
+                    key_hash=digest,
                     roles=roles_text,
                     disabled=False,
                     created_at=now,
@@ -310,58 +287,3 @@ class Principals:
         with self.tx.begin(read_only=True) as session:
             principal = self._usable(session.get(Principal, name))
             return principal is not None and not principal.disabled
-
-    def authenticate(self, api_key: str | None) -> PrincipalInfo:
-        """The principal owning ``api_key``; one error for missing, malformed, unknown, disabled.
-
-        A key verified under the current policy revision is not looked up again: every
-        change to a principal (disable, roles, a new key) bumps the revision, which
-        the request reads anyway, and a new revision is a new engine, so the
-        entries verified under the old one no longer match. The secret is still compared
-        on every request (a wrong secret for a cached key id is refused). Only an engine
-        already built is used (``policy.peek``): a refusal never waits on a rebuild."""
-        match = _KEY.fullmatch(api_key or "")
-        if not match:
-            raise AuthenticationFailed()
-        key_id, secret = match.groups()
-        keyed = self._digest(secret)
-        engine = self.policy.peek()  # the revision read (one single-row query)
-        hit = self._verified.get(key_id)
-        if hit is not None and engine is not None and hit[0] is engine:
-            if not hmac.compare_digest(hit[1], keyed):
-                raise AuthenticationFailed()
-            return hit[2]
-        with self.tx.begin(read_only=True) as session:  # no write lock (SQLite)
-            principal = session.scalar(select(Principal).where(Principal.key_id == key_id))
-        expected = principal.key_hash if principal is not None else ""
-        legacy = not expected.startswith(f"{DIGEST_VERSION}:")
-        ok = hmac.compare_digest(expected, _legacy_digest(secret) if legacy else keyed)
-        if principal is None or not ok or principal.disabled:
-            raise AuthenticationFailed()
-        if self._usable(principal) is None:  # the forgery is logged and counted there
-            raise AuthenticationFailed()
-        if legacy:
-            self._upgrade_digest(principal.name, expected, keyed)
-        info = PrincipalInfo(
-            principal.name,
-            tuple(principal.roles.split(",")),
-            False,
-            principal.created_at,
-            principal.region,
-        )
-        if not legacy and engine is not None:
-            if len(self._verified) >= _VERIFIED_MAX:
-                self._verified.clear()  # bounded; rebuilt by the next requests
-            # Under the engine read *before* the row: if the revision moved meanwhile, the
-            # entry never matches (a miss), never the other way round.
-            self._verified[key_id] = (engine, keyed, info)
-        return info
-
-    def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:
-        """A sealed pre-issue-17 row, used with its key: the unkeyed digest becomes keyed."""
-        with self.policy.changing() as change:
-            row = change.session.get(Principal, name)
-            usable = row is not None and change.base.counts(row) and self._usable(row)
-            if row is not None and row.key_hash == old and usable:
-                row.key_hash = keyed
-                change.principal(row)

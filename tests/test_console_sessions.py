@@ -209,6 +209,8 @@ def test_a_search_sweep_meets_the_budget(browser: WebDriver, short: Stack) -> No
 
     _, email = _customer(short)
     sign_in(browser, short, LEAVERS[3])
+    if time.time() % 60 > 45:  # budgets are fixed UTC minutes: not across a boundary
+        time.sleep(61 - time.time() % 60)
     for attempt in range(SEARCHES + 1):
         browser.get(short.url + "/console/search")
         Select(browser.find_element(By.ID, "kind")).select_by_value("email")

@@ -102,3 +102,14 @@ def _redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparseable URL)"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90d``, ``12h``, ``30m``, ``0s``: seconds (one spelling for every command)."""
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
+        raise click.BadParameter("a duration such as 90d, 12h, 30m or 0s")
+    return int(text[:-1]) * _UNITS[text[-1]]

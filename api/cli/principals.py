@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
 
 from api.cli.base import (
+    _duration,
     _one_line_errors,
     _operator_name,
     _runtime,
@@ -36,6 +38,7 @@ def principal() -> None:
 @click.option("--recipient", default=None, help="The recipient's name (not internal).")
 @click.option("--country", default=None, help="The recipient's country, e.g. SG.")
 @click.option("--agreement", default=None, help="The agreement it acts under (a processor's DPA).")
+@click.option("--expires", default=None, help="The key stops working after this (90d, 12h).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_one_line_errors
 def principal_create(
@@ -46,6 +49,7 @@ def principal_create(
     recipient: str | None,
     country: str | None,
     agreement: str | None,
+    expires: str | None,
     as_json: bool,
 ) -> None:
     """Create NAME (svc:... or user:...) and print its API key once; only a hash is stored."""
@@ -54,7 +58,12 @@ def principal_create(
     who = Recipient(kind, recipient, country, agreement)
     with _runtime() as runtime:
         info, key = runtime.principals.create(
-            name, list(roles), _operator_name(), region=region, recipient=who
+            name,
+            list(roles),
+            _operator_name(),
+            region=region,
+            recipient=who,
+            expires=_lifetime(expires),
         )
     if as_json:
         click.echo(
@@ -115,6 +124,37 @@ def principal_enable(name: str) -> None:
     with _runtime() as runtime:
         runtime.principals.enable(name, _operator_name())
     click.echo(f"enabled {name}")
+
+
+@principal.command("rotate-key")
+@click.argument("name")
+@click.option(
+    "--overlap",
+    default="24h",
+    show_default=True,
+    help="How long the current key keeps working beside the new one (0s: it stops now).",
+)
+@click.option("--expires", default=None, help="The new key stops working after this (90d).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_one_line_errors
+def principal_rotate_key(name: str, overlap: str, expires: str | None, as_json: bool) -> None:
+    """A new API key for NAME, printed once; the old one works for the overlap, then never."""
+    window = dt.timedelta(seconds=_duration(overlap))
+    with _runtime() as runtime:
+        key, until = runtime.principals.rotate_key(
+            name, _operator_name(), overlap=window, expires=_lifetime(expires)
+        )
+    ends = until.isoformat(timespec="seconds").replace("+00:00", "Z") if until else None
+    if as_json:
+        click.echo(json.dumps({"name": name, "api_key": key, "old_key_until": ends}))
+    else:
+        old = f"works until {ends}" if ends else "no longer works"
+        click.echo(f"rotated the key of {name}; the old key {old}")
+        click.echo(f"API key (shown once, store it now): {key}")
+
+
+def _lifetime(text: str | None) -> dt.timedelta | None:
+    return None if text is None else dt.timedelta(seconds=_duration(text))
 
 
 # -- audit and policy -------------------------------------------------------------------------

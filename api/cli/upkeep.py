@@ -9,6 +9,7 @@ import click
 
 from api.cli.base import (
     EXIT_ERROR,
+    _duration,
     _one_line_errors,
     _operator_event,
     _runtime,
@@ -107,17 +108,6 @@ def reindex() -> None:
 
 
 # -- principals -----------------------------------------------------------------------
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> float:
-    """``90d``, ``12h``, ``30m``, ``0s``."""
-    text = text.strip().lower()
-    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
-        raise click.BadParameter("a duration such as 90d, 12h, 30m or 0s")
-    return int(text[:-1]) * _UNITS[text[-1]]
 
 
 @click.command("rotate-keys")
