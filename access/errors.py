@@ -23,6 +23,7 @@ AccessErrorCode = Literal[
     "search_budget_spent",
     "ticket_rejected",
     "ticket_system_unavailable",
+    "identity_provider_unavailable",
     "restricted",
     "guardian_consent_required",
     "transfer_basis_required",
@@ -198,6 +199,12 @@ class TicketRejected(Forbidden):
     """The ticket system says the justification's ticket is not open or not this person's."""
 
     code: ClassVar[AccessErrorCode] = "ticket_rejected"
+
+
+class IdentityProviderUnavailable(AccessError):
+    """The issuer of service tokens could not give its keys: no sign-in (fail closed)."""
+
+    code: ClassVar[AccessErrorCode] = "identity_provider_unavailable"
 
 
 class TicketSystemUnavailable(AccessError):

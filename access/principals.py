@@ -33,6 +33,7 @@ from access.facts import Recipient
 from access.models import Principal
 from access.policy_store import PolicyStore
 from access.purposes import REGION
+from access.service_tokens import ServiceTokens, looks_like_jwt
 from vault.crypto import open_with_secret, seal_with_secret
 from vault.errors import DecryptionError
 from vault.transactions import Transactions
@@ -68,15 +69,37 @@ def _region(region: str | None) -> str | None:
 
 
 class Principals:
-    def __init__(self, tx: Transactions, policy: PolicyStore) -> None:
+    def __init__(
+        self, tx: Transactions, policy: PolicyStore, tokens: ServiceTokens | None = None
+    ) -> None:
         self.tx = tx
         self.policy = policy
         self.seal = policy.seal
         self.on_change = policy.on_change
         self.keys = ApiKeys(tx, policy)
+        self.tokens = tokens
         self._usable = self.keys.usable
-        self.authenticate = self.keys.authenticate
         self.rotate_key = self.keys.rotate
+
+    def authenticate(self, credential: str | None) -> PrincipalInfo:
+        """An API key, or (with ``PII_VAULT_SERVICE_OIDC_ISSUER``) a service's JWT naming a
+        principal. Either way the roles are the vault's row's; one error for every refusal."""
+        if credential is None or credential.startswith(KEY_PREFIX) or self.tokens is None:
+            return self.keys.authenticate(credential)
+        if not looks_like_jwt(credential):
+            raise AuthenticationFailed()
+        name = self.tokens.principal_name(credential)
+        with self.tx.begin(read_only=True) as session:
+            principal = self._usable(session.get(Principal, name))
+            if principal is None or principal.disabled:
+                raise AuthenticationFailed()  # unknown, disabled, forged or edited: no one
+            return PrincipalInfo(
+                principal.name,
+                tuple(principal.roles.split(",")),
+                False,
+                principal.created_at,
+                principal.region,
+            )
 
     def create(
         self,

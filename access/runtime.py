@@ -54,6 +54,7 @@ from access.principals import Principals
 from access.purposes import Purposes
 from access.restrictions import Restrictions
 from access.sealed import RowSeal
+from access.service_tokens import ServiceTokens
 from access.tickets import HttpTickets, TicketCheck
 from access.transfer_desk import TransferDesk
 from access.transfers import TransferBases
@@ -220,6 +221,7 @@ def compose(
     lookup_budget: tuple[int, int] = (DEFAULT_LIMIT, DEFAULT_WINDOW),
     usage: tuple[int, int] = (DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE),
     tickets: TicketCheck | None = None,
+    service_tokens: ServiceTokens | None = None,
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
     key_pool: int = 0,
@@ -400,7 +402,7 @@ def compose(
         vault=vault,
         shredder=shredder,
         policy=policy,
-        principals=Principals(vault.tx, policy),
+        principals=Principals(vault.tx, policy, service_tokens),
         consents=consents,
         transfers=transfers,
         decider=decider,
@@ -486,6 +488,15 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         usage=(settings.reveal_budget, settings.search_budget),
         tickets=(
             HttpTickets(settings.ticket_url, settings.ticket_token) if settings.ticket_url else None
+        ),
+        service_tokens=(
+            ServiceTokens(
+                settings.service_oidc_issuer,
+                settings.service_oidc_audience or "",
+                settings.service_oidc_claim,
+            )
+            if settings.service_oidc_issuer
+            else None
         ),
         orphan_grace=settings.orphan_grace,
         key_pool=settings.key_pool,

@@ -50,6 +50,7 @@ STATUS: dict[VaultErrorCode | AccessErrorCode, int] = {
     "read_budget_spent": 429,
     "ticket_rejected": 403,
     "ticket_system_unavailable": 503,
+    "identity_provider_unavailable": 503,
     "shredded": 410,
     "decryption_failed": 500,
     "subject_damaged": 500,

@@ -338,6 +338,10 @@ class ReadyResponse(BaseModel):
     database: str
     key_provider: str
     vault_auth: str = Field(description="ok, failed (token renewal or login), or none")
+    identity_provider: str = Field(
+        default="none",
+        description="The service-token issuer's keys: ok, unavailable, or none (not configured)",
+    )
     vault: list[VaultClusterState] | None = Field(
         default=None, description="Per Vault cluster: the last background probe's findings"
     )

@@ -272,6 +272,7 @@ def test_readyz_reports_a_missing_key_provider(
         "status": "ready",
         "database": "ok",
         "key_provider": "ok",
+        "identity_provider": "none",
         "vault_auth": "ok",
         "vault": [{"reason": None, "breaker": "closed", "nodes": {openbao.addr: "active"}}],
     }

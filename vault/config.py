@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from keys.cluster import parse_addrs
 from keys.errors import KeyProviderConfigError
@@ -79,6 +80,24 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _service_oidc(env: Mapping[str, str]) -> dict[str, Any]:
+    """An issuer needs an audience (a token for another relying party must not pass)."""
+    issuer = _url(env, "PII_VAULT_SERVICE_OIDC_ISSUER")
+    audience = (env.get("PII_VAULT_SERVICE_OIDC_AUDIENCE") or "").strip() or None
+    claim = (env.get("PII_VAULT_SERVICE_OIDC_CLAIM") or "").strip() or "pii_vault_principal"
+    if issuer is None and audience is not None:
+        raise ConfigError("PII_VAULT_SERVICE_OIDC_AUDIENCE needs PII_VAULT_SERVICE_OIDC_ISSUER")
+    if issuer is not None and audience is None:
+        raise ConfigError("PII_VAULT_SERVICE_OIDC_ISSUER needs PII_VAULT_SERVICE_OIDC_AUDIENCE")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", claim):
+        raise ConfigError("PII_VAULT_SERVICE_OIDC_CLAIM must be a claim name")
+    return {
+        "service_oidc_issuer": issuer.rstrip("/") if issuer else None,
+        "service_oidc_audience": audience,
+        "service_oidc_claim": claim,
+    }
+
+
 ReadBudget = tuple[int, int]  # plaintext fields per minute, per day
 
 
@@ -139,6 +158,10 @@ class Settings:
     reveal_budget: int = 50
     search_budget: int = 10
     ticket_url: str | None = None
+    # Service sign-in with OIDC (access/service_tokens.py): off unless an issuer is set.
+    service_oidc_issuer: str | None = None
+    service_oidc_audience: str | None = None
+    service_oidc_claim: str = "pii_vault_principal"
     ticket_token: str | None = field(default=None, repr=False)
     # Slow clients (api/edge.py): a request must arrive whole within this; so many may be
     # mid-request per worker at once.
@@ -252,6 +275,7 @@ class Settings:
             reveal_budget=_int(env, "PII_VAULT_REVEAL_BUDGET", 50, 1),
             search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
             ticket_url=_url(env, "PII_VAULT_TICKET_URL"),
+            **_service_oidc(env),
             ticket_token=secret(env, "PII_VAULT_TICKET_TOKEN"),
             request_read_timeout=_seconds(env, "PII_VAULT_REQUEST_READ_TIMEOUT", 10.0, 1, 300),
             max_reading_connections=_bounded(

@@ -78,6 +78,8 @@ def serve(host: str, port: int, workers: int, server: str, dev: bool, max_body: 
     with _runtime(settings) as runtime:  # bad configuration fails here, in one line
         runtime.check()
         runtime.policy.current()
+        if runtime.principals.tokens is not None:  # the service-token issuer answers
+            runtime.principals.tokens.check_reachable()
         runtime.audit.check_extends_anchors()  # never anchor a history this service did not write
         if dev:
             # SIGTERM ends the development server through the `with` above, so the runtime

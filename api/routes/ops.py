@@ -8,6 +8,7 @@ from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from access.errors import IdentityProviderUnavailable
 from api.context import runtime
 from api.models import HealthResponse, ReadyResponse
 from keys.cluster import clusters_of
@@ -33,6 +34,13 @@ def readyz() -> tuple[dict[str, Any], int]:
         rt.check_key_provider()
     except ServiceUnavailable:
         state["key_provider"] = "unavailable"
+    state["identity_provider"] = "none"
+    if rt.principals.tokens is not None:
+        try:
+            rt.principals.tokens.check_reachable()
+            state["identity_provider"] = "ok"
+        except IdentityProviderUnavailable:
+            state["identity_provider"] = "unavailable"
     auth = rt.backend.auth_state
     state["vault_auth"] = "none" if auth is None else ("ok" if auth.ok else "failed")
     ready = all(v in ("ok", "none") for v in state.values())
