@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -372,6 +372,17 @@ class AuditLog:
                 stmt = stmt.where(AuditEvent.ts < until)
             rows = session.scalars(stmt.limit(limit)).all()
             return [_event_dict(r) for r in rows]
+
+    def after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Events with a sequence number above ``seq``, oldest first (the audit stream)."""
+        with self._sessions.begin() as session:
+            stmt = select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq)
+            return [_event_dict(r) for r in session.scalars(stmt.limit(limit))]
+
+    def newest_seq(self) -> int:
+        """The highest sequence number written (0 for an empty log)."""
+        with self._sessions.begin() as session:
+            return int(session.scalar(select(func.max(AuditEvent.seq))) or 0)
 
     def scan(
         self,

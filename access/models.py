@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vault.models import NAMING
@@ -119,6 +119,17 @@ class ConsentLedgerEntry(AccessBase):
     recorded_by: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     keep_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditStreamCursor(AccessBase):
+    """The last audit seq a sink has acknowledged, and the process holding its lease."""
+
+    __tablename__ = "audit_stream_cursors"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[float] = mapped_column(Float)
 
 
 class AuditEvent(AccessBase):

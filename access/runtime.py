@@ -12,11 +12,12 @@ over modules it would be read in pieces.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 
 from access.alerts import AlertSink, HttpAlerts, NoAlerts
 from access.approval_desk import ApprovalDesk
@@ -28,6 +29,7 @@ from access.approvals import (
     parse_rules,
 )
 from access.audit import AuditLog
+from access.audit_stream import AuditStreamer, Sink, build_sinks
 from access.break_glass import BreakGlass
 from access.budget import DEFAULT_LIMIT, DEFAULT_WINDOW, LookupBudget
 from access.conditions import Condition
@@ -112,6 +114,7 @@ class Runtime:
     holds: LegalHolds
     floors: Floors
     orphan_grace: float = 600.0
+    stream: AuditStreamer | None = None
 
     def check_database(self) -> None:
         self.vault.check_database()
@@ -131,6 +134,8 @@ class Runtime:
         self.maintenance.start()
         for cluster in clusters_of(self.backend):
             cluster.start_probing()
+        if self.stream is not None:
+            self.stream.start()
 
     def purge_expired(self, actor: str = "maintenance", *, batches: int = 1) -> int:
         """Policy §4: values past their retention, deleted batch by batch, each batch one
@@ -196,6 +201,8 @@ class Runtime:
 
     def close(self) -> None:
         self.maintenance.stop()
+        if self.stream is not None:
+            self.stream.stop()
         self.guard.alerts.close()  # what is queued is delivered (or given up) first
         self.audit.anchor_tail()  # graceful shutdown: the unanchored tail is anchored now
         for cluster in clusters_of(self.backend):
@@ -222,6 +229,7 @@ def compose(
     usage: tuple[int, int] = (DEFAULT_REVEALS_PER_DAY, DEFAULT_SEARCHES_PER_MINUTE),
     tickets: TicketCheck | None = None,
     service_tokens: ServiceTokens | None = None,
+    audit_sinks: Sequence[Sink] = (),
     maintenance_interval: float = 30.0,
     orphan_grace: float = 600.0,
     key_pool: int = 0,
@@ -429,6 +437,9 @@ def compose(
         holds=holds,
         floors=floors,
         orphan_grace=orphan_grace,
+        stream=(
+            AuditStreamer(audit, sessionmaker(engine), list(audit_sinks)) if audit_sinks else None
+        ),
     )
 
     def purge_retention() -> None:
@@ -488,6 +499,9 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         usage=(settings.reveal_budget, settings.search_budget),
         tickets=(
             HttpTickets(settings.ticket_url, settings.ticket_token) if settings.ticket_url else None
+        ),
+        audit_sinks=build_sinks(
+            settings.audit_syslog, settings.audit_http_url, settings.audit_http_secret
         ),
         service_tokens=(
             ServiceTokens(

@@ -191,6 +191,19 @@ class _RuntimeCollector(Collector):
                 value=damaged,
             )
         yield from _vault_cluster_metrics(self.runtime)
+        stream = self.runtime.stream
+        if stream is not None:
+            lag = GaugeMetricFamily(
+                "pii_vault_audit_stream_lag_events",
+                "Audit events committed but not yet taken by the sink (alert when it grows)",
+                labels=["sink"],
+            )
+            try:
+                for sink, behind in stream.lag().items():
+                    lag.add_metric([sink], behind)
+                yield lag
+            except ServiceUnavailable:
+                pass  # the database is down: no stale figure
         yield CounterMetricFamily(
             "pii_vault_audit_anchor_failures",
             "Audit anchors that could not be written (each is retried)",

@@ -333,6 +333,13 @@ class VaultClusterState(BaseModel):
     )
 
 
+class AuditSinkState(BaseModel):
+    sink: str
+    lag: int | None = Field(description="Committed events the sink has not taken yet")
+    state: str = Field(description="ok, or down (this process's last attempt failed)")
+    delivered: int = Field(description="The last sequence number the sink took")
+
+
 class ReadyResponse(BaseModel):
     status: str
     database: str
@@ -344,6 +351,9 @@ class ReadyResponse(BaseModel):
     )
     vault: list[VaultClusterState] | None = Field(
         default=None, description="Per Vault cluster: the last background probe's findings"
+    )
+    audit_stream: list[AuditSinkState] | None = Field(
+        default=None, description="Per audit sink: events behind, and whether it answered"
     )
 
 

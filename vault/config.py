@@ -98,6 +98,17 @@ def _service_oidc(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _audit_sinks(env: Mapping[str, str]) -> dict[str, Any]:
+    syslog = (env.get("PII_VAULT_AUDIT_SYSLOG") or "").strip() or None
+    if syslog is not None and not re.fullmatch(r"(tcp|udp)://[^\s/:]+:\d{1,5}", syslog):
+        raise ConfigError("PII_VAULT_AUDIT_SYSLOG must be tcp://HOST:PORT or udp://HOST:PORT")
+    url = _url(env, "PII_VAULT_AUDIT_HTTP_URL")
+    key = secret(env, "PII_VAULT_AUDIT_HTTP_SECRET")
+    if url is not None and not key:
+        raise ConfigError("PII_VAULT_AUDIT_HTTP_URL needs PII_VAULT_AUDIT_HTTP_SECRET(_FILE)")
+    return {"audit_syslog": syslog, "audit_http_url": url, "audit_http_secret": key}
+
+
 ReadBudget = tuple[int, int]  # plaintext fields per minute, per day
 
 
@@ -158,6 +169,10 @@ class Settings:
     reveal_budget: int = 50
     search_budget: int = 10
     ticket_url: str | None = None
+    # The audit stream (access/audit_stream.py): sinks every committed event goes to.
+    audit_syslog: str | None = None
+    audit_http_url: str | None = None
+    audit_http_secret: str | None = field(default=None, repr=False)
     # Service sign-in with OIDC (access/service_tokens.py): off unless an issuer is set.
     service_oidc_issuer: str | None = None
     service_oidc_audience: str | None = None
@@ -276,6 +291,7 @@ class Settings:
             search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
             ticket_url=_url(env, "PII_VAULT_TICKET_URL"),
             **_service_oidc(env),
+            **_audit_sinks(env),
             ticket_token=secret(env, "PII_VAULT_TICKET_TOKEN"),
             request_read_timeout=_seconds(env, "PII_VAULT_REQUEST_READ_TIMEOUT", 10.0, 1, 300),
             max_reading_connections=_bounded(

@@ -45,6 +45,20 @@ def readyz() -> tuple[dict[str, Any], int]:
     state["vault_auth"] = "none" if auth is None else ("ok" if auth.ok else "failed")
     ready = all(v in ("ok", "none") for v in state.values())
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", **state}
+    if rt.stream is not None:  # a lagging sink is reported, never a reason to stop serving
+        try:
+            lag = rt.stream.lag()
+        except ServiceUnavailable:
+            lag = {}
+        body["audit_stream"] = [
+            {
+                "sink": name,
+                "lag": lag.get(name),
+                "state": "down" if st.last_error else "ok",
+                "delivered": st.delivered,
+            }
+            for name, st in rt.stream.state.items()
+        ]
     clusters = [c for c in clusters_of(rt.backend) if c.health is not None]
     if clusters:  # what the background probe saw: never a Vault call made here
         body["vault"] = [
