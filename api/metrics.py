@@ -60,7 +60,7 @@ def _vault_cluster_metrics(runtime: Runtime) -> Iterator[CounterMetricFamily | G
         labels=["node", "state"],
     )
     for cluster in clusters:
-        for (frm, to, reason), count in cluster.failovers.items():
+        for (frm, to, reason), count in cluster.failover_counts().items():
             moves.add_metric([frm, to, reason], count)
         first = cluster.addrs[0]
         opened.add_metric([first], cluster.breaker.opened)

@@ -270,3 +270,16 @@ def test_no_answer_about_the_leader_is_unavailable_not_gone() -> None:
     cluster = VaultCluster([f"http://127.0.0.1:{free_port()}"], connect_timeout=0.3)
     with pytest.raises(KeyUnavailable):
         cluster.authority()
+
+
+def test_a_scrape_reads_failovers_while_calls_move() -> None:
+    """CI saw /metrics answer 500 just after a node was killed: the scrape iterated the
+    live failover Counter while a request thread added a new (from, to, reason)."""
+    cluster = VaultCluster(["http://127.0.0.1:1", "http://127.0.0.1:2"], connect_timeout=0.5)
+    cluster.moved(1, "unreachable")
+    for _ in cluster.failover_counts().items():  # a request moves calls mid-scrape
+        cluster.moved(0, "sealed")
+    assert cluster.failover_counts() == {
+        ("http://127.0.0.1:1", "http://127.0.0.1:2", "unreachable"): 1,
+        ("http://127.0.0.1:2", "http://127.0.0.1:1", "sealed"): 1,
+    }
