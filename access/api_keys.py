@@ -27,6 +27,7 @@ from access.errors import (
 from access.grants import DIGEST_VERSION, TagMismatch
 from access.models import Principal
 from access.policy_store import PolicyStore
+from vault.models import aware
 from vault.transactions import Transactions
 
 KEY_PREFIX = "pvk_"
@@ -43,12 +44,14 @@ class PrincipalInfo:
     created_at: dt.datetime
     region: str | None = None  # None: the deployment's region (policy §7)
 
+    @classmethod
+    def of(cls, row: Principal) -> PrincipalInfo:
+        return cls(row.name, tuple(row.roles.split(",")), row.disabled, row.created_at, row.region)
 
-def aware(moment: dt.datetime | None) -> dt.datetime | None:
-    """SQLite gives times back naive (they are stored in UTC)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.UTC)
+
+def _end(moment: dt.datetime | None) -> dt.datetime | None:
+    """A key's end as aware UTC, or None (no end)."""
+    return aware(moment) if moment is not None else None
 
 
 def _legacy_digest(secret: str) -> str:
@@ -111,7 +114,7 @@ class ApiKeys:
             raise AuthenticationFailed()
         current = principal.key_id == key_id
         expected = (principal.key_hash if current else principal.old_key_hash) or ""
-        until = aware(principal.key_expires_at if current else principal.old_key_until)
+        until = _end(principal.key_expires_at if current else principal.old_key_until)
         legacy = current and not expected.startswith(f"{DIGEST_VERSION}:")
         ok = hmac.compare_digest(expected, _legacy_digest(secret) if legacy else keyed)
         if not ok or principal.disabled or (until is not None and now >= until):
@@ -122,13 +125,7 @@ class ApiKeys:
             raise AuthenticationFailed()
         if legacy:
             self._upgrade_digest(principal.name, expected, keyed)
-        info = PrincipalInfo(
-            principal.name,
-            tuple(principal.roles.split(",")),
-            False,
-            principal.created_at,
-            principal.region,
-        )
+        info = PrincipalInfo.of(principal)  # not disabled: checked above
         if not legacy and engine is not None:
             if len(self._verified) >= _VERIFIED_MAX:
                 self._verified.clear()  # bounded; rebuilt by the next requests
@@ -174,14 +171,14 @@ class ApiKeys:
             if overlap > dt.timedelta(0):
                 row.old_key_id, row.old_key_hash = row.key_id, row.key_hash
                 ends = now + overlap
-                expiry = aware(row.key_expires_at)
+                expiry = _end(row.key_expires_at)
                 row.old_key_until = min(ends, expiry) if expiry is not None else ends
             else:
                 row.old_key_id = row.old_key_hash = row.old_key_until = None
             row.key_id, row.key_hash = key_id, digest
             row.key_expires_at = now + expires if expires is not None else None
             change.principal(row)
-            old_until = aware(row.old_key_until)
+            old_until = _end(row.old_key_until)
         return key, old_until
 
     def _upgrade_digest(self, name: str, old: str, keyed: str) -> None:

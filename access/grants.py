@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from access.models import PolicyRule, Principal
+from vault.models import aware
 from vault.transactions import translating
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,7 @@ def principal_material(p: Principal) -> bytes:
 
 def _when(moment: dt.datetime | None) -> str:
     """A time as grant material: UTC seconds (SQLite returns it naive, PostgreSQL aware)."""
-    if moment is None:
-        return ""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-    return str(int(aware.timestamp()))
+    return "" if moment is None else str(int(aware(moment).timestamp()))
 
 
 def rule_material(r: PolicyRule) -> bytes:

@@ -93,13 +93,7 @@ class Principals:
             principal = self._usable(session.get(Principal, name))
             if principal is None or principal.disabled:
                 raise AuthenticationFailed()  # unknown, disabled, forged or edited: no one
-            return PrincipalInfo(
-                principal.name,
-                tuple(principal.roles.split(",")),
-                False,
-                principal.created_at,
-                principal.region,
-            )
+            return PrincipalInfo.of(principal)
 
     def create(
         self,
@@ -165,7 +159,7 @@ class Principals:
     def list(self) -> list[PrincipalInfo]:
         with self.tx.begin() as session:
             return [
-                PrincipalInfo(p.name, tuple(p.roles.split(",")), p.disabled, p.created_at, p.region)
+                PrincipalInfo.of(p)
                 for p in session.scalars(select(Principal).order_by(Principal.name))
             ]
 

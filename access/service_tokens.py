@@ -94,14 +94,12 @@ class ServiceTokens:
         self._key_set(None, force=True)
 
     def _key_set(self, kid: Any, *, force: bool = False) -> KeySet:
-        with self._lock:
-            known = self._keys is not None and (kid is None or _has(self._keys, kid))
-            if known and not force:
-                assert self._keys is not None
-                return self._keys
+        with self._lock:  # one fetch at a time; the others wait for its keys
+            have = self._keys
             recent = time.monotonic() - self._fetched < REFRESH_SECONDS
-            if self._keys is not None and not force and recent:
-                return self._keys  # an unknown kid: refused by the signature check
+            # A known kid, or an unknown one fetched for recently (refused by the signature).
+            if have is not None and not force and (kid is None or recent or _has(have, kid)):
+                return have
             self._keys = self._fetch()
             self._fetched = time.monotonic()
             return self._keys

@@ -201,6 +201,17 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyBack
 
 
 @pytest.fixture
+def local_runtime(database: Database, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on the local key provider, default policy seeded: for tests whose subject
+    is not the key provider (principals, the audit stream), over every database."""
+    provider = new_local_provider(tmp_path / "local-runtime-keys")
+    runtime = compose(database.engine, provider)
+    runtime.policy.seed_default()
+    yield runtime
+    provider.close()
+
+
+@pytest.fixture
 def runtime(database: Database, provider: KeyBackend) -> Iterator[Runtime]:
     """The whole runtime, composed as in production, over every database x every key provider."""
     rt = compose(database.engine, provider)

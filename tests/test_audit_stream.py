@@ -148,12 +148,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def rt(database: Database, tmp_path: Path) -> Iterator[Runtime]:
-    provider = new_local_provider(tmp_path / "keys")
-    runtime = compose(database.engine, provider)
-    runtime.policy.seed_default()
-    yield runtime
-    provider.close()
+def rt(local_runtime: Runtime) -> Runtime:
+    return local_runtime
 
 
 def _streamer(rt: Runtime, *sinks: Any, **kw: Any) -> AuditStreamer:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from access.errors import AuthenticationFailed, InvalidRequest
 from access.runtime import Runtime, compose
-from tests.conftest import Database, new_local_provider
+from tests.conftest import Database
 from tests.test_cli import local_env, run
 
 NAME = "svc:checkout-service"
@@ -26,12 +26,8 @@ SHORT = dt.timedelta(seconds=1)
 
 
 @pytest.fixture
-def rt(database: Database, tmp_path: Path) -> Iterator[Runtime]:
-    provider = new_local_provider(tmp_path / "keys")
-    runtime = compose(database.engine, provider)
-    runtime.policy.seed_default()
-    yield runtime
-    provider.close()
+def rt(local_runtime: Runtime) -> Runtime:
+    return local_runtime
 
 
 @pytest.fixture
