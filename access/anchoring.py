@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from access.models import AuditCheckpoint, AuditEvent, AuditHead
 from keys.provider import AnchorStore, Signer
 from keys.signing import verify_signature
 from vault.db import READ_ONLY
+
+log = logging.getLogger(__name__)
 
 PREFIX = 16  # hex characters of each event hash kept in an anchor (64 bits)
 
@@ -102,6 +105,14 @@ class Anchorer:
                 )
             self._log = database
         return self._log
+
+    def check_known_tip(self) -> bool:
+        """Readiness, which never waits on Vault: ``check_extends`` against the tip this
+        process already knows (a database read); False if it knows none yet."""
+        if self.tip is None:
+            return False
+        self.check_extends()
+        return True
 
     def check_extends(self) -> int:
         """Raise unless the database's log extends the newest anchor (start-up, and before
@@ -178,6 +189,7 @@ class Anchorer:
             ).decode()
             if self.store.put(self.log, tip, record):
                 self._copy(record)
+                log.info("audit anchored: seq %d to %d of log %s", tip + 1, end, self.log)
                 tip, self._tip_head = end, hashes[-1]
             else:  # another process anchored after `tip` first: follow its anchor
                 existing = self.store.get(self.log, tip)

@@ -322,12 +322,17 @@ class AuditLog:
         except (SQLAlchemyError, KeyProviderError, RuntimeError) as exc:
             raise AuditUnavailable("audit anchor not written") from exc
 
-    def check_extends_anchors(self) -> None:
-        """Start-up: refuse to serve a database whose log does not extend the newest anchor."""
+    def check_extends_anchors(self, *, discover: bool = True) -> bool:
+        """Start-up: refuse to serve a database whose log does not extend the newest anchor.
+        Without ``discover`` (readiness): against the tip this process knows, without a
+        Vault call; False if it knows none yet (nothing was checked)."""
         if self.anchorer is None:
-            return
+            return False
         try:
-            self.anchorer.check_extends()
+            if discover:
+                self.anchorer.check_extends()
+                return True
+            return self.anchorer.check_known_tip()
         except (SQLAlchemyError, KeyProviderError, RuntimeError) as exc:
             raise AuditUnavailable(f"audit log refused: {exc}") from exc
 
@@ -353,8 +358,10 @@ class AuditLog:
         decision: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The newest events first, filtered; ``since``/``until`` are ISO times (UTC)."""
+        """The newest events first, filtered; ``since``/``until`` are ISO times (UTC);
+        ``before``: only events with a lower seq (the cursor of the page before)."""
         limit = max(1, min(int(limit), 1000))
         with self._sessions.begin() as session:
             stmt = select(AuditEvent).order_by(AuditEvent.seq.desc())
@@ -370,6 +377,8 @@ class AuditLog:
                 stmt = stmt.where(AuditEvent.ts >= since)
             if until is not None:
                 stmt = stmt.where(AuditEvent.ts < until)
+            if before is not None:
+                stmt = stmt.where(AuditEvent.seq < before)
             rows = session.scalars(stmt.limit(limit)).all()
             return [_event_dict(r) for r in rows]
 

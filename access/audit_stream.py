@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from access.audit import AuditLog
 from access.errors import AccessConfigError as ConfigError
 from access.models import AuditStreamCursor
-from vault.errors import DatabaseUnavailable
+from vault.errors import DatabaseUnavailable, cause
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class AuditStreamer:
             try:
                 self.run_once()
             except Exception as exc:  # the database is down: try again next round
-                log.warning("audit stream round failed: %s", type(exc).__name__)
+                log.warning("audit stream round failed: %s", cause(exc))
             self._stop.wait(self.interval)
 
     def stop(self) -> None:

@@ -474,9 +474,10 @@ class GuardedVault(OfficeGuard):
         caller: Caller,
         subject_id: str | None = None,
         limit: int = 100,
-        **filters: str | None,
+        **filters: Any,
     ) -> list[dict[str, Any]]:
-        """Events, newest first; ``filters``: principal, action, decision, since, until."""
+        """Events, newest first; ``filters``: principal, action, decision, since, until,
+        before (a seq: the cursor)."""
         self._decide_and_record(caller, [WHOLE_SUBJECT], "audit_read", None, None, None)
         return self.audit.events(subject_id=subject_id, limit=limit, **filters)
 

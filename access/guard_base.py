@@ -40,8 +40,8 @@ from access.tickets import TicketCheck
 from access.usage import UsageBudgets
 from access.watch import Watch
 from vault.attributes import SubjectAttributes
-from vault.errors import SubjectNotFound, SubjectShredded
-from vault.models import STATUS_ACTIVE, STATUS_HELD
+from vault.errors import SubjectDamaged, SubjectNotFound, SubjectShredded
+from vault.models import STATUS_ACTIVE, STATUS_DAMAGED, STATUS_HELD
 from vault.results import SubjectInfo
 from vault.service import VaultService
 from vault.shredding import Shredder
@@ -170,6 +170,14 @@ class GuardBase(BatchGuard):
                 probe(caller, actions[0], purpose, subject_id, "not_found", justification)
             )
             raise
+        if active and info.status == STATUS_DAMAGED:  # lost, not erased: the same 500 for all
+            self.audit.append(
+                probe(caller, actions[0], purpose, subject_id, "subject_damaged", justification)
+            )
+            raise SubjectDamaged(
+                "subject data lost: its key is missing (see `pii-vault reconcile`); the privacy "
+                "office shreds it"
+            )
         if active and info.status != STATUS_ACTIVE and not (held_ok and info.status == STATUS_HELD):
             self.audit.append(
                 probe(caller, actions[0], purpose, subject_id, "shredded", justification)

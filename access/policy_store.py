@@ -146,6 +146,10 @@ class PolicyStore:
             rows = self._verified_rules(session, load(session, self.seal))
             return [Rule(r.v0, r.v1, r.v2, r.v3, r.v4) for r in rows if r.ptype == "p"]
 
+    def known_roles(self) -> set[str]:
+        """Every role a rule names (``*`` is every role, not one)."""
+        return {r.sub for r in self.rules()} - {"*"}
+
     def add_rules(self, rules: Sequence[Rule], actor: str = "operator") -> None:
         """Add rules (validated first: a bad rule changes nothing)."""
         PolicyEngine([*self.rules(), *rules], {}, self.field_categories, self.purposes)

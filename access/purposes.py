@@ -82,16 +82,16 @@ class Purposes:
         return sorted(self._purposes)
 
     @classmethod
-    def load(cls, text: str | None = None) -> Purposes:
+    def load(cls, text: str | None = None, where: str = "purposes.toml") -> Purposes:
         if text is None:
             text = resources.files("access").joinpath("purposes.toml").read_text(encoding="utf-8")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise AccessConfigError(f"purposes.toml: {exc}") from exc
+            raise AccessConfigError(f"{where}: {exc}") from exc
         raw = data.get("purposes")
         if not isinstance(raw, dict) or not raw:
-            raise AccessConfigError("purposes.toml: needs [purposes.*] tables")
+            raise AccessConfigError(f"{where}: needs [purposes.*] tables")
         out: dict[str, Purpose] = {}
         for name, spec in raw.items():
             if not isinstance(spec, dict) or set(spec) != {
@@ -100,13 +100,13 @@ class Purposes:
                 "requires_justification",
             }:
                 raise AccessConfigError(
-                    f"purposes.toml: {name} needs exactly description, requires_consent, "
+                    f"{where}: {name} needs exactly description, requires_consent, "
                     "requires_justification"
                 )
             if not all(
                 isinstance(spec[k], bool) for k in ("requires_consent", "requires_justification")
             ):
-                raise AccessConfigError(f"purposes.toml: {name}: flags must be true or false")
+                raise AccessConfigError(f"{where}: {name}: flags must be true or false")
             out[name] = Purpose(
                 name,
                 str(spec["description"]),

@@ -11,6 +11,7 @@ over modules it would be read in pieces.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from access.grant_state import GrantLedger
 from access.grants import GrantSeal
 from access.guard import GuardedVault
 from access.holds import LegalHolds
-from access.log_identity import pin, settle_log_id
+from access.log_identity import database_log_id, pin, settle_log_id
 from access.policy_store import PolicyStore
 from access.principals import Principals
 from access.purposes import Purposes
@@ -72,6 +73,7 @@ from access.watch import (
     DEFAULT_REPEAT_SECONDS,
     Watch,
 )
+from keys.claims import verify_ours
 from keys.cluster import clusters_of
 from keys.counting import CallCounter
 from keys.errors import KeyProviderConfigError, KeyUnavailable
@@ -79,7 +81,7 @@ from keys.factory import build_key_provider
 from keys.provider import KeyBackend, PublishedRecords
 from vault.cache import DataKeyCache
 from vault.config import DEFAULT_MAX_DEK_ENCRYPTIONS, Settings
-from vault.db import make_engine, private_directory
+from vault.db import make_engine, private_directory, require_schema, schema_state
 from vault.db import migrate as run_migrations
 from vault.errors import ConfigError, KeyProviderUnavailable, ServiceUnavailable
 from vault.floors import Floors
@@ -92,6 +94,8 @@ from vault.service import VaultService
 from vault.shred_ledger import ShredLedger
 from vault.shredding import Shredder
 from vault.transactions import translating
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,6 +126,10 @@ class Runtime:
     def check_key_provider(self) -> None:
         with translating():
             self.backend.check()
+
+    def schema_state(self) -> str:
+        """ok, ahead (a newer version migrated it), behind or missing (vault/db.py)."""
+        return schema_state(self.vault.engine)
 
     def check(self) -> None:
         """Readiness: raise ServiceUnavailable unless the database and key provider answer."""
@@ -186,7 +194,46 @@ class Runtime:
             self.floors.released(held.hold_id)
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.vault, self.shredder, self.backend, grace=self.orphan_grace)
+        return Reconciler(
+            self.vault,
+            self.shredder,
+            self.backend,
+            grace=self.orphan_grace,
+            claim_check=self.own_mounts,
+        )
+
+    def verify_vault_auth(self) -> None:
+        """``serve``'s start-up: every Vault token this process holds is valid now."""
+        verify = getattr(self.backend, "verify_auth", None)
+        if callable(verify):
+            verify()  # KeyProviderConfigError: the command exits 2 naming the address
+
+    def check_schema_covers_data(self) -> None:
+        """``init`` and ``serve``: no field with stored values may be missing from the schema
+        (a custom PII_VAULT_SCHEMA_FILE that dropped one). One scan of the field names."""
+        missing = self.vault.fields_without_schema()
+        if missing:
+            raise ConfigError(
+                f"field(s) {', '.join(missing)} hold stored values but are not in the schema: "
+                "keep them in PII_VAULT_SCHEMA_FILE (their values would be unreadable, "
+                "unexportable and never purged)"
+            )
+
+    def vault_token_is_root(self) -> bool:
+        """Whether the primary's Vault token holds the root policy (``serve`` refuses it
+        off loopback)."""
+        is_root = getattr(self.backend, "token_is_root", None)
+        return bool(is_root()) if callable(is_root) else False
+
+    def own_mounts(self) -> None:
+        """Before a job that destroys or retires keys (reconcile, reindex, rotate-keys):
+        ForeignMount unless every transit mount is unclaimed or claimed by this
+        deployment (keys/claims.py); an unclaimed one is logged (``init`` claims it)."""
+        for mount in verify_ours(self.backend, database_log_id(self.vault.engine)):
+            log.warning(
+                "transit mount %s/ carries no deployment claim: run `pii-vault init` to claim it",
+                mount,
+            )
 
     def pin_audit_log(self, actor: str, *, pinned_now: bool = False) -> tuple[str, bool, int]:
         """``init``: pin the audit log's identity outside the database (once), record the
@@ -466,11 +513,9 @@ def policy_version_from_env() -> str:
 def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
     """The runtime for ``settings``; bad configuration raises ConfigError before anything runs."""
     policy_version = policy_version_from_env()
+    schema, purposes = _own_schema(settings)  # configuration first: nothing opened yet
     private_directory(settings.home)
     engine = make_engine(settings.effective_database_url, timeout=settings.db_timeout)
-    if migrate:
-        run_migrations(engine)
-        run_migrations(engine, "access:migrations")
     try:
         backend = build_key_provider(settings.keys)
     except KeyProviderConfigError as exc:
@@ -479,9 +524,24 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
     except KeyUnavailable as exc:
         engine.dispose()
         raise KeyProviderUnavailable(str(exc)) from exc
-    return compose(
+    try:
+        if migrate:
+            run_migrations(engine)
+            run_migrations(engine, "access:migrations")
+        elif require_schema(engine) == "ahead":
+            log.warning(
+                "the database schema is newer than this version (a rolling upgrade): "
+                "finish it by replacing every process with the new version"
+            )
+    except BaseException:
+        backend.close()
+        engine.dispose()
+        raise
+    runtime = compose(
         engine,
         backend,
+        schema=schema,
+        purposes=purposes,
         policy_version=policy_version,
         cache=DataKeyCache(
             settings.dek_cache_size,
@@ -526,3 +586,20 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         bulk_export_alert=settings.bulk_export_alert,
         anchor_backlog_alert=settings.anchor_backlog_alert,
     )
+    return runtime
+
+
+def _own_schema(settings: Settings) -> tuple[Schema | None, Purposes | None]:
+    """A company's own fields and purposes (PII_VAULT_SCHEMA_FILE, _PURPOSES_FILE),
+    checked by the same rules as the shipped files; None: the shipped ones."""
+    schema = Schema.load(settings.schema_file) if settings.schema_file else None
+    purposes = None
+    if settings.purposes_file is not None:
+        try:
+            text = settings.purposes_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read PII_VAULT_PURPOSES_FILE {settings.purposes_file}"
+            ) from exc
+        purposes = Purposes.load(text, where=str(settings.purposes_file))
+    return schema, purposes

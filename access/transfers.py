@@ -25,6 +25,7 @@ from access.grants import GrantSeal, TagMismatch
 from access.models import TransferBasis
 from access.purposes import REGION, Purposes
 from vault.models import aware
+from vault.regions import known_region
 from vault.transactions import Transactions
 from vault.validation import canonical_subject_id
 
@@ -129,8 +130,8 @@ class TransferBases:
         actor: str,
     ) -> Basis:
         destination = str(destination).upper()
-        if not REGION.fullmatch(destination):
-            raise InvalidRequest("destination must be a region code such as DE or US")
+        if not REGION.fullmatch(destination) or not known_region(destination):
+            raise InvalidRequest("destination must be an ISO 3166 region code such as DE or US")
         if basis not in BASES:
             raise InvalidRequest(f"basis must be one of {', '.join(BASES)}")
         if purpose != ANY_PURPOSE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hmac
+import logging
 import re
 import time
 import uuid
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from access.errors import AuthenticationFailed
 from access.runtime import Runtime, open_runtime
@@ -29,6 +31,7 @@ from api.models import Problem
 from api.routes import approvals, audit, consents, emergency, ops, subjects, tokens, transfers
 from keys.bounded import LANES
 from vault.config import Settings
+from vault.errors import ValidationError
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_JSON_DEPTH = 32  # no request model nests deeper than 4
@@ -106,6 +109,32 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+_requests = logging.getLogger("pii_vault.requests")
+
+
+def _request_line(route: str, status: int, elapsed: float) -> None:
+    """The access log: one line per request — its route pattern (never the path: ids and
+    tokens stay out), status, duration, principal and request id (api/logs.py) and, for
+    an error, the problem's code and detail (which never carry a value). A 5xx is an
+    ERROR: the one line on-call needs, naming the cause."""
+    problem = getattr(g, "problem", None)
+    cause = f"{problem[0]}: {problem[1]}" if problem and status >= 400 else None
+    _requests.log(
+        logging.ERROR if status >= 500 else logging.INFO,
+        "%s %s %d",
+        request.method,
+        route,
+        status,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 1),
+            "cause": cause,
+        },
+    )
+
+
 def create_app(config: AppConfig | None = None) -> OpenAPI:
     config = config or AppConfig()
     if config.runtime is None:  # a serving process of its own (e.g. a gunicorn worker)
@@ -157,8 +186,17 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         # parser recurses into it.
         if request.method in _BODY_METHODS:
             body = request.get_data(cache=True)
+            if body and request.mimetype != "application/json":
+                raise UnsupportedMediaType()  # 415, as documented (not a validation 400)
             if body and json_depth(body) > MAX_JSON_DEPTH:
                 raise BadRequest()
+            if body:
+                try:
+                    orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    raise ValidationError(
+                        "the body is not valid JSON; nothing was stored", {"body": "json_invalid"}
+                    ) from None
         if any(len(values) > 1 for values in request.args.listvalues()):
             raise BadRequest()  # a parameter given twice: which one would count is ambiguous
 
@@ -172,8 +210,10 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
         started = getattr(g, "started", None)
+        elapsed = time.perf_counter() - started if started is not None else 0.0
         if started is not None:
-            metrics.latency.labels(endpoint, request.method).observe(time.perf_counter() - started)
+            metrics.latency.labels(endpoint, request.method).observe(elapsed)
+        _request_line(endpoint, response.status_code, elapsed)
         return response
 
     @app.teardown_request

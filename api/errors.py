@@ -12,12 +12,21 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, g, render_template, request, session
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    render_template,
+    request,
+    session,
+)
 from werkzeug.exceptions import HTTPException
 
 from access.errors import AccessError, AccessErrorCode, ApprovalRequired, Throttled
 from api.console.forms import SignOutForm
-from vault.errors import ValidationError, VaultError, VaultErrorCode
+from vault.errors import ValidationError, VaultError, VaultErrorCode, frames
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,8 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    if has_request_context():
+        g.problem = (code, detail)  # the request line names the cause (api/app.py)
     if extra:
         body.update(extra)  # e.g. the approval request a four-eyes refusal filed
     response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
@@ -102,7 +113,12 @@ def _from_exception(exc: Exception) -> Response:
         if isinstance(exc, Throttled):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    log.error("unexpected %s on %s", type(exc).__name__, getattr(g, "request_id", "-"))
+    log.error(
+        "unexpected %s on %s at %s",
+        type(exc).__name__,
+        getattr(g, "request_id", "-"),
+        frames(exc.__traceback__),
+    )
     return problem(500, "internal", "internal error")
 
 

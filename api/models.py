@@ -6,6 +6,7 @@ Binary field values (biometrics) travel as base64 strings.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,7 +48,18 @@ class ExportQuery(Strict):
 
 
 class AuditQuery(Strict):
+    """Filters (all optional, combined with and) and a cursor: events come newest first;
+    ``before`` is the previous page's ``next_before``."""
+
     subject_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    principal: str | None = Field(default=None, pattern=r"^[A-Za-z0-9:._@-]{1,128}$")
+    action: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
+    decision: Literal["allow", "deny", "partial", "operator", "completed"] | None = None
+    since: dt.datetime | None = Field(
+        default=None, description="RFC 3339 time (UTC if no offset): events at or after it"
+    )
+    until: dt.datetime | None = Field(default=None, description="RFC 3339 time: events before it")
+    before: int | None = Field(default=None, ge=1, description="Events with a seq below this")
     limit: int = Field(default=100, ge=1, le=1000)
 
 
@@ -308,6 +320,9 @@ class ConsentResponse(BaseModel):
 
 class AuditEventsResponse(BaseModel):
     events: list[dict[str, Any]]
+    next_before: int | None = Field(
+        default=None, description="Pass as ``before`` for the next (older) page; null: no more"
+    )
 
 
 class AuditVerifyResponse(BaseModel):
@@ -344,6 +359,19 @@ class ReadyResponse(BaseModel):
     status: str
     database: str
     key_provider: str
+    database_schema: str = Field(
+        default="ok",
+        description="ok; ahead (a newer version migrated it: ready, mid-upgrade); behind or "
+        "missing (not ready: run `pii-vault init`); unknown (database unavailable)",
+    )
+    audit_anchors: str = Field(
+        default="ok",
+        description="ok; broken (the log does not extend its newest anchor: not ready); "
+        "unchecked (this process has not learnt the newest anchor yet); unknown (no database)",
+    )
+    reasons: list[str] | None = Field(
+        default=None, description="Why it is not ready, one line per cause"
+    )
     vault_auth: str = Field(description="ok, failed (token renewal or login), or none")
     identity_provider: str = Field(
         default="none",

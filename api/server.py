@@ -24,6 +24,8 @@ from gunicorn.app.base import BaseApplication
 from api.app import AppConfig, create_app
 from api.context import EXTENSION
 from api.edge import PrereadWorker
+from api.logs import configure as configure_logging
+from api.logs import log_config
 from api.metrics import prepare_multiprocess
 from vault.config import Settings
 
@@ -76,9 +78,10 @@ def run_gunicorn(host: str, port: int, workers: int, max_body: int, settings: Se
             **gunicorn_options(host, port, workers, settings),
             "preload_app": False,  # no shared connections or keys across the fork
             "worker_exit": _worker_exit,
-            "accesslog": "-",
-            # The access log records paths and statuses only: never query strings or bodies.
-            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
+            # One handler and format for gunicorn's own lines and ours; the access log is
+            # the app's request line (api/app.py: route, status, principal, cause).
+            "logconfig_dict": log_config(settings.log_format, settings.log_level),
+            "accesslog": None,
         },
         max_body,
     ).run()
@@ -92,7 +95,9 @@ def granian_app() -> Any:
     """Granian's factory, called once in each worker process. A worker stopping closes
     its runtime (anchoring its tail): Granian's workers are ``multiprocessing``
     processes, which end through ``os._exit`` after their finalizers, never ``atexit``."""
-    app = create_app(AppConfig(max_body_bytes=int(os.environ[_MAX_BODY_ENV])))
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(AppConfig(settings=settings, max_body_bytes=int(os.environ[_MAX_BODY_ENV])))
     runtime = app.extensions[EXTENSION]
     closed = threading.Lock()
 
@@ -128,7 +133,6 @@ def run_granian(host: str, port: int, workers: int, max_body: int, settings: Set
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.request_read_timeout * 1000)),
         workers_kill_timeout=settings.worker_timeout,
         respawn_failed_workers=True,
-        log_access=True,
-        # Paths and statuses only: never query strings or bodies.
-        log_access_format='%(addr)s "%(method)s %(path)s" %(status)d %(dt_ms).1fms',
+        log_dictconfig=log_config(settings.log_format, settings.log_level),
+        log_access=False,  # the app's own request line (api/app.py)
     ).serve()

@@ -21,6 +21,10 @@ class KeyProviderSettings:
     vault_addrs: tuple[str, ...] = ()  # PII_VAULT_VAULT_ADDRS: several nodes, with failover
     vault_token: str | None = field(default=None, repr=False)  # never in a repr or a log
     transit_mount: str = "transit"
+    # PII_VAULT_ANCHOR_MOUNT / PII_VAULT_VAULT_POLICY: a second deployment on the same
+    # OpenBao needs its own of each, as of the transit mount (issue 23).
+    anchor_mount: str = "pii-audit-anchors"
+    policy_name: str = "pii-vault"
     local_master_key: str | None = field(default=None, repr=False)
     timeout: float = 5.0  # PII_VAULT_VAULT_TIMEOUT: waiting for a reply
     connect_timeout: float = 1.0  # PII_VAULT_VAULT_CONNECT_TIMEOUT: reaching a node
@@ -47,7 +51,8 @@ class KeyProviderSettings:
     def __repr__(self) -> str:  # never print the token or master key
         return (
             f"KeyProviderSettings(kind={self.kind!r}, home={str(self.home)!r}, "
-            f"vault_addrs={self.addrs!r}, transit_mount={self.transit_mount!r})"
+            f"vault_addrs={self.addrs!r}, transit_mount={self.transit_mount!r}, "
+            f"anchor_mount={self.anchor_mount!r}, policy_name={self.policy_name!r})"
         )
 
 
@@ -140,6 +145,7 @@ def _transit(
     return TransitKeyProvider(
         cluster,
         mount=settings.transit_mount,
+        anchor_mount=settings.anchor_mount,
         auth=auth,
         probe_path=f"/v1/{settings.transit_mount}/keys/{SIGNING_KEY}",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import hvac.exceptions as hv
 import requests
@@ -23,6 +24,44 @@ def _is_not_found(exc: hv.VaultError) -> bool:
 
 
 ErrorFactory = Callable[[], KeyProviderError]
+
+
+def _address(exc: requests.exceptions.RequestException) -> str:
+    """The node's scheme, host and port only: a path may name a subject key."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not url:
+        return "the configured address"
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the configured address"
+
+
+def unreachable(exc: requests.exceptions.RequestException) -> str:
+    """ "cannot reach Vault at <address>: <why>", in words an operator can act on."""
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        why = "TLS handshake failed (https to a plain http listener, or an untrusted certificate)"
+    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+        why = "connect timed out"
+    elif isinstance(exc, requests.exceptions.ReadTimeout):
+        why = "no reply within PII_VAULT_VAULT_TIMEOUT"
+    elif isinstance(
+        exc,
+        requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.InvalidURL,
+    ):
+        why = "not a valid address (it needs http:// or https:// and a host)"
+    elif "refused" in text:
+        why = "connection refused"
+    elif "name or service not known" in text or "nodename nor servname" in text:
+        why = "unknown host name"
+    elif isinstance(exc, requests.exceptions.ConnectionError) and (
+        "connection aborted" in text or "remotedisconnected" in text
+    ):
+        why = "connection closed without a reply (http against an https listener?)"
+    else:
+        why = type(exc).__name__
+    return f"cannot reach Vault at {_address(exc)}: {why}"
 
 
 def config_error(message: str) -> ErrorFactory:
@@ -58,7 +97,7 @@ def vault_errors(
     try:
         yield
     except requests.exceptions.RequestException as exc:
-        raise KeyUnavailable("key provider unavailable: cannot reach Vault") from exc
+        raise KeyUnavailable(f"key provider unavailable: {unreachable(exc)}") from exc
     except hv.VaultDown as exc:
         raise KeyUnavailable("key provider unavailable: Vault is sealed") from exc
     except (hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from keys.claims import backend_claims
 from keys.cluster import VaultCluster, clusters_of
 from keys.errors import KeyProviderConfigError, RegionUnavailable
 from keys.provider import AnchorStore, DataKey, IndexKeyAdmin, KeyBackend
@@ -298,6 +299,22 @@ class ShardedKeys:
         """Ready only when every shard is: a subject on a dead shard cannot be served."""
         for backend in self.backends.values():
             backend.check()
+
+    def token_is_root(self) -> bool:
+        is_root = getattr(self.primary, "token_is_root", None)
+        return bool(is_root()) if callable(is_root) else False
+
+    def verify_auth(self) -> None:
+        for backend in self.backends.values():
+            verify = getattr(backend, "verify_auth", None)
+            if callable(verify):
+                verify()
+
+    def mount_claims(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for backend in self.backends.values():
+            out.update(backend_claims(backend))
+        return out
 
     def clusters(self) -> list[VaultCluster]:
         """Each cluster once (shards on the primary's cluster share its nodes and index)."""

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions as hv
 
-from keys.anchors import KvAnchors
+from keys.anchors import ANCHOR_MOUNT, KvAnchors
+from keys.claims import claims_in
 from keys.cluster import VaultCluster
 from keys.errors import (
     KeyDestroyed,
@@ -93,6 +94,7 @@ class TransitKeyProvider:
         token: str | None = None,
         *,
         mount: str = "transit",
+        anchor_mount: str = ANCHOR_MOUNT,
         timeout: float = 5.0,
         client: hvac.Client | None = None,
         auth: VaultAuth | None = None,
@@ -107,6 +109,7 @@ class TransitKeyProvider:
             raise KeyProviderConfigError("VAULT_ADDR is not set")
         self._auth: VaultAuth = auth if auth is not None else TokenAuth(token or "")
         self._mount = mount
+        self._anchor_mount = anchor_mount
         self.cluster = (
             addr
             if isinstance(addr, VaultCluster)
@@ -202,8 +205,23 @@ class TransitKeyProvider:
         if health is not None and health.reason is not None:
             raise KeyUnavailable(f"key provider unavailable: Vault {health.reason}")
 
+    def verify_auth(self) -> None:
+        """``serve``'s start-up: the token (given, or from the AppRole login) is valid now.
+        Without this an invalid VAULT_TOKEN was accepted and every request failed later."""
+        refused = config_error(
+            f"the Vault token was refused by {', '.join(self.cluster.addrs)}: invalid, "
+            "expired or revoked"
+        )
+        with vault_errors(denied=refused, missing=refused):
+            self._client.auth.token.lookup_self()
+
+    def token_is_root(self) -> bool:
+        with vault_errors():
+            data: Any = self._client.auth.token.lookup_self()["data"]
+        return "root" in (data.get("policies") or [])
+
     def anchor_store(self) -> AnchorStore:
-        return KvAnchors(self._client)
+        return KvAnchors(self._client, self._anchor_mount)
 
     def close(self) -> None:
         adapter = getattr(self._client, "adapter", None)
@@ -346,7 +364,19 @@ class TransitKeyProvider:
 
     # -- KeyInventory ------------------------------------------------------------
 
+    @property
+    def mount(self) -> str:
+        return self._mount
+
+    def mount_claims(self) -> dict[str, list[str]]:
+        """The deployments that claimed this mount (keys/claims.py): normally exactly one."""
+        return {self._mount: claims_in(self._key_names())}
+
     def subject_key_ids(self) -> list[str]:
+        n = len(SUBJECT_KEY_PREFIX)
+        return [k[n:] for k in self._key_names() if k.startswith(SUBJECT_KEY_PREFIX)]
+
+    def _key_names(self) -> list[str]:
         try:
             resp = self._call(self._transit.list_keys, mount_point=self._mount, missing=destroyed)
         except KeyDestroyed:
@@ -355,8 +385,7 @@ class TransitKeyProvider:
             names = resp["data"]["keys"]
         except (KeyError, TypeError) as exc:
             raise KeyProviderError("unexpected response from key provider") from exc
-        n = len(SUBJECT_KEY_PREFIX)
-        return [str(k)[n:] for k in names if str(k).startswith(SUBJECT_KEY_PREFIX)]
+        return [str(k) for k in names]
 
     def _key_state(self, subject_id: str) -> dict[str, Any] | None:
         try:

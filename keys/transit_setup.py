@@ -15,6 +15,7 @@ import hvac
 import hvac.exceptions as hv
 
 from keys.anchors import ANCHOR_MOUNT
+from keys.claims import ForeignMount, claim, verify_claimable
 from keys.errors import KeyProviderConfigError
 from keys.hvac_errors import config_error, provider_error, vault_errors
 from keys.transit import GRANT_KEY, INDEX_KEY, POLICY_NAME, SIGNING_KEY
@@ -28,9 +29,11 @@ _OPEN_ANCHORS = f"""path "{ANCHOR_MOUNT}/data/anchors/*" {{
 """
 
 
-def policy_text(mount: str = "transit", log_id: str | None = None) -> str:
-    """The shipped least-privilege HCL policy, rewritten for ``mount``; with ``log_id`` (the
-    pinned audit log), anchors may be created under that log only."""
+def policy_text(
+    mount: str = "transit", log_id: str | None = None, anchor_mount: str = ANCHOR_MOUNT
+) -> str:
+    """The shipped least-privilege HCL policy, rewritten for ``mount`` and ``anchor_mount``;
+    with ``log_id`` (the pinned audit log), anchors may be created under that log only."""
     text = resources.files("keys").joinpath("policy.hcl").read_text(encoding="utf-8")
     if log_id is not None:
         if not log_id.replace("-", "").isalnum() or _OPEN_ANCHORS not in text:
@@ -41,7 +44,22 @@ def policy_text(mount: str = "transit", log_id: str | None = None) -> str:
             f'path "{ANCHOR_MOUNT}/data/anchors/*" {{\n  capabilities = ["read"]\n}}\n'
         )
         text = text.replace(_OPEN_ANCHORS, pinned)
+    if anchor_mount != ANCHOR_MOUNT:
+        text = text.replace(f'"{ANCHOR_MOUNT}/', f'"{anchor_mount}/')
     return text if mount == "transit" else text.replace('"transit/', f'"{mount}/')
+
+
+_PINNED_LOG = re.compile(r'path "[^"]+/data/anchors/([0-9a-fA-F-]+)/\*"')
+
+
+def _policy_owner(client: hvac.Client, name: str) -> str | None:
+    """The audit log a policy written by init was pinned to, if any."""
+    try:
+        current = client.sys.read_policy(name=name)
+    except hv.InvalidPath:
+        return None
+    found = _PINNED_LOG.search(str(current.get("data", current).get("rules") or ""))
+    return found.group(1) if found else None
 
 
 _STANZA = re.compile(r'^path "([^"]+)" \{\n.*?^\}\n', re.DOTALL | re.MULTILINE)
@@ -56,6 +74,16 @@ def shard_policy_text(mount: str) -> str:
         if "/pii-subject-" in m.group(1) or m.group(1) == f"{mount}/keys"
     ]
     return f"# pii-vault subject-key shard on mount {mount}/\n\n" + "\n".join(stanzas)
+
+
+def check_token(client: hvac.Client, where: str) -> None:
+    """Before anything else: a token Vault does not know is said to be that (every valid
+    token may look itself up), not "not privileged" (issue 23)."""
+    refused = config_error(
+        f"VAULT_TOKEN was refused by Vault at {where}: it is invalid, expired or revoked"
+    )
+    with vault_errors(denied=refused, missing=refused, invalid=refused):
+        client.auth.token.lookup_self()
 
 
 def _mounts(client: hvac.Client) -> dict[str, Any]:
@@ -115,17 +143,29 @@ def _policy(client: hvac.Client, name: str, text: str, done: list[str]) -> None:
 
 
 def bootstrap_shard(
-    client: hvac.Client, *, mount: str, policy_name: str = POLICY_NAME
+    client: hvac.Client,
+    *,
+    mount: str,
+    policy_name: str = POLICY_NAME,
+    log_id: str | None = None,
+    known: Callable[[list[str]], set[str]] | None = None,
 ) -> list[str]:
-    """A shard on another cluster: its transit mount and a policy for subject keys only.
-    Idempotent and exact; needs that cluster's privileged token (``pii-vault init-shard``).
+    """A shard on another cluster: its transit mount and a policy for subject keys only,
+    the mount claimed for deployment ``log_id`` (keys/claims.py) when given. Idempotent
+    and exact; needs that cluster's privileged token (``pii-vault init-shard``).
     Returns what it created or repaired."""
     privileged = config_error("init-shard needs a privileged Vault token (mounts, policies)")
     done: list[str] = []
     with vault_errors(
         missing=privileged, invalid=provider_error("Vault shard set-up failed"), denied=privileged
     ):
+        ours = log_id is not None and verify_claimable(
+            client, mount, log_id, known or (lambda ids: set())
+        )
         _enable(client, _mounts(client), "transit", mount, done)
+        if log_id is not None and not ours:
+            _just_made(partial(claim, client, mount, log_id))
+            done.append(f"claimed the mount {mount}/ for deployment {log_id}")
         _just_made(lambda: _policy(client, policy_name, shard_policy_text(mount), done))
     return done
 
@@ -169,6 +209,8 @@ def bootstrap_transit(
     policy_name: str = POLICY_NAME,
     shard_mounts: Sequence[str] = (),
     log_id: str | None = None,
+    anchor_mount: str = ANCHOR_MOUNT,
+    known: Callable[[list[str]], set[str]] | None = None,
 ) -> list[str]:
     """Create, or verify and repair, everything the service needs: the mount, the shared
     keys, the audit-anchor mount's settings and the service policy. Idempotent and exact:
@@ -177,55 +219,80 @@ def bootstrap_transit(
 
     ``shard_mounts``: subject-key shards on this same cluster; their mounts are enabled
     and the service policy covers them too. ``log_id``: the pinned audit log, the only
-    one the service may create anchors under. Used by ``pii-vault init`` and by the
+    one the service may create anchors under; it is also the deployment's name, and each
+    mount is claimed for it (keys/claims.py) after everything was checked and before
+    anything is changed. ``known``: which of some subject ids this deployment's database
+    holds (an unclaimed mount may hold only those). Used by ``pii-vault init`` and by the
     managed OpenBao of tests and the demo.
     """
     privileged = config_error(
         "init needs a privileged Vault token (mounts, policies, transit keys)"
     )
     done: list[str] = []
+    transit_mounts = [mount, *shard_mounts]
     with vault_errors(
         missing=privileged, invalid=provider_error("Vault bootstrap failed"), denied=privileged
     ):
         mounts = _mounts(client)
+        claimed: dict[str, bool] = {}
+        if log_id is not None:  # every check first: a refusal changes nothing
+            owner = _policy_owner(client, policy_name)
+            if owner is not None and owner != log_id:
+                raise ForeignMount(
+                    f"the Vault policy {policy_name} belongs to another deployment ({owner}); "
+                    "nothing was changed. A second deployment needs its own "
+                    "PII_VAULT_VAULT_POLICY, PII_VAULT_TRANSIT_MOUNT and PII_VAULT_ANCHOR_MOUNT"
+                )
+            for m in transit_mounts:
+                claimed[m] = verify_claimable(client, m, log_id, known or (lambda ids: set()))
         _enable(client, mounts, "transit", mount, done)
         for name, key_type in SHARED_KEYS:
             _just_made(partial(_shared_key, client, mount, name, key_type, done))
-        _enable(client, mounts, "kv", ANCHOR_MOUNT, done, options={"version": "2"})
-        _just_made(lambda: _anchor_mount(client, done))
+        _enable(client, mounts, "kv", anchor_mount, done, options={"version": "2"})
+        _just_made(lambda: _anchor_mount(client, done, anchor_mount))
         for shard in shard_mounts:
             _enable(client, mounts, "transit", shard, done)
+        if log_id is not None:
+            for m in transit_mounts:
+                if not claimed[m]:
+                    _just_made(partial(claim, client, m, log_id))
+                    done.append(f"claimed the mount {m}/ for deployment {log_id}")
         policy = "\n".join(
-            [policy_text(mount, log_id), *(shard_policy_text(m) for m in shard_mounts)]
+            [
+                policy_text(mount, log_id, anchor_mount),
+                *(shard_policy_text(m) for m in shard_mounts),
+            ]
         )
         _policy(client, policy_name, policy, done)
     return done
 
 
-def _anchor_mount(client: hvac.Client, done: list[str]) -> None:
+def _anchor_mount(client: hvac.Client, done: list[str], mount: str = ANCHOR_MOUNT) -> None:
     """One version per anchor (they are never rewritten), check-and-set always: checked on
     every run, not only when the mount is created (issue 24: a re-run left it unset)."""
     kv = client.secrets.kv.v2
-    config = kv.read_configuration(mount_point=ANCHOR_MOUNT)["data"]
+    config = kv.read_configuration(mount_point=mount)["data"]
     if config.get("max_versions") == 1 and config.get("cas_required") is True:
         return
-    kv.configure(max_versions=1, cas_required=True, mount_point=ANCHOR_MOUNT)
-    done.append(f"set {ANCHOR_MOUNT}/ to check-and-set with one version per anchor")
+    kv.configure(max_versions=1, cas_required=True, mount_point=mount)
+    done.append(f"set {mount}/ to check-and-set with one version per anchor")
 
 
-def pin_log_identity(client: hvac.Client, record: dict[str, Any]) -> bool:
+def pin_log_identity(
+    client: hvac.Client, record: dict[str, Any], mount: str = ANCHOR_MOUNT
+) -> bool:
     """Write the audit log's identity once (privileged; ``pii-vault init``). Retried while the
     anchor mount, enabled moments ago, is still upgrading. True if written now."""
     from keys.anchors import IDENTITY_PATH, KvAnchors
 
-    if KvAnchors(client).identity() is not None:
+    if KvAnchors(client, mount).identity() is not None:
         return False
     kv = client.secrets.kv.v2
     failed = provider_error("could not pin the audit log's identity")
     with vault_errors(missing=failed, invalid=failed, denied=failed):
         _just_made(
             lambda: kv.create_or_update_secret(
-                IDENTITY_PATH, secret=record, cas=0, mount_point=ANCHOR_MOUNT
+                IDENTITY_PATH, secret=record, cas=0, mount_point=mount
             )
         )
     return True

@@ -74,6 +74,7 @@ class _Lease:
             resp: Any = client.auth.token.renew_self()
         self._set_lease(float(resp["auth"]["lease_duration"]))
         self.state.renewals += 1
+        log.info("Vault token renewed (%s): lease %s s", self.state.method, self._lease)
 
     def refresh(self, client: hvac.Client, *, force: bool = False) -> None:
         """Renew when due (the method's own ``_refresh``); a failure is recorded, not raised."""
@@ -193,6 +194,7 @@ class AppRoleAuth(_Lease):
         self._set_lease(float(resp["auth"]["lease_duration"] or 0))
         self.state.logins += 1
         self.state.ok = True
+        log.info("Vault AppRole login at mount %s: lease %s s", self.mount, self._lease)
 
     def _refresh(self, client: hvac.Client) -> None:
         try:

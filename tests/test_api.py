@@ -207,6 +207,16 @@ def test_oversized_and_malformed_bodies_store_nothing(api: Api) -> None:
         assert r.mimetype == "application/problem+json"
         echoed = {k: v for k, v in r.json.items() if k != "request_id"}  # random hex may hold 4111
         assert "4111" not in json.dumps(echoed)
+    # Issue 23: malformed JSON says so; a body that is not JSON at all is 415, as documented.
+    r = api.client.post(
+        "/v1/subjects", headers=h, data="{not json", content_type="application/json"
+    )
+    assert r.json["errors"] == {"body": "json_invalid"}, r.json
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        r = api.client.post(
+            "/v1/subjects", headers=h, data='{"purpose": "x"}', content_type=content_type
+        )
+        assert r.status_code == 415 and r.json["code"] == "unsupported_media_type", r.json
     assert row_counts(api.database.engine) == before
     assert len(api.runtime.audit.events(limit=1000)) == events  # rejected before any decision
 
@@ -272,6 +282,8 @@ def test_readyz_reports_a_missing_key_provider(
         "status": "ready",
         "database": "ok",
         "key_provider": "ok",
+        "database_schema": "ok",
+        "audit_anchors": "unchecked",  # this runtime never started serving
         "identity_provider": "none",
         "vault_auth": "ok",
         "vault": [{"reason": None, "breaker": "closed", "nodes": {openbao.addr: "active"}}],
@@ -282,6 +294,7 @@ def test_readyz_reports_a_missing_key_provider(
     client = create_app(AppConfig(Settings(home=tmp_path), runtime=runtime)).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["key_provider"] == "unavailable"
+    assert r.json["reasons"] == ["key provider unavailable: Vault unreachable"], r.json
     assert r.json["vault"][0]["reason"] == "unreachable"
     assert r.json["vault"][0]["nodes"] == {broken_addr: "unreachable"}
     key = api.keys["registration-service"]
@@ -328,7 +341,9 @@ def test_metrics(api: Api) -> None:
         headers=api.h("registration-service"),
         json={"purpose": "account_registration", "tokens": list(tokens.values())},
     )
-    text_out = api.client.get("/metrics").get_data(as_text=True)
+    scraped = api.client.get("/metrics")
+    assert scraped.headers["Content-Type"].count("charset") == 1, scraped.headers
+    text_out = scraped.get_data(as_text=True)
     for name in (
         "pii_vault_http_requests_total",
         "pii_vault_http_request_duration_seconds",
@@ -393,3 +408,42 @@ def test_tokenize_batch_of_undecodable_records_is_decided_and_audited(api: Api) 
     assert len(after) == events + 1
     assert after[0]["action"] == "write" and after[0]["decision"] == "deny"
     assert after[0]["outcome"] == {"0": {"error": "invalid"}, "1": {"error": "invalid"}}
+
+
+def test_audit_api_filters_and_pages(api: Api) -> None:
+    """Issue 23: filters beyond the subject, validated times, and a cursor."""
+    for _ in range(3):
+        api.register()
+    h = api.h("auditor")
+    r = api.client.get(
+        "/v1/audit",
+        headers=h,
+        query_string={"principal": "svc:registration-service", "action": "write", "limit": 2},
+    )
+    assert r.status_code == 200, r.json
+    first = r.json["events"]
+    assert len(first) == 2 and r.json["next_before"] == first[-1]["seq"]
+    assert all(e["principal"] == "svc:registration-service" for e in first)
+    assert all(e["action"] == "write" for e in first)
+    r = api.client.get(
+        "/v1/audit",
+        headers=h,
+        query_string={
+            "principal": "svc:registration-service",
+            "action": "write",
+            "limit": 2,
+            "before": first[-1]["seq"],
+        },
+    )
+    rest = r.json["events"]
+    assert rest and all(e["seq"] < first[-1]["seq"] for e in rest)
+    assert {e["seq"] for e in first}.isdisjoint(e["seq"] for e in rest)
+    r = api.client.get(
+        "/v1/audit", headers=h, query_string={"decision": "deny", "since": "2000-01-01T00:00:00Z"}
+    )
+    assert r.status_code == 200 and all(e["decision"] == "deny" for e in r.json["events"])
+    r = api.client.get("/v1/audit", headers=h, query_string={"until": "2000-01-01T00:00:00Z"})
+    assert r.json == {"events": [], "next_before": None}
+    for bad in ({"since": "2026-13-45"}, {"decision": "maybe"}, {"before": "0"}):
+        r = api.client.get("/v1/audit", headers=h, query_string=bad)
+        assert r.status_code == 400 and r.json["code"] == "invalid", (bad, r.json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -44,13 +45,30 @@ def test_init_and_shred_with_local_provider(tmp_path: Path) -> None:
     rt = open_runtime(Settings.from_env(env))
     service = rt.vault
     created = service.create_subject({"email": "cli@example.com"})
-    code, out, _ = run(["shred", created.subject_id], env)
+    code, out, _ = run(["shred", created.subject_id, "--reason", "asked"], env)
     assert code == 0
     receipt = json.loads(out)
     assert receipt["subject_id"] == created.subject_id
     assert verify_receipt(receipt, rt.backend.signing_public_key())
     assert service.status(created.subject_id) == "shredded"
+    shreds = [e for e in rt.audit.events(limit=5) if e["action"] == "shred"]
+    assert '"reason": "asked"' in json.dumps(shreds)  # audited with the erasure
     rt.close()
+
+    # Issue 23: the receipt verified from a file, and the key that verifies it.
+    (tmp_path / "receipt.json").write_text(out, encoding="utf-8")
+    code, key, _ = run(["receipt", "public-key"], env)
+    assert code == 0 and len(base64.b64decode(key.strip())) == 32
+    code, said, err = run(["receipt", "verify", str(tmp_path / "receipt.json")], env)
+    assert code == 0 and "verified:" in said, err
+    pinned = ["receipt", "verify", str(tmp_path / "receipt.json"), "--public-key", key.strip()]
+    assert run(pinned, env)[0] == 0
+    forged = receipt | {"shredded_at": "2020-01-01T00:00:00Z"}
+    (tmp_path / "forged.json").write_text(json.dumps(forged), encoding="utf-8")
+    code, _, err = run(["receipt", "verify", str(tmp_path / "forged.json")], env)
+    assert code == 1 and "NOT verified" in err
+    code, _, err = run(["shred", created.subject_id], env)  # an erasure names its reason
+    assert code == 2 and "--reason" in err
 
 
 @pytest.mark.slow
@@ -78,7 +96,7 @@ def test_init_with_privileged_token_then_serve_with_least_privilege(tmp_path: Pa
         created = service.create_subject({"email": "x@example.com"})
 
         bao.stop()
-        code, _, err = run(["shred", created.subject_id], env)
+        code, _, err = run(["shred", created.subject_id, "--reason", "asked"], env)
         assert code == EXIT_UNAVAILABLE
         assert "cannot reach Vault" in err and "Traceback" not in err
         # The decision is published outside the database first (issue 17): with Vault down
@@ -241,6 +259,8 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     assert code == 1 and "unknown purpose" in err
     code, _, err = run(["policy", "explain", "user:alice", "passprt", "reveal", "snooping"], env)
     assert code != 0 and "unknown field" in err
+    code, _, err = run(["policy", "explain", "user:alize", "email", "reveal", "snooping"], env)
+    assert code == 2 and "unknown principal 'user:alize'" in err  # not "no rule matched"
 
     # Issue 19: every condition that applies is named, and --subject says which decided.
     rt = open_runtime(Settings.from_env(env))
@@ -265,7 +285,7 @@ def test_principal_audit_and_policy_commands(tmp_path: Path) -> None:
     service = rt.vault
     created_subject = service.create_subject({"email": "v@example.com"})
     rt.close()
-    assert run(["shred", created_subject.subject_id], env)[0] == 0
+    assert run(["shred", created_subject.subject_id, "--reason", "asked"], env)[0] == 0
     code, out, _ = run(["audit", "verify"], env)
     assert code == 0 and out.startswith("audit log intact: 7 events")
     assert len(out.strip().splitlines()) == 1

@@ -272,7 +272,7 @@ def test_configured_cache_is_used_and_ttl_honoured(
         assert service.detokenize([created.tokens["email"]])[0].value == "ttl@example.com"
     assert counter.count - calls == 3  # expired every time: one unwrap per read
     settings = Settings(home=tmp_path / "home", dek_cache_size=5, dek_cache_ttl=9.0)
-    built = open_runtime(settings)
+    built = open_runtime(settings, migrate=True)
     assert (built.vault.cache.max_entries, built.vault.cache.ttl) == (5, 9.0)
     built.close()
 

@@ -14,6 +14,7 @@ from keys.errors import KeyProviderConfigError
 from keys.factory import PROVIDERS, KeyProviderSettings
 from keys.sharding import parse_open, parse_region, parse_shards
 from vault.errors import ConfigError
+from vault.regions import known_region
 
 DEFAULT_MAX_DEK_ENCRYPTIONS = 1 << 20  # far below the 2**32 random-nonce bound for AES-GCM
 
@@ -41,6 +42,31 @@ def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high
         raise ConfigError(f"{name} must be a number of seconds") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
+    return value
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file {raw}")
+    return path
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip()
+    if value.lower() not in {a.lower() for a in allowed}:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}")
+    return value.lower() if value.lower() in allowed else value
+
+
+def _vault_name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A mount or policy name: it is written into the service policy's paths."""
+    value = (env.get(name) or default).strip().strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", value):
+        raise ConfigError(f"{name} must be a name of letters, digits, '-' and '_'")
     return value
 
 
@@ -182,6 +208,13 @@ class Settings:
     # mid-request per worker at once.
     request_read_timeout: float = 10.0
     max_reading_connections: int = 256
+    # PII_VAULT_SCHEMA_FILE / PII_VAULT_PURPOSES_FILE: a company's own fields and purposes
+    # instead of the shipped vault/fields.toml and access/purposes.toml (issue 23).
+    schema_file: Path | None = None
+    purposes_file: Path | None = None
+    # PII_VAULT_LOG_FORMAT (text|json) and PII_VAULT_LOG_LEVEL (api/logs.py).
+    log_format: str = "text"
+    log_level: str = "INFO"
     # Policy §6: minors by their date of birth; guardians consent for children.
     age_of_majority: int = 18
     child_age: int = 14
@@ -221,7 +254,11 @@ class Settings:
             raise ConfigError(
                 f"PII_VAULT_KEY_PROVIDER must be one of {', '.join(PROVIDERS)}, not {kind!r}"
             )
-        transit_mount = env.get("PII_VAULT_TRANSIT_MOUNT") or "transit"
+        transit_mount = _vault_name(env, "PII_VAULT_TRANSIT_MOUNT", "transit")
+        anchor_mount = _vault_name(env, "PII_VAULT_ANCHOR_MOUNT", "pii-audit-anchors")
+        policy_name = _vault_name(env, "PII_VAULT_VAULT_POLICY", "pii-vault")
+        if anchor_mount == transit_mount:
+            raise ConfigError("PII_VAULT_ANCHOR_MOUNT must differ from PII_VAULT_TRANSIT_MOUNT")
         try:
             shards = parse_shards(env.get("PII_VAULT_KEY_SHARDS") or "", env, transit_mount)
             open_shards = parse_open(env.get("PII_VAULT_KEY_SHARDS_OPEN"), shards)
@@ -239,12 +276,22 @@ class Settings:
         except KeyProviderConfigError as exc:
             raise ConfigError(str(exc)) from exc
         region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
-        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region):
-            raise ConfigError("PII_VAULT_DEFAULT_REGION must be a short region code")
+        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region) or not known_region(region):
+            raise ConfigError(
+                "PII_VAULT_DEFAULT_REGION must be an ISO 3166 country (DE) or subdivision "
+                f"(US-CA) code, not {region[:16]!r}"
+            )
         read_budget, read_budget_roles = _read_budgets(env)
         deployment = env.get("PII_VAULT_DEPLOYMENT_REGION") or region
-        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", deployment):
-            raise ConfigError("PII_VAULT_DEPLOYMENT_REGION must be a short region code")
+        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", deployment) or not known_region(deployment):
+            raise ConfigError(
+                "PII_VAULT_DEPLOYMENT_REGION must be an ISO 3166 country or subdivision code"
+            )
+        unknown = [s.region for s in shards if s.region and not known_region(s.region)]
+        if primary_region and not known_region(primary_region):
+            unknown.append(primary_region)
+        if unknown:
+            raise ConfigError(f"unknown region code(s) bound to shards: {', '.join(unknown)}")
         return cls(
             home=home,
             database_url=env.get("PII_VAULT_DATABASE_URL", ""),
@@ -257,6 +304,8 @@ class Settings:
                 connect_timeout=_seconds(env, "PII_VAULT_VAULT_CONNECT_TIMEOUT", 1.0, 0.05, 30),
                 vault_token=secret(env, "VAULT_TOKEN"),
                 transit_mount=transit_mount,
+                anchor_mount=anchor_mount,
+                policy_name=policy_name,
                 local_master_key=env.get("PII_VAULT_LOCAL_MASTER_KEY"),
                 role_id=env.get("VAULT_ROLE_ID") or None,
                 secret_id=env.get("VAULT_SECRET_ID") or None,
@@ -287,6 +336,12 @@ class Settings:
             worker_timeout=_int(env, "PII_VAULT_WORKER_TIMEOUT", 60, 5),
             worker_threads=_bounded(env, "PII_VAULT_WORKER_THREADS", 4, 1, 64),
             metrics_token=secret(env, "PII_VAULT_METRICS_TOKEN"),
+            schema_file=_file(env, "PII_VAULT_SCHEMA_FILE"),
+            purposes_file=_file(env, "PII_VAULT_PURPOSES_FILE"),
+            log_format=_choice(env, "PII_VAULT_LOG_FORMAT", ("text", "json"), "text"),
+            log_level=_choice(
+                env, "PII_VAULT_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+            ).upper(),
             reveal_budget=_int(env, "PII_VAULT_REVEAL_BUDGET", 50, 1),
             search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
             ticket_url=_url(env, "PII_VAULT_TICKET_URL"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -9,11 +10,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from vault.errors import ConfigError, DatabaseUnavailable
+from vault.errors import ConfigError, DatabaseUnavailable, SchemaNotReady
 from vault.watchdog import Watchdog
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"
@@ -75,6 +79,11 @@ def make_engine(
         raise ConfigError("PII_VAULT_DATABASE_URL must be a sqlite or postgresql URL")
     try:
         engine = create_engine(parsed, **kwargs)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "PII_VAULT_DATABASE_URL is not a valid database URL (SQLite takes three slashes "
+            "before a relative path, sqlite:///vault.db, and four before an absolute one)"
+        ) from exc
     except (NoSuchModuleError, ImportError) as exc:
         raise ConfigError(
             "database driver missing: pip install 'pii-vault[postgres]' for PostgreSQL"
@@ -141,4 +150,97 @@ def migrate(engine: Engine, script_location: str = "vault:migrations") -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except DBAPIError as exc:
-        raise DatabaseUnavailable("database unavailable: migration failed") from exc
+        raise DatabaseUnavailable(unreachable(engine, exc, "migration failed")) from exc
+
+
+def target(engine: Engine) -> str:
+    """Where the engine connects, for an error message: never the password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    return f"PostgreSQL {url.username or ''}@{where}".replace(" @", " ")
+
+
+# The driver's own words are kept only for connection failures (no SQL, no values in them).
+_CONNECT_WORDS = (
+    "connection",
+    "connect",
+    "authentication",
+    "does not exist",
+    "unable to open",
+    "timeout",
+    "timed out",
+    "no password",
+    "role",
+)
+
+
+def unreachable(engine: Engine, exc: DBAPIError, doing: str = "") -> str:
+    """One line that names the cause: the error class and the database it tried."""
+    orig = exc.orig if exc.orig is not None else exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    reason = first if any(w in first.lower() for w in _CONNECT_WORDS) else ""
+    detail = f"{type(orig).__name__}{': ' + reason if reason else ''}"
+    return f"database unavailable ({target(engine)}{', ' + doing if doing else ''}): {detail}"
+
+
+# Each migration tree and its version table (access/migrations/env.py names its own).
+SCHEMAS = (("vault:migrations", "alembic_version"), ("access:migrations", "alembic_version_access"))
+
+
+@functools.cache
+def _script(location: str) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(location))
+
+
+def schema_state(engine: Engine) -> str:
+    """``ok`` (at head), ``missing`` (never initialised), ``behind`` (older than this
+    version: ``pii-vault init`` migrates it) or ``ahead`` (a newer version migrated it:
+    this process is the older one of a rolling upgrade)."""
+    states = []
+    try:
+        with engine.connect() as conn:
+            for location, table in SCHEMAS:
+                current = set(
+                    MigrationContext.configure(
+                        conn, opts={"version_table": table}
+                    ).get_current_heads()
+                )
+                script = _script(location)
+                if not current:
+                    states.append("missing")
+                elif current == set(script.get_heads()):
+                    states.append("ok")
+                elif all(_known(script, rev) for rev in current):
+                    states.append("behind")
+                else:
+                    states.append("ahead")
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(unreachable(engine, exc)) from exc
+    for state in ("missing", "behind", "ahead"):
+        if state in states:
+            return state
+    return "ok"
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:  # an id this version does not know: a newer one wrote it
+        return False
+
+
+def require_schema(engine: Engine) -> str:
+    """Start-up of every command but ``init``: the schema must be this version's."""
+    state = schema_state(engine)
+    if state == "missing":
+        raise SchemaNotReady(
+            f"the database schema is not initialised ({target(engine)}): run `pii-vault init`"
+        )
+    if state == "behind":
+        raise SchemaNotReady(
+            f"the database schema is older than this version ({target(engine)}): run "
+            "`pii-vault init`, which migrates it (README: Upgrade)"
+        )
+    return state

@@ -5,7 +5,10 @@ Messages name fields, codes and ids, never values: they may end up in logs.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
 from typing import ClassVar, Literal
 
 # The stable codes callers see (``api/`` maps each to an HTTP status).
@@ -38,6 +41,10 @@ class ConfigError(VaultError):
     """Configuration is invalid; raised at start-up."""
 
     code: ClassVar[VaultErrorCode] = "config"
+
+
+class SchemaNotReady(ConfigError):
+    """The database schema is missing or older than this version: ``pii-vault init``."""
 
 
 class ValidationError(VaultError):
@@ -127,3 +134,20 @@ class ShredPending(KeyProviderUnavailable):
     """The subject is marked ``shredding`` (reads blocked) but its key is not destroyed yet."""
 
     code: ClassVar[VaultErrorCode] = "shred_pending"
+
+
+_OURS = ("vault.", "access.", "keys.", "api.")
+
+
+def frames(tb: TracebackType | None, limit: int = 8) -> str:
+    """Where an error passed (file:line function), innermost first; no message, no locals."""
+    picked = traceback.extract_tb(tb)[-limit:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(picked))
+
+
+def cause(exc: BaseException) -> str:
+    """One line naming an error for a log: our own errors' messages are written never to
+    hold a value; anyone else's (a driver's, a KeyError's) may, so only type and frames."""
+    if type(exc).__module__.startswith(_OURS):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} at {frames(exc.__traceback__)}"

@@ -11,6 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from vault.errors import cause
+
 log = logging.getLogger(__name__)
 Task = Callable[[], None]
 
@@ -48,7 +50,7 @@ class Maintenance:
                 task()
             except Exception as exc:
                 self.failures[name] += 1
-                log.warning("maintenance task %s failed: %s", name, type(exc).__name__)
+                log.warning("maintenance task %s failed: %s", name, cause(exc))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -23,6 +23,7 @@ With ``dry_run`` nothing is changed: the report says what would be.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -107,13 +108,19 @@ class Reconciler:
         inventory: KeyInventory,
         *,
         grace: float,
+        claim_check: Callable[[], None] | None = None,
     ) -> None:
+        """``claim_check``: raises unless the key provider's mounts are this deployment's
+        (issue 23: another deployment's keys on a shared mount looked like orphans)."""
+        self.claim_check = claim_check
         self.vault = vault
         self.shredder = shredder
         self.inventory = inventory
         self.grace = grace
 
     def run(self, *, dry_run: bool = False) -> ReconcileReport:
+        if self.claim_check is not None:
+            self.claim_check()
         report = ReconcileReport(dry_run=dry_run)
         report.orphan_keys.extend(
             self.vault.intents.settle(self.grace, dry_run=dry_run, limit=None)

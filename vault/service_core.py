@@ -31,6 +31,8 @@ from vault.minors import Majority
 from vault.models import (
     STATUS_ACTIVE,
     STATUS_DAMAGED,
+    FieldValue,
+    FieldVersion,
     Subject,
     mark_damaged,
 )
@@ -158,6 +160,15 @@ class ServiceCore:
                 select(func.count()).select_from(Subject).where(Subject.status == STATUS_DAMAGED)
             )
             return int(count or 0)
+
+    def fields_without_schema(self) -> list[str]:
+        """Fields with stored values (current or prior) that the schema no longer names: a
+        custom schema must not drop a field while values exist (they would be unreadable,
+        unexportable and never purged)."""
+        with self.tx.begin(read_only=True) as session:
+            stored = set(session.scalars(select(FieldValue.field).distinct()))
+            stored |= set(session.scalars(select(FieldVersion.field).distinct()))
+        return sorted(stored - set(self.schema.fields))
 
     def check_database(self) -> None:
         with self.tx.begin(read_only=True) as session:

@@ -15,6 +15,7 @@ the runtime wires explicitly when it is composed.
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,7 +24,13 @@ from sqlalchemy import delete, select, update
 
 from keys.provider import Signer, SubjectKeys
 from vault.datakeys import DataKeyManager
-from vault.errors import KeyProviderUnavailable, ShredPending, SubjectOnHold, SubjectShredded
+from vault.errors import (
+    KeyProviderUnavailable,
+    ShredPending,
+    SubjectDamaged,
+    SubjectOnHold,
+    SubjectShredded,
+)
 from vault.models import (
     STATUS_ACTIVE,
     STATUS_HELD,
@@ -43,6 +50,8 @@ from vault.receipts import DeletionReceipt, receipt_payload, verify_receipt
 from vault.shred_ledger import ShredLedger
 from vault.storage import FieldStore
 from vault.transactions import Transactions, translating
+
+log = logging.getLogger(__name__)
 
 ShredListener = Callable[[str], None]
 
@@ -100,7 +109,10 @@ class Shredder:
         if fresh and self.held is not None and self.held(sid):
             raise SubjectOnHold("a legal hold is in force: the subject is not shredded")
         if fresh and status == STATUS_ACTIVE and self.floors is not None:
-            self.floors.keep(sid)  # before the key goes: what the law still requires
+            try:
+                self.floors.keep(sid)  # before the key goes: what the law still requires
+            except SubjectDamaged:  # found lost just now: nothing can be kept, shred it
+                log.warning("subject %s: its key is lost, no record could be kept", sid)
         if undone and self.ledger is not None:
             self.ledger.publish(sid)  # first: Vault down means 503 and nothing changed
         return self._mark_and_finish(sid)
@@ -239,4 +251,5 @@ class Shredder:
         self.datakeys.evict_subject(subject_id)
         self.tx.compact()  # SQLite: no deleted page image of the subject stays in the WAL
         self._notify(subject_id)
+        log.info("shred completed: subject %s (key destroyed, rows deleted)", subject_id)
         return self.receipt(subject)

@@ -6,6 +6,8 @@ Errors print one clear line and exit non-zero, never a traceback (``api/cli/base
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from api.cli.audit import audit
@@ -16,11 +18,18 @@ from api.cli.principals import principal
 from api.cli.records import breach_scope, seal_records
 from api.cli.serving import demo, serve
 from api.cli.setup import init, init_shard
-from api.cli.shreds import shred, shred_deactivated
+from api.cli.shreds import receipt, shred, shred_deactivated
 from api.cli.transfers import transfers
 from api.cli.upkeep import age_out, purge_expired, reconcile, reindex, rotate_keys
+from api.logs import configure_from_env
 
-__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_UNAVAILABLE", "main"]  # the exit codes callers test
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_ERROR",
+    "EXIT_UNAVAILABLE",
+    "main",
+    "run",
+]  # the exit codes callers test
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +47,7 @@ for command in (
     init_shard,
     shred,
     shred_deactivated,
+    receipt,
     demo,
     serve,
     reconcile,
@@ -54,3 +64,10 @@ for command in (
     import_subjects,
 ):
     main.add_command(command)
+
+
+def run() -> None:
+    """The console script: logging configured first (api/logs.py; commands log warnings
+    and errors, ``serve`` INFO too: a command prints its own report), then the command."""
+    configure_from_env(os.environ, "WARNING")
+    main()

@@ -1,5 +1,5 @@
 """``python -m api.cli``."""
 
-from api.cli import main
+from api.cli import run
 
-main()
+run()

@@ -16,6 +16,7 @@ from api.cli.base import (
     _operator_name,
     _runtime,
 )
+from vault.errors import ConfigError
 
 
 @click.group()
@@ -58,11 +59,25 @@ def _rule_arguments(fn: F) -> F:
 
 @policy.command("add")
 @_rule_arguments
+@click.option(
+    "--new-role",
+    is_flag=True,
+    help="SUBJECT is a role no rule names yet (without it, an unknown role is refused: "
+    "a typo would otherwise create a role nobody holds).",
+)
 @_one_line_errors
-def policy_add(subject: str, obj: str, action: str, purpose: str, deny: bool) -> None:
+def policy_add(
+    subject: str, obj: str, action: str, purpose: str, deny: bool, new_role: bool
+) -> None:
     """Add a rule (checked first: a bad rule changes nothing); takes effect in every worker."""
     rule = _rule(subject, obj, action, purpose, deny)
     with _runtime() as runtime:
+        known = runtime.policy.known_roles()
+        if subject != "*" and subject not in known and not new_role:
+            raise ConfigError(
+                f"unknown role {subject!r} (known: {', '.join(sorted(known))}); to create a "
+                "role, add --new-role"
+            )
         _operator_event(runtime, "admin", [], "operator", {"policy_add": str(rule)})
         runtime.policy.add_rules([rule], _operator_name())
     click.echo(f"added: {rule}")
@@ -112,12 +127,13 @@ def policy_explain(
         decider = runtime.decider
         if field != "*" and field not in decider.field_categories:
             raise click.UsageError(f"unknown field {field!r}")
+        known = {p.name: p for p in runtime.principals.list()}
+        if principal_name not in known:
+            raise click.UsageError(f"unknown principal {principal_name!r}")
+        region = known[principal_name].region
         decision = decider.decide(principal_name, [field], action, request_purpose, gates=False)
         spec = None if request_purpose is None else decider._purpose(action, request_purpose)
         conditions = decider.explain(action, request_purpose)
-        region = next(
-            (p.region for p in runtime.principals.list() if p.name == principal_name), None
-        )
         gated = None
         if subject_id is not None:
             info = runtime.vault.describe(subject_id)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import signal
 import sys
 
 import click
 
+from access.runtime import Runtime
 from api.app import DEFAULT_MAX_BODY, AppConfig, create_app
 from api.cli.base import (
     EXIT_ERROR,
@@ -14,7 +17,12 @@ from api.cli.base import (
     _runtime,
     stop_on_signals,
 )
+from api.console.config import ConsoleSettings
+from api.logs import configure as configure_logging
 from vault.config import Settings
+from vault.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -70,14 +78,32 @@ def demo(keep: bool) -> None:
     type=click.IntRange(1024, 64 * 1024 * 1024),
     help="Request body limit in bytes.",
 )
+@click.option(
+    "--allow-local-keys",
+    is_flag=True,
+    help="Serve off loopback with the local key provider or a root Vault token anyway "
+    "(both are for development: refused without this flag).",
+)
 @_one_line_errors
-def serve(host: str, port: int, workers: int, server: str, dev: bool, max_body: int) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    server: str,
+    dev: bool,
+    max_body: int,
+    allow_local_keys: bool,
+) -> None:
     """Serve the HTTP API with the production server (``--dev``: the development server).
     Configuration is checked before the first request is taken."""
     settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
     with _runtime(settings) as runtime:  # bad configuration fails here, in one line
         runtime.check()
+        runtime.verify_vault_auth()
         runtime.policy.current()
+        runtime.check_schema_covers_data()
+        _check_exposure(runtime, settings, host, allow_local_keys)
         if runtime.principals.tokens is not None:  # the service-token issuer answers
             runtime.principals.tokens.check_reachable()
         runtime.audit.check_extends_anchors()  # never anchor a history this service did not write
@@ -96,3 +122,38 @@ def serve(host: str, port: int, workers: int, server: str, dev: bool, max_body: 
 
     run = run_granian if server == "granian" else run_gunicorn
     run(host, port, workers, max_body, settings)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_exposure(runtime: Runtime, settings: Settings, host: str, allow: bool) -> None:
+    """Start-up checks a served deployment must pass (issue 23: each was accepted
+    silently): the console's role map names roles the policy knows; off loopback, keys
+    are not in the local provider (beside the database) nor used with a root token."""
+    console = ConsoleSettings.from_env()
+    if console is not None:
+        unknown = sorted(set(console.role_map.values()) - runtime.policy.known_roles())
+        if unknown:
+            raise ConfigError(
+                f"PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): {', '.join(unknown)}"
+            )
+    if _loopback(host):
+        return
+    problems = []
+    if settings.keys.kind == "local":
+        problems.append("the local key provider keeps keys beside the database")
+    if runtime.vault_token_is_root():
+        problems.append("the Vault token is a root token")
+    if not problems:
+        return
+    message = f"serving on {host}: {'; '.join(problems)} (development set-ups only)"
+    if not allow:
+        raise ConfigError(f"{message}; use transit with a service token, or --allow-local-keys")
+    log.warning("%s: allowed by --allow-local-keys", message)

@@ -4,11 +4,12 @@ policy, and each key shard's."""
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import click
 
-from access.log_identity import identity_record, settle_log_id
+from access.log_identity import database_log_id, identity_record, settle_log_id
 from api.cli.base import (
     _one_line_errors,
     _operator_name,
@@ -25,7 +26,8 @@ def init() -> None:
     """Create the database schema and, for transit, the Vault mount, keys and policy. Idempotent.
 
     With transit, VAULT_TOKEN must be privileged (mounts, policies); the service
-    then runs with a token holding only the `pii-vault` policy.
+    then runs with a token holding only the `pii-vault` policy. Each transit mount is
+    claimed for this deployment; a mount another deployment claimed is refused.
     """
     settings = Settings.from_env()
     engine = _migrated_engine(settings)  # first: the audit log's id decides the service policy
@@ -33,8 +35,7 @@ def init() -> None:
     if settings.keys.kind == "transit":
         from keys.anchors import KvAnchors
         from keys.factory import primary_cluster
-        from keys.transit import POLICY_NAME
-        from keys.transit_setup import bootstrap_transit, pin_log_identity
+        from keys.transit_setup import bootstrap_transit, check_token, pin_log_identity
 
         if not settings.keys.addrs or not settings.keys.vault_token:
             raise ConfigError(
@@ -46,24 +47,31 @@ def init() -> None:
         slow = dataclasses.replace(settings.keys, timeout=max(10.0, settings.keys.timeout))
         cluster = primary_cluster(slow)
         client = cluster.client(settings.keys.vault_token)
+        check_token(client, ", ".join(settings.keys.addrs))
         here = [s for s in settings.keys.shards if s.addr is None]
         # At the active node: a standby's answers (its policy cache, say) may trail it, and
         # init must report exactly what it repaired.
         active = cluster.authority() or cluster.current
         with cluster.pinned(active):
-            log_id = settle_log_id(KvAnchors(client), engine)
+            anchors = KvAnchors(client, settings.keys.anchor_mount)
+            log_id = settle_log_id(anchors, engine)
             steps = bootstrap_transit(
                 client,
                 mount=settings.keys.transit_mount,
+                policy_name=settings.keys.policy_name,
                 shard_mounts=[s.mount for s in here],
                 log_id=log_id,
+                anchor_mount=settings.keys.anchor_mount,
+                known=partial(_known_subjects, engine),
             )
-            pinned_now = pin_log_identity(client, identity_record(log_id))
+            pinned_now = pin_log_identity(
+                client, identity_record(log_id), settings.keys.anchor_mount
+            )
         for step in steps:
             click.echo(f"vault: {step}")
         click.echo(
             f"vault: transit mount '{settings.keys.transit_mount}/', keys pii-index and pii-audit, "
-            f"policy '{POLICY_NAME}' ready"
+            f"policy '{settings.keys.policy_name}' ready"
         )
         for shard in here:
             click.echo(f"vault: shard {shard.number} on mount '{shard.mount}/' ready")
@@ -76,6 +84,7 @@ def init() -> None:
     engine.dispose()
     with _runtime(settings, migrate=True) as runtime:
         runtime.check()
+        runtime.check_schema_covers_data()
         # The genesis anchor: from now on the log is never empty behind an anchor.
         log_id, pinned, _ = runtime.pin_audit_log(_operator_name(), pinned_now=pinned_now)
         seeded = runtime.policy.seed_default(_operator_name())
@@ -94,6 +103,20 @@ def init() -> None:
         else "policy: existing policy kept"
     )
     click.echo(f"key provider: {settings.keys.kind} ready")
+
+
+def _known_subjects(engine: Any, ids: list[str]) -> set[str]:
+    """Which of ``ids`` this database holds a subject row for (any status)."""
+    from sqlalchemy import select
+
+    from vault.models import Subject
+
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(conn.scalars(select(Subject.id).where(Subject.id.in_(chunk))))
+    return found
 
 
 def _migrated_engine(settings: Settings) -> Any:
@@ -117,8 +140,7 @@ def init_shard(number: int, service_token: bool) -> None:
     (PII_VAULT_SHARD_<N>_TOKEN) holding only the shard policy: subject keys on that mount.
     """
     from keys.cluster import VaultCluster, parse_addrs
-    from keys.transit import POLICY_NAME
-    from keys.transit_setup import bootstrap_shard, create_service_token
+    from keys.transit_setup import bootstrap_shard, check_token, create_service_token
 
     settings = Settings.from_env()
     shard = next((s for s in settings.keys.shards if s.number == number), None)
@@ -129,13 +151,24 @@ def init_shard(number: int, service_token: bool) -> None:
         )
     if not settings.keys.vault_token:
         raise ConfigError("init-shard needs that cluster's privileged token in VAULT_TOKEN")
+    engine = _migrated_engine(settings)
+    log_id = database_log_id(engine)
     client = VaultCluster(
         parse_addrs(shard.addr),
         connect_timeout=settings.keys.connect_timeout,
         timeout=max(10.0, settings.keys.timeout),
     ).client(settings.keys.vault_token)
-    for step in bootstrap_shard(client, mount=shard.mount, policy_name=POLICY_NAME):
+    check_token(client, shard.addr)
+    steps = bootstrap_shard(
+        client,
+        mount=shard.mount,
+        policy_name=settings.keys.policy_name,
+        log_id=log_id,
+        known=partial(_known_subjects, engine),
+    )
+    engine.dispose()
+    for step in steps:
         click.echo(f"vault: {step}")
     click.echo(f"vault: shard {number} on {shard.addr}, mount '{shard.mount}/' ready")
     if service_token:
-        click.echo(create_service_token(client, policy_name=POLICY_NAME))
+        click.echo(create_service_token(client, policy_name=settings.keys.policy_name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -15,6 +16,7 @@ from api.cli.base import (
     _runtime,
     _shreds_completed,
 )
+from vault.config import Settings
 from vault.errors import ConfigError
 
 
@@ -84,6 +86,25 @@ def age_out() -> None:
     click.echo(f"aged out {len(done)} subject(s) at majority")
 
 
+def _privileged(job: str) -> Settings:
+    """The jobs that need an operator's token use VAULT_TOKEN when it is set, even beside
+    the service's AppRole settings (which otherwise win): an operator running it from the
+    service's environment meant their own token (issue 23). Says which it uses."""
+    settings = Settings.from_env()
+    keys = settings.keys
+    if keys.kind != "transit":
+        return settings
+    if keys.vault_token and keys.uses_approle:
+        click.echo(f"vault: {job} uses VAULT_TOKEN (the AppRole settings are ignored)", err=True)
+        keys = dataclasses.replace(
+            keys, role_id=None, secret_id=None, role_id_file=None, secret_id_file=None
+        )
+        return dataclasses.replace(settings, keys=keys)
+    used = "AppRole (VAULT_ROLE_ID)" if keys.uses_approle else "VAULT_TOKEN"
+    click.echo(f"vault: {job} uses {used}", err=True)
+    return settings
+
+
 @click.command()
 @_one_line_errors
 def reindex() -> None:
@@ -95,9 +116,10 @@ def reindex() -> None:
     from keys.provider import IndexKeyAdmin
     from vault.reindex import reindex as run_reindex
 
-    with _runtime() as runtime:
+    with _runtime(_privileged("reindex")) as runtime:
         if not isinstance(runtime.backend, IndexKeyAdmin):
             raise ConfigError("this key provider cannot rotate index keys")
+        runtime.own_mounts()
         _operator_event(runtime, "reindex", [], "operator")
         report = run_reindex(runtime.vault, runtime.backend)
         _operator_event(runtime, "reindex", [], "completed")
@@ -129,7 +151,8 @@ def rotate_keys(older_than: str, subject_id: str | None) -> None:
     from vault.key_rotation import KeyRotator
 
     age = _duration(older_than)
-    with _runtime() as runtime:
+    with _runtime(_privileged("rotate-keys")) as runtime:
+        runtime.own_mounts()
         rotator = KeyRotator(runtime.vault)
         with tqdm(unit="subject", disable=not sys.stderr.isatty()) as bar:
             report = rotator.run(

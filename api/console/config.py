@@ -90,6 +90,11 @@ class ConsoleSettings:
         ):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ConfigError(f"{name} must be an http(s) URL")
+            if urlsplit(url).scheme == "http" and not _loopback(url):
+                raise ConfigError(
+                    f"{name} is http:// off loopback: use https:// (session cookies and "
+                    "sign-in codes would cross the network in clear)"
+                )
         secure = (env.get("PII_VAULT_CONSOLE_SECURE_COOKIES") or "true").lower() not in (
             "0",
             "false",

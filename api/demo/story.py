@@ -460,5 +460,6 @@ def _console_tour(s: _Story, base: str, echo: Callable[[str], None]) -> None:
     echo(f"console: {base}/console/ (kept running; Ctrl-C stops it)")
     if r.status_code == 201:
         echo(f"  a customer to find by email: {TOUR_EMAIL}")
+    echo('  OpenBao\'s sign-in page opens on "Token": choose Method "Username", then')
     for person in DEMO_PEOPLE:
         echo(f"  sign in as {person.username} / {person.password} ({', '.join(person.groups)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
@@ -21,7 +22,27 @@ bp = APIBlueprint(
 
 @bp.get("", responses={200: AuditEventsResponse})
 def events(query: AuditQuery) -> dict[str, Any]:
-    return {"events": runtime().guard.audit_events(caller(), query.subject_id, query.limit)}
+    found = runtime().guard.audit_events(
+        caller(),
+        query.subject_id,
+        query.limit,
+        principal=query.principal,
+        action=query.action,
+        decision=query.decision,
+        since=_utc(query.since),
+        until=_utc(query.until),
+        before=query.before,
+    )
+    more = len(found) == query.limit and found[-1]["seq"] > 1
+    return {"events": found, "next_before": found[-1]["seq"] if more else None}
+
+
+def _utc(when: dt.datetime | None) -> str | None:
+    """As the audit log stores times: ISO, UTC."""
+    if when is None:
+        return None
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 @bp.get("/verify", responses={200: AuditVerifyResponse})

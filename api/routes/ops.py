@@ -8,7 +8,7 @@ from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from access.errors import IdentityProviderUnavailable
+from access.errors import AuditUnavailable, IdentityProviderUnavailable
 from api.context import runtime
 from api.models import HealthResponse, ReadyResponse
 from keys.cluster import clusters_of
@@ -24,27 +24,51 @@ def healthz() -> dict[str, Any]:
 
 @bp.get("/readyz", responses={200: ReadyResponse, 503: ReadyResponse})
 def readyz() -> tuple[dict[str, Any], int]:
+    """Ready means a request would work: each dependency answers, the schema is this
+    version's (or a newer one's, mid-upgrade), the audit log extends its newest anchor.
+    What is not is named in ``reasons`` (never a value)."""
     rt = runtime()
-    state = {"database": "ok", "key_provider": "ok"}
+    state = {"database": "ok", "key_provider": "ok", "database_schema": "ok", "audit_anchors": "ok"}
+    reasons: list[str] = []
     try:
         rt.check_database()
-    except ServiceUnavailable:
+        state["database_schema"] = rt.schema_state()
+        if state["database_schema"] in ("behind", "missing"):
+            reasons.append(f"database schema {state['database_schema']}: run `pii-vault init`")
+    except ServiceUnavailable as exc:
         state["database"] = "unavailable"
+        state["database_schema"] = "unknown"
+        reasons.append(str(exc))
+    if state["database"] == "ok":
+        try:  # against the tip this process knows: never a Vault call here
+            if not rt.audit.check_extends_anchors(discover=False):
+                state["audit_anchors"] = "unchecked"
+        except AuditUnavailable as exc:
+            state["audit_anchors"] = "broken"
+            reasons.append(str(exc))
+    else:
+        state["audit_anchors"] = "unknown"
     try:
         rt.check_key_provider()
-    except ServiceUnavailable:
+    except ServiceUnavailable as exc:
         state["key_provider"] = "unavailable"
+        reasons.append(str(exc))
     state["identity_provider"] = "none"
     if rt.principals.tokens is not None:
         try:
             rt.principals.tokens.check_reachable()
             state["identity_provider"] = "ok"
-        except IdentityProviderUnavailable:
+        except IdentityProviderUnavailable as exc:
             state["identity_provider"] = "unavailable"
+            reasons.append(str(exc))
     auth = rt.backend.auth_state
     state["vault_auth"] = "none" if auth is None else ("ok" if auth.ok else "failed")
-    ready = all(v in ("ok", "none") for v in state.values())
+    if state["vault_auth"] == "failed":
+        reasons.append("Vault token renewal or login failed")
+    ready = all(v in ("ok", "none", "ahead", "unchecked") for v in state.values())
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", **state}
+    if reasons:
+        body["reasons"] = reasons
     if rt.stream is not None:  # a lagging sink is reported, never a reason to stop serving
         try:
             lag = rt.stream.lag()
@@ -76,4 +100,4 @@ def readyz() -> tuple[dict[str, Any], int]:
 @bp.get("/metrics", doc_ui=False)
 def metrics() -> Response:
     registry = current_app.extensions["pii_vault_metrics"].registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)  # once
