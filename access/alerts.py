@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import requests
 
+from vault.models import iso
+
 log = logging.getLogger(__name__)
 MAX_QUEUED = 1000
 
@@ -75,7 +77,7 @@ class HttpAlerts:
 
     def send(self, kind: str, detail: Mapping[str, Any]) -> None:
         body = json.dumps(
-            {"kind": kind, "at": dt.datetime.now(dt.UTC).isoformat(), "detail": dict(detail)},
+            {"kind": kind, "at": iso(dt.datetime.now(dt.UTC)), "detail": dict(detail)},
             sort_keys=True,
             separators=(",", ":"),
         ).encode()

@@ -462,7 +462,7 @@ class AuditLog:
 def _event_dict(row: AuditEvent) -> dict[str, Any]:
     return {
         "seq": row.seq,
-        "ts": row.ts,
+        "ts": row.ts.replace("+00:00", "Z"),  # stored (and hashed) as written; shown as RFC 3339 Z
         "request_id": row.request_id,
         "principal": row.principal,
         "action": row.action,

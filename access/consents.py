@@ -32,6 +32,7 @@ from access.facts import SubjectFacts
 from access.models import Consent, ConsentLedgerEntry
 from access.purposes import Purpose, Purposes, consent_topic
 from access.sealed import RowSeal, moment
+from vault.models import iso
 from vault.transactions import Transactions
 
 DEFAULT_POLICY_VERSION = "2024-11"  # the privacy policy's November 2024 edition
@@ -309,7 +310,7 @@ def _as_dict(c: Consent) -> dict[str, Any]:
         "granted": c.granted,
         "given_by": c.given_by,
         "policy_version": c.policy_version,
-        "recorded_at": c.recorded_at.isoformat() if c.recorded_at else None,
+        "recorded_at": iso(c.recorded_at),
     }
     if c.given_by == "guardian":
         out["guardian_ref"] = c.guardian_ref

@@ -32,7 +32,7 @@ from access.errors import InvalidRequest
 from access.models import Restriction
 from access.purposes import Purposes
 from access.sealed import RowSeal, moment
-from vault.models import aware
+from vault.models import aware, iso
 from vault.transactions import Transactions
 
 ALL = "*"
@@ -151,5 +151,5 @@ def _as_dict(r: Restriction) -> dict[str, Any]:
     return {
         "scope": r.scope,
         "kind": r.kind,
-        "recorded_at": r.recorded_at.isoformat() if r.recorded_at else None,
+        "recorded_at": iso(r.recorded_at),
     }

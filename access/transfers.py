@@ -24,7 +24,7 @@ from access.errors import InvalidRequest, NotFound
 from access.grants import GrantSeal, TagMismatch
 from access.models import TransferBasis
 from access.purposes import REGION, Purposes
-from vault.models import aware
+from vault.models import aware, iso
 from vault.regions import known_region
 from vault.transactions import Transactions
 from vault.validation import canonical_subject_id
@@ -67,9 +67,9 @@ class Basis:
             "destination": self.destination,
             "basis": self.basis,
             "reference": self.reference,
-            "valid_from": aware(self.valid_from).isoformat(),
-            "valid_until": aware(self.valid_until).isoformat() if self.valid_until else None,
-            "revoked_at": aware(self.revoked_at).isoformat() if self.revoked_at else None,
+            "valid_from": iso(self.valid_from),
+            "valid_until": iso(self.valid_until),
+            "revoked_at": iso(self.revoked_at),
         }
 
 

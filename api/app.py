@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import hmac
 import logging
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -19,7 +17,7 @@ from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from access.errors import AuthenticationFailed
 from access.runtime import Runtime, open_runtime
-from api import errors
+from api import errors, openapi
 from api.console import init_console
 from api.console.blueprint import content_security_policy
 from api.console.config import ConsoleSettings
@@ -58,33 +56,6 @@ class AppConfig:
     runtime: Runtime | None = None
     # The console (/console/) is mounted when an identity provider is configured.
     console: ConsoleSettings | None = field(default_factory=ConsoleSettings.from_env)
-
-
-ERROR_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 429, 503)
-
-
-def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
-    """Every /v1 operation documents its errors as one Problem in application/problem+json.
-
-    flask-openapi3 documents validation errors as a JSON array and does not apply
-    app-level responses to blueprint routes; the error envelope is the same for
-    every operation, so it is applied here, from the same Problem model.
-    """
-    doc = copy.deepcopy(doc)
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path, item in doc.get("paths", {}).items():
-        for operation in item.values():
-            responses = operation.setdefault("responses", {})
-            if not path.startswith("/v1/"):
-                continue
-            for status in ERROR_STATUSES:
-                responses[str(status)] = {
-                    "description": HTTPStatus(status).phrase,
-                    "content": problem,
-                }
-    return doc
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -229,7 +200,7 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
     if config.console is not None:
         init_console(app, rt, config.console)
 
-    document = with_problem_responses(app.api_doc)
+    document = openapi.finish(app.api_doc, rt.policy.purposes.names, list(rt.vault.schema.fields))
 
     @app.get("/v1/openapi.json", doc_ui=False)
     def openapi_document() -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from api.models import Justification, Strict
 
 
 class HoldBody(Strict):
-    held: bool = Field(description="true places a hold, false lifts the one in force")
+    held: StrictBool = Field(description="true places a hold, false lifts the one in force")
     reference: str = Field(
         min_length=1, max_length=128, description="the case, order or matter the hold serves"
     )

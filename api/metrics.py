@@ -241,9 +241,13 @@ class _Mirror:
     def refresh(self) -> None:
         with self._lock:
             for family in self._source.collect():
-                if not isinstance(family, CounterMetricFamily):
+                if not isinstance(family, CounterMetricFamily) or not family.samples:
+                    # Not made before its first sample: its label names come from that
+                    # sample. A family first seen empty (the Vault failovers, until one
+                    # happens) got a counter without labels, and its first sample then
+                    # raised ValueError in every scrape (a 500 from /metrics in CI).
                     continue
-                labels = [k for k in (family.samples[0].labels if family.samples else {})]
+                labels = list(family.samples[0].labels)
                 counter = self._counters.get(family.name)
                 if counter is None:
                     counter = self._counters[family.name] = Counter(

@@ -7,9 +7,11 @@ Binary field values (biometrics) travel as base64 strings.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+
+from vault.results import ItemError as ItemCode
 
 Purpose = Field(min_length=1, max_length=64, description="Purpose of processing (policy §2)")
 FieldValues = dict[str, str]
@@ -47,6 +49,22 @@ class ExportQuery(Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
+def _rfc3339(text: str) -> str:
+    """A real time (2026-13-45 matches the pattern, and is refused here), as UTC ISO."""
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+Rfc3339 = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+        json_schema_extra={"format": "date-time"},
+    ),
+    AfterValidator(_rfc3339),
+]
+
+
 class AuditQuery(Strict):
     """Filters (all optional, combined with and) and a cursor: events come newest first;
     ``before`` is the previous page's ``next_before``."""
@@ -55,11 +73,11 @@ class AuditQuery(Strict):
     principal: str | None = Field(default=None, pattern=r"^[A-Za-z0-9:._@-]{1,128}$")
     action: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
     decision: Literal["allow", "deny", "partial", "operator", "completed"] | None = None
-    since: dt.datetime | None = Field(
-        default=None, description="RFC 3339 time (UTC if no offset): events at or after it"
+    since: Rfc3339 | None = Field(default=None, description="Events at or after this time")
+    until: Rfc3339 | None = Field(default=None, description="Events before this time")
+    before: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="Events with a seq below this"
     )
-    until: dt.datetime | None = Field(default=None, description="RFC 3339 time: events before it")
-    before: int | None = Field(default=None, ge=1, description="Events with a seq below this")
     limit: int = Field(default=100, ge=1, le=1000)
 
 
@@ -71,7 +89,7 @@ class GivenConsent(Strict):
     consent sensitive data needs): the same shape as the consent endpoint's, plus its topic."""
 
     purpose: str = Field(min_length=1, max_length=64)  # a purpose, sensitive:*, cross_border:*
-    granted: bool
+    granted: StrictBool
     given_by: Literal["subject", "guardian"]
     policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
     guardian_ref: str | None = Field(default=None, max_length=64)
@@ -84,7 +102,7 @@ class CreateSubjectBody(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     region: str | None = Field(default=None, max_length=16)
     # Not stated: derived from date_of_birth (policy §6); stated, it must agree with it.
-    is_minor: bool | None = None
+    is_minor: StrictBool | None = None
     purpose: str = Purpose
     fields: FieldValues = Field(default_factory=dict, max_length=64)
     justification: Justification | None = None
@@ -99,7 +117,7 @@ class PatchFieldsBody(Strict):
 
 class AttributesBody(Strict):
     purpose: str = Purpose
-    is_minor: bool | None = None
+    is_minor: StrictBool | None = None
     region: str | None = Field(default=None, max_length=16)
     justification: Justification | None = None
 
@@ -120,7 +138,7 @@ class TokenizeRecordModel(Strict):
     external_id: str | None = Field(default=None, max_length=200)
     subject_id: str | None = Field(default=None, max_length=64)
     region: str | None = Field(default=None, max_length=16)
-    is_minor: bool | None = None  # as for a new subject
+    is_minor: StrictBool | None = None  # as for a new subject
     fields: FieldValues = Field(min_length=1, max_length=64)
 
 
@@ -185,7 +203,7 @@ class DeleteBody(Strict):
 
 
 class ConsentBody(Strict):
-    granted: bool
+    granted: StrictBool
     given_by: Literal["subject", "guardian"]
     policy_version: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
     # A guardian's consent names the guardian (a reference) and how they were verified (§6).
@@ -200,7 +218,7 @@ class ConsentBody(Strict):
 
 
 class ItemError(BaseModel):
-    code: str
+    code: ItemCode = Field(description="Why this item has no result (an enumeration)")
     fields: dict[str, str] | None = None
 
 

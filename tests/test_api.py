@@ -447,3 +447,35 @@ def test_audit_api_filters_and_pages(api: Api) -> None:
     for bad in ({"since": "2026-13-45"}, {"decision": "maybe"}, {"before": "0"}):
         r = api.client.get("/v1/audit", headers=h, query_string=bad)
         assert r.status_code == 400 and r.json["code"] == "invalid", (bad, r.json)
+
+
+def test_openapi_names_every_operation_by_hand_with_its_own_errors_and_enums(api: Api) -> None:
+    """Issue 23: generated ids (subjects_shred__id__delete), no summaries, one error list
+    for all, plain strings where the API takes a closed set."""
+    from api.openapi import OPERATIONS
+
+    spec = api.client.get("/v1/openapi.json").json
+    ids = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert (method, path) in OPERATIONS, (method, path)
+            assert (operation["operationId"], operation["summary"]) == OPERATIONS[(method, path)]
+            ids.append(operation["operationId"])
+    assert len(ids) == len(set(ids)) == len(OPERATIONS)
+    ops = spec["paths"]
+    assert "409" in ops["/v1/subjects"]["post"]["responses"]
+    assert "409" not in ops["/v1/subjects/{id}"]["get"]["responses"]
+    assert {"404", "410", "500"} <= set(ops["/v1/subjects/{id}"]["get"]["responses"])
+    assert "415" not in ops["/v1/audit"]["get"]["responses"]  # no body
+    assert "415" in ops["/v1/detokenize"]["post"]["responses"]
+    assert "429" in ops["/v1/detokenize"]["post"]["responses"]
+    schemas = spec["components"]["schemas"]
+    purposes = schemas["DetokenizeBody"]["properties"]["purpose"]["enum"]
+    assert "order_fulfillment" in purposes and "*" not in purposes
+    assert "enum" not in schemas["GivenConsent"]["properties"]["purpose"]  # sensitive:* too
+    assert "passport_number" in schemas["RevealBody"]["properties"]["fields"]["items"]["enum"]
+    names = schemas["CreateSubjectBody"]["properties"]["fields"]["propertyNames"]["enum"]
+    assert "email" in names
+    assert "subject_damaged" in schemas["ItemError"]["properties"]["code"]["enum"]
+    query = {p["name"]: p for p in ops["/v1/subjects/{id}"]["get"]["parameters"]}
+    assert "customer_support" in query["purpose"]["schema"]["enum"]

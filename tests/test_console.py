@@ -69,14 +69,13 @@ def test_agent_finds_reveals_and_the_value_goes_away(browser: WebDriver, stack: 
     assert email not in browser.page_source
     screenshot(browser, "console-record")
 
-    # Without a ticket: the policy's own 400, shown plainly, nothing revealed.
+    # Without a ticket: the policy's own 400, shown beside the field on the same page
+    # (issue 23: it replaced the record), nothing revealed.
     click_through(browser, By.ID, "email-reveal")
-    problem = wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".problem")))
+    problem = wait(browser).until(ec.presence_of_element_located((By.ID, "email-error")))
     assert "justification" in problem.text and email not in browser.page_source
-    assert problem.get_attribute("data-status") == "400"
-
-    browser.back()
-    wait(browser).until(ec.presence_of_element_located((By.ID, "email-ticket")))
+    assert browser.find_elements(By.ID, "email-ticket")  # still the customer record
+    screenshot(browser, "console-reveal-needs-ticket")
     browser.find_element(By.ID, "email-ticket").send_keys("CS-4242")
     browser.find_element(By.ID, "email-reason").send_keys("customer asked to confirm the address")
     click_through(browser, By.ID, "email-reveal")
@@ -212,8 +211,10 @@ def test_privacy_officer_exports_and_erases_with_a_receipt_that_verifies(
     email = f"privacy-{time.time_ns()}@example.com"
     sid, tokens = stack.create_customer(full_name="Jane Roe", email=email)
     sign_in(browser, stack, PEOPLE["privacy"], start=f"/console/privacy/{sid}")
+    before = audit_count(stack)
     browser.get(stack.url + f"/console/privacy/{sid}")
     wait(browser).until(ec.presence_of_element_located((By.ID, "erase")))
+    assert audit_count(stack) == before + 1  # one event per view (issue 23: it was three)
     Select(browser.find_element(By.ID, "consent-purpose")).select_by_value("personalization")
     click_through(browser, By.ID, "record-consent")
     wait(browser).until(ec.presence_of_element_located((By.ID, "h-consents")))
@@ -242,16 +243,22 @@ def test_privacy_officer_exports_and_erases_with_a_receipt_that_verifies(
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     assert json.loads(r.text)["subject_id"] == sid
 
+    # Mistakes are said in the erase section of the same page (issue 23), nothing erased
+    # (a missing reason the browser itself refuses to send: the field is required).
+    assert browser.find_element(By.ID, "erase-reason").get_attribute("required") is not None
     browser.find_element(By.ID, "erase-confirm").send_keys("not-the-id")
     browser.find_element(By.ID, "erase-understood").click()
+    browser.find_element(By.ID, "erase-reason").send_keys("the customer asked to be forgotten")
     click_through(browser, By.ID, "erase")
-    assert wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".problem")))
-    browser.back()
-    wait(browser).until(ec.presence_of_element_located((By.ID, "erase-confirm")))
+    error = wait(browser).until(ec.presence_of_element_located((By.ID, "erase-error")))
+    assert "does not match" in error.text and browser.find_elements(By.ID, "h-consents")
+    screenshot(browser, "console-erase-mismatch")
     browser.find_element(By.ID, "erase-confirm").clear()
     browser.find_element(By.ID, "erase-confirm").send_keys(sid)
     if not browser.find_element(By.ID, "erase-understood").is_selected():
         browser.find_element(By.ID, "erase-understood").click()
+    browser.find_element(By.ID, "erase-reason").clear()
+    browser.find_element(By.ID, "erase-reason").send_keys("the customer asked to be forgotten")
     click_through(browser, By.ID, "erase")
     verdict = wait(browser).until(ec.presence_of_element_located((By.ID, "receipt-verification")))
     assert "verified" in verdict.text and "NOT" not in verdict.text

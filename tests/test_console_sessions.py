@@ -135,6 +135,7 @@ def test_export_and_erase_need_a_step_up_too(
     wait(browser).until(ec.presence_of_element_located((By.ID, "erase-confirm")))
     browser.find_element(By.ID, "erase-confirm").send_keys(sid)
     browser.find_element(By.ID, "erase-understood").click()
+    browser.find_element(By.ID, "erase-reason").send_keys("asked")
     browser.find_element(By.ID, "erase").click()
     wait(browser).until(lambda d: d.current_url.startswith(short.bao.addr))
     # Nothing was erased, nothing exported.

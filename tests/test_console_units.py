@@ -149,3 +149,20 @@ def test_peoples_profiles_are_sealed(api: Api) -> None:
     assert principals.profiles(["user:abc123", "svc:auditor"]) == {
         "user:abc123": {"name": "Sam Support", "email": "sam.support@example.com"}
     }
+
+
+def test_an_unreachable_identity_provider_is_a_503_page_not_a_500(api: Api, tmp_path: Path) -> None:
+    """Issue 23: the console answered 500 when its issuer did not answer."""
+    from api.demo.openbao import free_port
+
+    down = BASE | {
+        "PII_VAULT_CONSOLE_ISSUER": f"http://127.0.0.1:{free_port()}/v1/identity/oidc/provider/p",
+        "PII_VAULT_CONSOLE_URL": "http://127.0.0.1:8080",
+        "PII_VAULT_CONSOLE_SECURE_COOKIES": "false",
+    }
+    console = ConsoleSettings.from_env(down)
+    app = create_app(AppConfig(Settings(home=tmp_path), runtime=api.runtime, console=console))
+    r = app.test_client().get("/console/login")
+    assert r.status_code == 503, r.status_code
+    page = r.get_data(as_text=True)
+    assert "did not answer" in page and 'data-status="503"' in page

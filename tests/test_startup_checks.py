@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from access.runtime import open_runtime
-from api.cli import EXIT_CONFIG
+from api.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
 from api.console.config import ConsoleSettings
 from api.demo.openbao import free_port
 from tests.conftest import OpenBaoServer
@@ -99,6 +99,10 @@ def test_serve_refuses_an_unknown_console_role_and_local_keys_off_loopback(
     done = _serve(typo)
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert "PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): support-agnt" in done.stderr
+    issuer = f"http://127.0.0.1:{free_port()}/v1/identity/oidc/provider/p"
+    done = _serve(env | _console("http://127.0.0.1:8080", issuer))
+    assert done.returncode == EXIT_UNAVAILABLE, done.stderr  # the console's issuer is down
+    assert f"identity provider at {issuer} did not answer" in done.stderr
     done = _serve(env, "--host", "0.0.0.0")
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert "local key provider" in done.stderr and "--allow-local-keys" in done.stderr

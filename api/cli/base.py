@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 import click
 
 from access.decisions import Verdict
-from access.errors import AccessConfigError, AccessError, AuditUnavailable
+from access.errors import (
+    AccessConfigError,
+    AccessError,
+    AuditUnavailable,
+    IdentityProviderUnavailable,
+)
 from access.events import operator
 from access.runtime import Runtime, open_runtime
 from keys.errors import KeyProviderConfigError, KeyProviderError, KeyUnavailable
@@ -39,7 +44,12 @@ def _one_line_errors(fn: F) -> F:
         except (ConfigError, KeyProviderConfigError, AccessConfigError) as exc:
             click.echo(f"pii-vault: configuration error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
-        except (ServiceUnavailable, KeyUnavailable, AuditUnavailable) as exc:
+        except (
+            ServiceUnavailable,
+            KeyUnavailable,
+            AuditUnavailable,
+            IdentityProviderUnavailable,
+        ) as exc:
             click.echo(f"pii-vault: unavailable: {exc}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except (VaultError, KeyProviderError, AccessError) as exc:

@@ -13,6 +13,7 @@ from api.cli.base import (
     _operator_name,
     _runtime,
 )
+from vault.models import iso
 
 
 @click.group()
@@ -93,7 +94,7 @@ def principal_list(as_json: bool) -> None:
             "name": p.name,
             "roles": list(p.roles),
             "disabled": p.disabled,
-            "created_at": p.created_at.isoformat(),
+            "created_at": iso(p.created_at),
             "region": p.region,
         }
         for p in principals

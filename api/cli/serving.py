@@ -17,6 +17,7 @@ from api.cli.base import (
     _runtime,
     stop_on_signals,
 )
+from api.console.auth import check_issuer
 from api.console.config import ConsoleSettings
 from api.logs import configure as configure_logging
 from vault.config import Settings
@@ -144,6 +145,7 @@ def _check_exposure(runtime: Runtime, settings: Settings, host: str, allow: bool
             raise ConfigError(
                 f"PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): {', '.join(unknown)}"
             )
+        check_issuer(console.issuer)  # a console whose people cannot sign in: exit 3
     if _loopback(host):
         return
     problems = []

@@ -40,9 +40,11 @@ def _short(principal: str) -> str:
 @bp.get("/audit")
 def audit() -> Any:
     form = AuditFilterForm(request.args)
-    if request.args and not form.validate():
-        raise ValidationError("invalid filter", {k: "invalid" for k in form.errors})
-    events = runtime().guard.audit_events(console_caller(), None, 1000, **_filters(form))
+    invalid = bool(request.args) and not form.validate()  # e.g. a date of 2026-13-45
+    filters = {} if invalid else _filters(form)
+    events = (
+        [] if invalid else runtime().guard.audit_events(console_caller(), None, 1000, **filters)
+    )
     reveals: collections.Counter[tuple[str, str]] = collections.Counter()
     denials: collections.Counter[str] = collections.Counter()
     for event in events:
@@ -71,8 +73,9 @@ def audit() -> Any:
         reveal_chart=reveal_chart,
         denial_chart=denial_chart,
         verify_form=VerifyForm(),
+        filter_errors=sorted(form.errors) if invalid else [],
         signout=SignOutForm(prefix="signout"),
-    )
+    ), 400 if invalid else 200
 
 
 @bp.post("/audit/verify")

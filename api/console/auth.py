@@ -17,16 +17,18 @@ a person removed from their group, or deleted, is out at the next request.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
+import requests
 from authlib.integrations.base_client.errors import OAuthError
 from flask import redirect, render_template, request, session, url_for
 
-from access.errors import AuthenticationFailed
+from access.errors import AuthenticationFailed, IdentityProviderUnavailable
 from api.console.blueprint import (
     OPEN_ENDPOINTS,
     bp,
@@ -72,7 +74,31 @@ def login() -> Any:
     extra: dict[str, Any] = {"max_age": max_age}
     if step_up:
         extra["prompt"] = "login"
-    return identity_provider().authorize_redirect(settings().redirect_uri, **extra)
+    with provider_errors():
+        return identity_provider().authorize_redirect(settings().redirect_uri, **extra)
+
+
+@contextlib.contextmanager
+def provider_errors() -> Iterator[None]:
+    """The identity provider unreachable (its discovery document, its token endpoint):
+    503 identity_provider_unavailable on the console's page, not a 500 (issue 23)."""
+    try:
+        yield
+    except (requests.RequestException, OSError) as exc:
+        raise IdentityProviderUnavailable(
+            f"the identity provider at {settings().issuer} did not answer; try again later"
+        ) from exc
+
+
+def check_issuer(issuer: str, timeout: float = 5.0) -> None:
+    """``serve``'s start-up: the console's issuer publishes its discovery document."""
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    try:
+        requests.get(url, timeout=timeout).raise_for_status()
+    except (requests.RequestException, OSError) as exc:
+        raise IdentityProviderUnavailable(
+            f"the console's identity provider at {issuer} did not answer ({type(exc).__name__})"
+        ) from exc
 
 
 def region_from(claims: dict[str, Any]) -> str | None:
@@ -91,7 +117,8 @@ def roles_from(claims: dict[str, Any]) -> list[str]:
 @bp.get("/auth/callback")
 def callback() -> Any:
     try:
-        token = identity_provider().authorize_access_token()
+        with provider_errors():
+            token = identity_provider().authorize_access_token()
     except OAuthError:
         return _refused("The sign-in could not be completed. Please try again.")
     claims = token.get("userinfo") or {}

@@ -101,6 +101,10 @@ class EraseForm(FlaskForm):
         "Type the subject id to confirm", [DataRequired(), Length(max=64)], render_kw=NO_AUTOFILL
     )
     understood = BooleanField("I understand this destroys the subject's data for good")
+    reason = StringField(
+        "Reason (audited)", [DataRequired(), Length(max=500)], render_kw=NO_AUTOFILL
+    )
+    ticket = StringField("Ticket (optional)", [Optional(), Length(max=32)], render_kw=NO_AUTOFILL)
     submit = SubmitField("Erase subject")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import render_template, request, session
 
-from access.errors import ApprovalRequired
+from access.errors import ApprovalRequired, JustificationRequired
 from access.purposes import Justification
 from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller, settings
@@ -47,6 +47,12 @@ def search() -> Any:
 
 @bp.get("/subjects/<subject_id>")
 def subject(subject_id: str) -> Any:
+    return _subject_page(subject_id)
+
+
+def _subject_page(subject_id: str, errors: dict[str, str] | None = None) -> Any:
+    """The customer record; ``errors``: a refused reveal's message, by field, shown on
+    this page beside that field (issue 23: it replaced the page the agent was on)."""
     view = runtime().guard.masked_view(console_caller(), subject_id, PURPOSE)
     forms = {}
     for name in view.fields:
@@ -57,9 +63,10 @@ def subject(subject_id: str) -> Any:
         "console/subject.html",
         view=view,
         forms=forms,
+        errors=errors or {},
         signout=SignOutForm(prefix="signout"),
         step_up_seconds=settings().step_up_seconds,
-    )
+    ), 400 if errors else 200
 
 
 @bp.post("/subjects/<subject_id>/reveal")
@@ -75,6 +82,8 @@ def reveal(subject_id: str) -> Any:
         values, seq = runtime().guard.reveal(
             console_caller(), subject_id, PURPOSE, [field], justification
         )
+    except JustificationRequired as exc:
+        return _subject_page(subject_id, {field: str(exc)})
     except ApprovalRequired as exc:
         if exc.approval_id is None:
             raise

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Response, current_app, redirect, render_template, url_for
 
+from access.purposes import Justification
 from api.console.auth import needs_step_up
 from api.console.blueprint import bp, console_caller
 from api.console.forms import (
@@ -49,26 +50,29 @@ def _restriction_form() -> RestrictionForm:
 
 @bp.get("/privacy/<subject_id>")
 def privacy(subject_id: str) -> Any:
-    guard, caller = runtime().guard, console_caller()
-    view = guard.masked_view(caller, subject_id, PURPOSE)
-    consents = guard.consents_of(caller, subject_id, PURPOSE)
-    restrictions = guard.restrictions_of(caller, subject_id, PURPOSE)
-    history = guard.access_history(caller, subject_id, PURPOSE)
-    newest = {r["scope"]: r["kind"] for r in restrictions}
+    return _page(subject_id)
+
+
+def _page(subject_id: str, erase_error: str | None = None) -> Any:
+    """The privacy office's page; ``erase_error``: why an erasure was not done, shown in
+    the erase section of this page (issue 23: it replaced the page)."""
+    record = runtime().guard.privacy_record(console_caller(), subject_id, PURPOSE)
+    newest = {r["scope"]: r["kind"] for r in record.restrictions}
     return render_template(
         "console/privacy.html",
-        view=view,
-        consents=consents,
-        restrictions=restrictions,
+        view=record.view,
+        consents=record.consents,
+        restrictions=record.restrictions,
         deactivated=newest.get("*") == "deactivated",
-        history=history,
+        history=record.history,
         consent_form=_consent_form(),
         restriction_form=_restriction_form(),
         lifecycle_form=LifecycleForm(prefix="lifecycle"),
         export_form=ExportForm(prefix="export"),
         erase_form=EraseForm(prefix="erase"),
+        erase_error=erase_error,
         signout=SignOutForm(prefix="signout"),
-    )
+    ), 400 if erase_error else 200
 
 
 @bp.post("/privacy/<subject_id>/consents")
@@ -140,10 +144,13 @@ def export(subject_id: str) -> Any:
 def erase(subject_id: str) -> Any:
     form = EraseForm(prefix="erase")
     if not form.validate_on_submit() or not form.understood.data:
-        raise ValidationError("confirm the erasure", {"confirm": "required"})
+        missing = "a reason" if form.reason.errors else "the typed id and the confirmation"
+        return _page(subject_id, f"Nothing was erased: give {missing}.")
     if (form.confirm.data or "").strip().lower() != subject_id.lower():
-        raise ValidationError("the typed id does not match this subject", {"confirm": "mismatch"})
-    receipt = runtime().guard.shred(console_caller(), subject_id, PURPOSE).to_dict()
+        return _page(subject_id, "Nothing was erased: the typed id does not match this subject.")
+    justification = Justification((form.ticket.data or "").strip(), str(form.reason.data).strip())
+    shredded = runtime().guard.shred(console_caller(), subject_id, PURPOSE, justification)
+    receipt = shredded.to_dict()
     verified = runtime().shredder.confirm(receipt)  # signature, published shred, key gone
     text = json.dumps(receipt, indent=2, sort_keys=True)
     return render_template(
