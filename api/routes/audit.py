@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
 from api.context import caller, runtime
-from api.models import AuditEventsResponse, AuditQuery
+from api.models import AuditEventsResponse, AuditQuery, AuditVerifyResponse
 
 bp = APIBlueprint(
     "audit",
@@ -33,3 +34,8 @@ def events(query: AuditQuery) -> dict[str, Any]:
     )
     more = len(found) == query.limit and found[-1]["seq"] > 1
     return {"events": found, "next_before": found[-1]["seq"] if more else None}
+
+
+@bp.get("/verify", responses={200: AuditVerifyResponse})
+def verify() -> dict[str, Any]:
+    return asdict(runtime().guard.audit_verify(caller()))
