@@ -93,6 +93,7 @@ def test_an_invalid_token_is_called_invalid_not_unprivileged(
     assert code == EXIT_CONFIG
     assert f"refused by Vault at {openbao.addr}: it is invalid" in _one_line(err)
     assert "s.not-a-token" not in err
+    assert not (tmp_path / "a" / "vault.db").exists()  # checked before anything changed
 
 
 def test_serve_refuses_an_invalid_token_at_start_up(tmp_path: Path, openbao: OpenBaoServer) -> None:

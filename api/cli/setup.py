@@ -30,7 +30,6 @@ def init() -> None:
     claimed for this deployment; a mount another deployment claimed is refused.
     """
     settings = Settings.from_env()
-    engine = _migrated_engine(settings)  # first: the audit log's id decides the service policy
     pinned_now = False
     if settings.keys.kind == "transit":
         from keys.anchors import KvAnchors
@@ -47,7 +46,10 @@ def init() -> None:
         slow = dataclasses.replace(settings.keys, timeout=max(10.0, settings.keys.timeout))
         cluster = primary_cluster(slow)
         client = cluster.client(settings.keys.vault_token)
+        # Before anything changes, the database included: Vault answers this token.
         check_token(client, ", ".join(settings.keys.addrs))
+    engine = _migrated_engine(settings)  # before Vault: the log's id decides the policy
+    if settings.keys.kind == "transit":
         here = [s for s in settings.keys.shards if s.addr is None]
         # At the active node: a standby's answers (its policy cache, say) may trail it, and
         # init must report exactly what it repaired.
