@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import sys
@@ -18,7 +17,7 @@ from api.cli.base import (
     stop_on_signals,
 )
 from api.console.auth import check_issuer
-from api.console.config import ConsoleSettings
+from api.console.config import ConsoleSettings, loopback_host
 from api.logs import configure as configure_logging
 from vault.config import Settings
 from vault.errors import ConfigError
@@ -125,15 +124,6 @@ def serve(
     run(host, port, workers, max_body, settings)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_exposure(runtime: Runtime, settings: Settings, host: str, allow: bool) -> None:
     """Start-up checks a served deployment must pass (issue 23: each was accepted
     silently): the console's role map names roles the policy knows; off loopback, keys
@@ -146,7 +136,7 @@ def _check_exposure(runtime: Runtime, settings: Settings, host: str, allow: bool
                 f"PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): {', '.join(unknown)}"
             )
         check_issuer(console.issuer)  # a console whose people cannot sign in: exit 3
-    if _loopback(host):
+    if loopback_host(host):
         return
     problems = []
     if settings.keys.kind == "local":

@@ -23,14 +23,18 @@ DEFAULT_ROLE_MAP = {
 }
 
 
-def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+def loopback_host(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (``serve`` uses it too)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _loopback(url: str) -> bool:
+    return loopback_host(urlsplit(url).hostname or "")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
