@@ -393,7 +393,8 @@ class ReadyResponse(BaseModel):
     vault_auth: str = Field(description="ok, failed (token renewal or login), or none")
     identity_provider: str = Field(
         default="none",
-        description="The service-token issuer's keys: ok, unavailable, or none (not configured)",
+        description="The identity providers (the services' token issuer, the console's): "
+        "ok, unavailable, or none (neither configured)",
     )
     vault: list[VaultClusterState] | None = Field(
         default=None, description="Per Vault cluster: the last background probe's findings"

@@ -166,3 +166,6 @@ def test_an_unreachable_identity_provider_is_a_503_page_not_a_500(api: Api, tmp_
     assert r.status_code == 503, r.status_code
     page = r.get_data(as_text=True)
     assert "did not answer" in page and 'data-status="503"' in page
+    ready = app.test_client().get("/readyz")  # nobody can sign in: not ready
+    assert ready.status_code == 503 and ready.json["identity_provider"] == "unavailable"
+    assert any("console's identity provider" in reason for reason in ready.json["reasons"])

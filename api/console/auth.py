@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -91,7 +92,12 @@ def provider_errors() -> Iterator[None]:
 
 
 def check_issuer(issuer: str, timeout: float = 5.0) -> None:
-    """``serve``'s start-up: the console's issuer publishes its discovery document."""
+    """``serve``'s start-up and ``/readyz``: the console's issuer publishes its discovery
+    document. A success is remembered for ``ISSUER_RECHECK`` seconds: readiness probes
+    cost the provider one request per process per half minute, and never wait long."""
+    with _issuer_lock:
+        if time.monotonic() - _issuer_ok.get(issuer, -ISSUER_RECHECK) < ISSUER_RECHECK:
+            return
     url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
     try:
         requests.get(url, timeout=timeout).raise_for_status()
@@ -99,6 +105,13 @@ def check_issuer(issuer: str, timeout: float = 5.0) -> None:
         raise IdentityProviderUnavailable(
             f"the console's identity provider at {issuer} did not answer ({type(exc).__name__})"
         ) from exc
+    with _issuer_lock:
+        _issuer_ok[issuer] = time.monotonic()
+
+
+ISSUER_RECHECK = 30.0
+_issuer_ok: dict[str, float] = {}
+_issuer_lock = threading.Lock()
 
 
 def region_from(claims: dict[str, Any]) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask import Response, current_app
@@ -9,6 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from access.errors import AuditUnavailable, IdentityProviderUnavailable
+from api.console.auth import check_issuer
 from api.context import runtime
 from api.models import HealthResponse, ReadyResponse
 from keys.cluster import clusters_of
@@ -54,10 +57,17 @@ def readyz() -> tuple[dict[str, Any], int]:
         state["key_provider"] = "unavailable"
         reasons.append(str(exc))
     state["identity_provider"] = "none"
+    console = current_app.extensions.get("pii_vault_console")
+    checks: list[Callable[[], None]] = []
     if rt.principals.tokens is not None:
+        checks.append(rt.principals.tokens.check_reachable)
+    if console is not None:
+        checks.append(partial(check_issuer, console.issuer, timeout=1.0))
+    for check in checks:  # the services' issuer, the console's: either down is not ready
         try:
-            rt.principals.tokens.check_reachable()
-            state["identity_provider"] = "ok"
+            check()
+            if state["identity_provider"] == "none":
+                state["identity_provider"] = "ok"
         except IdentityProviderUnavailable as exc:
             state["identity_provider"] = "unavailable"
             reasons.append(str(exc))
