@@ -22,6 +22,7 @@ With ``dry_run`` nothing is changed: the report says what would be.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from vault.models import (
 from vault.service import VaultService
 from vault.shredding import Shredder
 from vault.transactions import translating
+
+log = logging.getLogger(__name__)
 
 CHUNK = 500
 # Orphans beyond this share of all keys (and more than a handful) mean something other than
@@ -183,6 +186,7 @@ class Reconciler:
                     if session.get(Subject, subject_id, with_for_update=True) is not None:
                         continue
                     self.vault.keys.destroy_subject_key(subject_id)
+                log.info("reconcile: destroyed orphan subject key %s (no row)", subject_id)
             report.orphan_keys.append(subject_id)
 
     def _reapply(self, report: ReconcileReport) -> None:
@@ -204,6 +208,7 @@ class Reconciler:
             for subject_id in forgotten:  # ("shredding" ones are completed by _shreds)
                 if not report.dry_run:
                     self.shredder.reapply(subject_id)
+                    log.info("reconcile: applied again the published shred of %s", subject_id)
                 report.shreds_reapplied.append(subject_id)
 
     def _damaged(self, listed: set[str], report: ReconcileReport) -> None:
