@@ -99,6 +99,9 @@ def test_serve_refuses_an_unknown_console_role_and_local_keys_off_loopback(
     done = _serve(typo)
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert "PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): support-agnt" in done.stderr
+    done = _serve(env | {"PII_VAULT_READ_BUDGET_ROLES": "suport-agent=10/100"})
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert "PII_VAULT_READ_BUDGET_ROLES names unknown role(s): suport-agent" in done.stderr
     issuer = f"http://127.0.0.1:{free_port()}/v1/identity/oidc/provider/p"
     done = _serve(env | _console("http://127.0.0.1:8080", issuer))
     assert done.returncode == EXIT_UNAVAILABLE, done.stderr  # the console's issuer is down

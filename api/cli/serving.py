@@ -126,11 +126,18 @@ def serve(
 
 def _check_exposure(runtime: Runtime, settings: Settings, host: str, allow: bool) -> None:
     """Start-up checks a served deployment must pass (issue 23: each was accepted
-    silently): the console's role map names roles the policy knows; off loopback, keys
-    are not in the local provider (beside the database) nor used with a root token."""
+    silently): the read budgets and the console's role map name roles the policy knows;
+    off loopback, keys are not in the local provider (beside the database) nor used with
+    a root token."""
+    known = runtime.policy.known_roles()
+    budgeted = sorted(set(settings.read_budget_roles) - known)
+    if budgeted:
+        raise ConfigError(
+            f"PII_VAULT_READ_BUDGET_ROLES names unknown role(s): {', '.join(budgeted)}"
+        )
     console = ConsoleSettings.from_env()
     if console is not None:
-        unknown = sorted(set(console.role_map.values()) - runtime.policy.known_roles())
+        unknown = sorted(set(console.role_map.values()) - known)
         if unknown:
             raise ConfigError(
                 f"PII_VAULT_CONSOLE_ROLE_MAP names unknown role(s): {', '.join(unknown)}"
