@@ -152,9 +152,8 @@ def _transit(
 
 
 def _read_secret(path: str | None) -> str:
+    from keys.vault_auth import read_secret_file
+
     if not path:
         raise KeyProviderConfigError("a shard on another cluster needs a token")
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise KeyProviderConfigError(f"cannot read the shard token file {path}") from exc
+    return read_secret_file(path, "the shard token file")

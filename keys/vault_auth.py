@@ -41,6 +41,18 @@ class AuthState:
         return None if self.expires_at is None else max(0.0, self.expires_at - time.time())
 
 
+def read_secret_file(path: str, what: str) -> str:
+    """The one reader of a secret kept in a file (AppRole ids, shard tokens, every
+    ``*_FILE`` setting): stripped, never empty, its contents never in an error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise KeyProviderConfigError(f"cannot read {what} ({path})") from exc
+    if not text:
+        raise KeyProviderConfigError(f"{what} ({path}) is empty")
+    return text
+
+
 class VaultAuth(Protocol):
     state: AuthState
 
@@ -171,15 +183,7 @@ class AppRoleAuth(_Lease):
 
     @staticmethod
     def _read(value: str | None, path: str | None, name: str) -> str:
-        if value:
-            return value
-        try:
-            text = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise KeyProviderConfigError(f"{name} file cannot be read") from exc
-        if not text:
-            raise KeyProviderConfigError(f"{name} file is empty")
-        return text
+        return value or read_secret_file(str(path), f"the {name} file")
 
     def start(self, client: hvac.Client) -> None:
         self._login(client)

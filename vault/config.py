@@ -13,6 +13,7 @@ from keys.cluster import parse_addrs
 from keys.errors import KeyProviderConfigError
 from keys.factory import PROVIDERS, KeyProviderSettings
 from keys.sharding import parse_open, parse_region, parse_shards
+from keys.vault_auth import read_secret_file
 from vault.errors import ConfigError
 from vault.regions import known_region
 
@@ -89,12 +90,9 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
     if not path:
         return value or None
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {name}_FILE") from exc
-    if not text:
-        raise ConfigError(f"{name}_FILE is empty")
-    return text
+        return read_secret_file(path, f"{name}_FILE")
+    except KeyProviderConfigError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _url(env: Mapping[str, str], name: str) -> str | None:

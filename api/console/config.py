@@ -10,9 +10,9 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from vault.config import secret as read_secret
 from vault.errors import ConfigError
 
 DEFAULT_ROLE_MAP = {
@@ -75,13 +75,7 @@ class ConsoleSettings:
         if not issuer:
             return None
         client_id = env.get("PII_VAULT_CONSOLE_CLIENT_ID") or ""
-        secret = env.get("PII_VAULT_CONSOLE_CLIENT_SECRET") or ""
-        secret_file = env.get("PII_VAULT_CONSOLE_CLIENT_SECRET_FILE") or ""
-        if secret_file:
-            try:
-                secret = Path(secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError("cannot read PII_VAULT_CONSOLE_CLIENT_SECRET_FILE") from exc
+        secret = read_secret(env, "PII_VAULT_CONSOLE_CLIENT_SECRET") or ""
         public_url = (env.get("PII_VAULT_CONSOLE_URL") or "").rstrip("/")
         if not client_id or not secret or not public_url:
             raise ConfigError(
