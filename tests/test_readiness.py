@@ -79,3 +79,12 @@ def test_commands_before_init_name_the_missing_schema(tmp_path: Path) -> None:
         assert code == EXIT_CONFIG, (args, err)
         assert "schema is not initialised" in err and "run `pii-vault init`" in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_schema_ahead_of_this_version_stays_ready(local_api: Api, database: Database) -> None:
+    """Mid-upgrade: a newer version migrated the schema; this older process keeps serving."""
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version_access SET version_num = 'a9999'"))
+    assert schema_state(database.engine) == "ahead"
+    r = local_api.client.get("/readyz")
+    assert r.status_code == 200 and r.json["database_schema"] == "ahead", r.json

@@ -7,6 +7,7 @@ shows in /readyz and the metrics.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -47,13 +48,17 @@ def _ticks(provider: TransitKeyProvider, seconds: float, every: float = 1.0) -> 
 
 
 def test_periodic_token_is_renewed_and_outlives_its_period(
-    openbao: OpenBaoServer, root: hvac.Client
+    openbao: OpenBaoServer, root: hvac.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = root.auth.token.create(policies=[POLICY_NAME], period="4s")["auth"]["client_token"]
     provider = TransitKeyProvider(openbao.addr, token)
-    _ticks(provider, 7)  # idle for almost two periods: only the renewals keep it alive
+    with caplog.at_level(logging.INFO, logger="keys.vault_auth"):
+        _ticks(provider, 7)  # idle for almost two periods: only the renewals keep it alive
     _works(provider)
     assert provider.auth_state.renewals >= 2 and provider.auth_state.ok
+    # Issue 23: each renewal is an INFO line an operator can see, never the token.
+    renewed = [r.getMessage() for r in caplog.records if "token renewed" in r.getMessage()]
+    assert len(renewed) >= 2 and not any(token in m for m in renewed)
 
 
 def test_without_renewal_the_same_token_dies(openbao: OpenBaoServer, root: hvac.Client) -> None:
