@@ -55,6 +55,9 @@ def _error(exc_info: Any) -> str | None:
     return f"{exc_info[0].__name__} at {frames(exc_info[2])}"
 
 
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = (
@@ -67,7 +70,10 @@ class TextFormatter(logging.Formatter):
             if getattr(record, name, None) is not None
         )
         error = _error(record.exc_info)
-        return " ".join(part for part in (line, extra, error and f"error={error}") if part)
+        text = " ".join(part for part in (line, extra, error and f"error={error}") if part)
+        # One record, one line: a caller's words in a message (an unknown purpose, say)
+        # cannot start a forged line (JSON escapes them by itself).
+        return text.translate(_ONE_LINE)
 
 
 class JsonFormatter(logging.Formatter):
