@@ -228,14 +228,6 @@ class OfficeGuard(GuardBase):
             self.watch.exported(caller.principal, "disclose")
         return data
 
-    def access_history(
-        self, caller: Caller, subject_id: str, purpose: str, *, limit: int = 200
-    ) -> list[dict[str, Any]]:
-        """Who did what to this subject (the privacy office: decided as an export, which
-        the history is part of), each event cut down to this subject."""
-        sid = self._exportable(caller, subject_id, purpose)
-        return self._history(sid, limit, own=purpose == SUBJECT_ACCESS)
-
     def privacy_record(self, caller: Caller, subject_id: str, purpose: str) -> PrivacyRecord:
         """The privacy office's page of a subject: masked values, consents, restrictions and
         access history under one decision and one audit event (issue 23: a view wrote three
@@ -248,18 +240,6 @@ class OfficeGuard(GuardBase):
             restrictions=restrictions.of(sid) if restrictions is not None else [],
             history=self._history(sid, 200, own=purpose == SUBJECT_ACCESS),
         )
-
-    def consents_of(self, caller: Caller, subject_id: str, purpose: str) -> list[dict[str, Any]]:
-        """A subject's consent history (the privacy office, as part of an export)."""
-        return self.consents.of(self._exportable(caller, subject_id, purpose))
-
-    def restrictions_of(
-        self, caller: Caller, subject_id: str, purpose: str
-    ) -> list[dict[str, Any]]:
-        """A subject's restriction history (the privacy office, as part of an export)."""
-        sid = self._exportable(caller, subject_id, purpose)
-        restrictions = self.decider.restrictions
-        return restrictions.of(sid) if restrictions is not None else []
 
     def hold(
         self,

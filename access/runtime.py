@@ -537,7 +537,7 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         backend.close()
         engine.dispose()
         raise
-    runtime = compose(
+    return compose(
         engine,
         backend,
         schema=schema,
@@ -586,7 +586,6 @@ def open_runtime(settings: Settings, *, migrate: bool = False) -> Runtime:
         bulk_export_alert=settings.bulk_export_alert,
         anchor_backlog_alert=settings.anchor_backlog_alert,
     )
-    return runtime
 
 
 def _own_schema(settings: Settings) -> tuple[Schema | None, Purposes | None]:

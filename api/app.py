@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from flask import Response, g, request
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
@@ -29,7 +28,6 @@ from api.models import Problem
 from api.routes import approvals, audit, consents, emergency, ops, subjects, tokens, transfers
 from keys.bounded import LANES
 from vault.config import Settings
-from vault.errors import ValidationError
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_JSON_DEPTH = 32  # no request model nests deeper than 4
@@ -161,13 +159,6 @@ def create_app(config: AppConfig | None = None) -> OpenAPI:
                 raise UnsupportedMediaType()  # 415, as documented (not a validation 400)
             if body and json_depth(body) > MAX_JSON_DEPTH:
                 raise BadRequest()
-            if body:
-                try:
-                    orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    raise ValidationError(
-                        "the body is not valid JSON; nothing was stored", {"body": "json_invalid"}
-                    ) from None
         if any(len(values) > 1 for values in request.args.listvalues()):
             raise BadRequest()  # a parameter given twice: which one would count is ambiguous
 

@@ -17,18 +17,14 @@ import json
 import logging
 import logging.config
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from flask import g, has_request_context
 
+from vault.config import LOG_FORMATS, LOG_LEVELS
 from vault.errors import frames
 
-FORMATS = ("text", "json")
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _FIELDS = ("request_id", "principal", "method", "route", "status", "duration_ms", "cause")
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 class RequestContext(logging.Filter):
@@ -133,4 +129,6 @@ def configure_from_env(env: Mapping[str, str], default_level: str) -> None:
     to the default here and is refused, in one line, when the command reads its settings."""
     fmt = (env.get("PII_VAULT_LOG_FORMAT") or "text").strip().lower()
     level = (env.get("PII_VAULT_LOG_LEVEL") or default_level).strip().upper()
-    configure(fmt if fmt in FORMATS else "text", level if level in LEVELS else default_level)
+    configure(
+        fmt if fmt in LOG_FORMATS else "text", level if level in LOG_LEVELS else default_level
+    )

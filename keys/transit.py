@@ -83,6 +83,17 @@ def _rfc3339(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
+def check_token(client: hvac.Client, where: str) -> None:
+    """A token Vault does not know is said to be that (every valid token may look itself
+    up), not "not privileged" nor a policy refusal (issue 23): ``init`` and ``serve``
+    ask before anything else."""
+    refused = config_error(
+        f"the Vault token was refused by Vault at {where}: it is invalid, expired or revoked"
+    )
+    with vault_errors(denied=refused, missing=refused, invalid=refused):
+        client.auth.token.lookup_self()
+
+
 class TransitKeyProvider:
     """KeyBackend over Vault/OpenBao transit."""
 
@@ -208,12 +219,7 @@ class TransitKeyProvider:
     def verify_auth(self) -> None:
         """``serve``'s start-up: the token (given, or from the AppRole login) is valid now.
         Without this an invalid VAULT_TOKEN was accepted and every request failed later."""
-        refused = config_error(
-            f"the Vault token was refused by {', '.join(self.cluster.addrs)}: invalid, "
-            "expired or revoked"
-        )
-        with vault_errors(denied=refused, missing=refused):
-            self._client.auth.token.lookup_self()
+        check_token(self._client, ", ".join(self.cluster.addrs))
 
     def token_is_root(self) -> bool:
         with vault_errors():
@@ -363,10 +369,6 @@ class TransitKeyProvider:
         )
 
     # -- KeyInventory ------------------------------------------------------------
-
-    @property
-    def mount(self) -> str:
-        return self._mount
 
     def mount_claims(self) -> dict[str, list[str]]:
         """The deployments that claimed this mount (keys/claims.py): normally exactly one."""

@@ -76,14 +76,15 @@ def shard_policy_text(mount: str) -> str:
     return f"# pii-vault subject-key shard on mount {mount}/\n\n" + "\n".join(stanzas)
 
 
-def check_token(client: hvac.Client, where: str) -> None:
-    """Before anything else: a token Vault does not know is said to be that (every valid
-    token may look itself up), not "not privileged" (issue 23)."""
-    refused = config_error(
-        f"VAULT_TOKEN was refused by Vault at {where}: it is invalid, expired or revoked"
-    )
-    with vault_errors(denied=refused, missing=refused, invalid=refused):
-        client.auth.token.lookup_self()
+def _nothing(ids: list[str]) -> set[str]:
+    """``known`` when no database was given: it knows no subject."""
+    return set()
+
+
+def _claim(client: hvac.Client, mount: str, log_id: str, done: list[str]) -> None:
+    """Claim ``mount`` for deployment ``log_id`` (a mount enabled moments ago: retried)."""
+    _just_made(partial(claim, client, mount, log_id))
+    done.append(f"claimed the mount {mount}/ for deployment {log_id}")
 
 
 def _mounts(client: hvac.Client) -> dict[str, Any]:
@@ -159,13 +160,10 @@ def bootstrap_shard(
     with vault_errors(
         missing=privileged, invalid=provider_error("Vault shard set-up failed"), denied=privileged
     ):
-        ours = log_id is not None and verify_claimable(
-            client, mount, log_id, known or (lambda ids: set())
-        )
+        ours = log_id is not None and verify_claimable(client, mount, log_id, known or _nothing)
         _enable(client, _mounts(client), "transit", mount, done)
         if log_id is not None and not ours:
-            _just_made(partial(claim, client, mount, log_id))
-            done.append(f"claimed the mount {mount}/ for deployment {log_id}")
+            _claim(client, mount, log_id, done)
         _just_made(lambda: _policy(client, policy_name, shard_policy_text(mount), done))
     return done
 
@@ -244,7 +242,7 @@ def bootstrap_transit(
                     "PII_VAULT_VAULT_POLICY, PII_VAULT_TRANSIT_MOUNT and PII_VAULT_ANCHOR_MOUNT"
                 )
             for m in transit_mounts:
-                claimed[m] = verify_claimable(client, m, log_id, known or (lambda ids: set()))
+                claimed[m] = verify_claimable(client, m, log_id, known or _nothing)
         _enable(client, mounts, "transit", mount, done)
         for name, key_type in SHARED_KEYS:
             _just_made(partial(_shared_key, client, mount, name, key_type, done))
@@ -255,8 +253,7 @@ def bootstrap_transit(
         if log_id is not None:
             for m in transit_mounts:
                 if not claimed[m]:
-                    _just_made(partial(claim, client, m, log_id))
-                    done.append(f"claimed the mount {m}/ for deployment {log_id}")
+                    _claim(client, m, log_id, done)
         policy = "\n".join(
             [
                 policy_text(mount, log_id, anchor_mount),

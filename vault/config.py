@@ -56,11 +56,27 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     return path
 
 
+def _region(env: Mapping[str, str], name: str, default: str) -> str:
+    region = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region) or not known_region(region):
+        raise ConfigError(
+            f"{name} must be an ISO 3166 country (DE) or subdivision (US-CA) code, "
+            f"not {region[:16]!r}"
+        )
+    return region
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = (env.get(name) or default).strip()
-    if value.lower() not in {a.lower() for a in allowed}:
+    """One of ``allowed``, given in any case; returned as ``allowed`` spells it."""
+    spelled = {a.lower(): a for a in allowed}
+    value = (env.get(name) or default).strip().lower()
+    if value not in spelled:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}")
-    return value.lower() if value.lower() in allowed else value
+    return spelled[value]
 
 
 def _vault_name(env: Mapping[str, str], name: str, default: str) -> str:
@@ -273,18 +289,9 @@ class Settings:
                     )
         except KeyProviderConfigError as exc:
             raise ConfigError(str(exc)) from exc
-        region = env.get("PII_VAULT_DEFAULT_REGION") or "CN"
-        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", region) or not known_region(region):
-            raise ConfigError(
-                "PII_VAULT_DEFAULT_REGION must be an ISO 3166 country (DE) or subdivision "
-                f"(US-CA) code, not {region[:16]!r}"
-            )
+        region = _region(env, "PII_VAULT_DEFAULT_REGION", "CN")
         read_budget, read_budget_roles = _read_budgets(env)
-        deployment = env.get("PII_VAULT_DEPLOYMENT_REGION") or region
-        if not re.fullmatch(r"[A-Za-z0-9-]{2,16}", deployment) or not known_region(deployment):
-            raise ConfigError(
-                "PII_VAULT_DEPLOYMENT_REGION must be an ISO 3166 country or subdivision code"
-            )
+        deployment = _region(env, "PII_VAULT_DEPLOYMENT_REGION", region)
         unknown = [s.region for s in shards if s.region and not known_region(s.region)]
         if primary_region and not known_region(primary_region):
             unknown.append(primary_region)
@@ -336,10 +343,8 @@ class Settings:
             metrics_token=secret(env, "PII_VAULT_METRICS_TOKEN"),
             schema_file=_file(env, "PII_VAULT_SCHEMA_FILE"),
             purposes_file=_file(env, "PII_VAULT_PURPOSES_FILE"),
-            log_format=_choice(env, "PII_VAULT_LOG_FORMAT", ("text", "json"), "text"),
-            log_level=_choice(
-                env, "PII_VAULT_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
-            ).upper(),
+            log_format=_choice(env, "PII_VAULT_LOG_FORMAT", LOG_FORMATS, "text"),
+            log_level=_choice(env, "PII_VAULT_LOG_LEVEL", LOG_LEVELS, "INFO"),
             reveal_budget=_int(env, "PII_VAULT_REVEAL_BUDGET", 50, 1),
             search_budget=_int(env, "PII_VAULT_SEARCH_BUDGET", 10, 1),
             ticket_url=_url(env, "PII_VAULT_TICKET_URL"),

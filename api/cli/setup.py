@@ -34,7 +34,8 @@ def init() -> None:
     if settings.keys.kind == "transit":
         from keys.anchors import KvAnchors
         from keys.factory import primary_cluster
-        from keys.transit_setup import bootstrap_transit, check_token, pin_log_identity
+        from keys.transit import check_token
+        from keys.transit_setup import bootstrap_transit, pin_log_identity
 
         if not settings.keys.addrs or not settings.keys.vault_token:
             raise ConfigError(
@@ -131,6 +132,19 @@ def _migrated_engine(settings: Settings) -> Any:
     return engine
 
 
+def _initialised_engine(settings: Settings) -> Any:
+    """``init-shard``: the database ``init`` set up, as it is (nothing migrated)."""
+    from vault.db import make_engine, require_schema
+
+    engine = make_engine(settings.effective_database_url, timeout=settings.db_timeout)
+    try:
+        require_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 @click.command("init-shard")
 @click.argument("number", type=int)
 @click.option("--service-token", is_flag=True, help="Also print a token for the service.")
@@ -142,7 +156,8 @@ def init_shard(number: int, service_token: bool) -> None:
     (PII_VAULT_SHARD_<N>_TOKEN) holding only the shard policy: subject keys on that mount.
     """
     from keys.cluster import VaultCluster, parse_addrs
-    from keys.transit_setup import bootstrap_shard, check_token, create_service_token
+    from keys.transit import check_token
+    from keys.transit_setup import bootstrap_shard, create_service_token
 
     settings = Settings.from_env()
     shard = next((s for s in settings.keys.shards if s.number == number), None)
@@ -153,7 +168,7 @@ def init_shard(number: int, service_token: bool) -> None:
         )
     if not settings.keys.vault_token:
         raise ConfigError("init-shard needs that cluster's privileged token in VAULT_TOKEN")
-    engine = _migrated_engine(settings)
+    engine = _initialised_engine(settings)
     log_id = database_log_id(engine)
     client = VaultCluster(
         parse_addrs(shard.addr),
